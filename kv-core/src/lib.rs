@@ -1,0 +1,65 @@
+//! The key-value store contract that every backend and every middleware of this toolkit uses.
+//!
+//! - [`KvStore`] is the object-safe async trait a backend implements for one namespace, and
+//!   [`Backend`] hands namespaces out by name.
+//! - [`Store`] and [`Namespace`] are the cheap-to-clone handles users hold: text, bytes and JSON
+//!   (serde) values, metadata, expiry, compare-and-swap through [`WriteMode`], paging and
+//!   streaming listings, and bulk operations. Every request is checked against the [`Limits`]
+//!   (Workers KV's by default) before any I/O, and each violation is its own [`LimitError`].
+//! - Time comes from a [`Clock`]: the system clock, or a [`ManualClock`] in tests.
+//! - [`StoreUrl`] parses the one string that selects a backend.
+//! - With the `conformance` feature, [`conformance`] is the test suite that defines the
+//!   contract; every backend runs all of it through [`conformance_tests!`].
+//!
+//! ```
+//! # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
+//! use kv_core::{PutOptions, PutOutcome, WriteMode};
+//!
+//! let counters = store.namespace("COUNTERS").await?;
+//! // Compare-and-swap: increment without losing a concurrent update.
+//! loop {
+//!     let (count, version) = match counters.get_json_entry::<u64>("hits").await? {
+//!         Some((count, entry)) => (count, Some(entry.version)),
+//!         None => (0, None),
+//!     };
+//!     let mode = match version {
+//!         Some(version) => WriteMode::OnlyIfVersion(version),
+//!         None => WriteMode::OnlyIfAbsent,
+//!     };
+//!     let options = PutOptions::new().mode(mode);
+//!     if let PutOutcome::Written(_) = counters.put_json_with("hits", &(count + 1), options).await? {
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod clock;
+mod cursor;
+mod error;
+mod limits;
+mod namespace;
+mod store;
+mod types;
+mod url;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use crate::clock::{is_expired, unix_secs, Clock, ManualClock, SharedClock, SystemClock};
+pub use crate::cursor::{collect_page, decode_cursor, encode_cursor, list_start};
+pub use crate::error::{BoxError, KvError, LimitError, Message, Result};
+pub use crate::limits::Limits;
+pub use crate::namespace::{check_namespace_name, Namespace, Store, MAX_NAMESPACE_NAME_BYTES};
+pub use crate::store::{Backend, KvStore};
+pub use crate::types::{
+    BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage, NewEntry,
+    ParseVersionError, PutOptions, PutOutcome, Version, WriteMode,
+};
+pub use crate::url::{StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
+
+/// Re-exported so backends and users name the same `Bytes`.
+pub use bytes::Bytes;
+/// Re-exported for implementing [`KvStore`] and [`Backend`].
+pub use async_trait::async_trait;

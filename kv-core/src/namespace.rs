@@ -1,0 +1,451 @@
+//! The typed handles users hold: [`Store`] over a backend and [`Namespace`] over one keyspace.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, Stream};
+use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::error::{KvError, Result};
+use crate::limits::Limits;
+use crate::store::{Backend, KvStore};
+use crate::types::{
+    BulkPut, Capabilities, DeleteOutcome, Entry, KeyInfo, ListOptions, ListPage, NewEntry,
+    PutOptions, PutOutcome, Version, WriteMode,
+};
+
+/// Longest namespace name, in bytes.
+pub const MAX_NAMESPACE_NAME_BYTES: usize = 256;
+
+/// Checks a namespace name: 1 to 256 bytes, no control characters.
+pub fn check_namespace_name(name: &str) -> Result<()> {
+    let invalid = |reason| KvError::InvalidNamespace {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if name.len() > MAX_NAMESPACE_NAME_BYTES {
+        return Err(invalid("longer than 256 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// A handle to a backend: opens namespaces, lists and deletes them. Cheap to clone.
+///
+/// ```
+/// # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
+/// let sessions = store.namespace("SESSIONS").await?;
+/// sessions.put_text("greeting", "hello").await?;
+/// assert_eq!(sessions.get_text("greeting").await?.as_deref(), Some("hello"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    limits: Arc<Limits>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A handle over `backend` with the default (Workers KV) limits.
+    pub fn new(backend: impl Backend) -> Self {
+        Self::from_arc(Arc::new(backend))
+    }
+
+    /// A handle over a shared backend with the default limits.
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
+        Store {
+            backend,
+            limits: Arc::new(Limits::default()),
+        }
+    }
+
+    /// The same store checked against other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
+    }
+
+    /// The backend's short name (`memory`, `file`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// The limits every request is checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The backend's clock.
+    pub fn clock(&self) -> SharedClock {
+        self.backend.clock()
+    }
+
+    /// Opens (creating if needed) the namespace called `name`.
+    pub async fn namespace(&self, name: &str) -> Result<Namespace> {
+        check_namespace_name(name)?;
+        let inner = self.backend.namespace(name).await?;
+        Ok(Namespace {
+            name: Arc::from(name),
+            inner,
+            limits: self.limits.clone(),
+            clock: self.backend.clock(),
+        })
+    }
+
+    /// The names of the existing namespaces, sorted.
+    pub async fn list_namespaces(&self) -> Result<Vec<String>> {
+        self.backend.list_namespaces().await
+    }
+
+    /// Deletes a namespace and its entries; `false` when it did not exist.
+    pub async fn delete_namespace(&self, name: &str) -> Result<bool> {
+        check_namespace_name(name)?;
+        self.backend.delete_namespace(name).await
+    }
+}
+
+/// A cheap-to-clone handle to one namespace, with typed conveniences over [`KvStore`].
+///
+/// Every request is checked against the [`Limits`] before it reaches the backend, so a limit
+/// violation is a typed [`KvError::Limit`] and nothing is stored.
+///
+/// ```
+/// # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
+/// use kv_core::{PutOptions, PutOutcome};
+/// use std::time::Duration;
+///
+/// let cache = store.namespace("CACHE").await?;
+/// let options = PutOptions::new()
+///     .ttl(Duration::from_secs(300))
+///     .metadata(serde_json::json!({"source": "db"}));
+/// let outcome = cache.put_with("user:1", "Ada", options).await?;
+/// assert!(matches!(outcome, PutOutcome::Written(_)));
+///
+/// let entry = cache.get_entry("user:1").await?.expect("just written");
+/// assert_eq!(&entry.value[..], b"Ada");
+/// assert_eq!(entry.metadata, Some(serde_json::json!({"source": "db"})));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Namespace {
+    name: Arc<str>,
+    inner: Arc<dyn KvStore>,
+    limits: Arc<Limits>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .field("store", &self.inner)
+            .finish()
+    }
+}
+
+impl Namespace {
+    /// A handle over a namespace store with explicit limits and clock.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        inner: Arc<dyn KvStore>,
+        limits: Limits,
+        clock: SharedClock,
+    ) -> Self {
+        Namespace {
+            name: name.into(),
+            inner,
+            limits: Arc::new(limits),
+            clock,
+        }
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limits requests are checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The clock deciding expiry.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// What the backend does faithfully (for example atomic compare-and-swap).
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// The underlying store, for decorators that wrap it.
+    pub fn raw(&self) -> &Arc<dyn KvStore> {
+        &self.inner
+    }
+
+    // ---- reads ----
+
+    /// The value's bytes, or `None` when the key is absent or expired.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.get_entry(key).await?.map(|entry| entry.value))
+    }
+
+    /// The value as UTF-8 text.
+    pub async fn get_text(&self, key: &str) -> Result<Option<String>> {
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.to_vec())
+                .map(Some)
+                .map_err(|e| decode_error(key, "UTF-8", e)),
+        }
+    }
+
+    /// The value decoded from JSON.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| decode_error(key, "JSON", e)),
+        }
+    }
+
+    /// The whole entry: value, metadata, expiration and version.
+    pub async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.limits.check_key(key)?;
+        self.inner.get(key).await
+    }
+
+    /// The value decoded from JSON together with the entry's metadata and version.
+    pub async fn get_json_entry<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, Entry)>> {
+        match self.get_entry(key).await? {
+            None => Ok(None),
+            Some(entry) => {
+                let value =
+                    serde_json::from_slice(&entry.value).map_err(|e| decode_error(key, "JSON", e))?;
+                Ok(Some((value, entry)))
+            }
+        }
+    }
+
+    /// Reads up to 100 keys at once; the result keeps the order of `keys`, `None` for a missing
+    /// key.
+    pub async fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Entry>>> {
+        self.limits.check_bulk_get(keys.len())?;
+        let keys = keys
+            .iter()
+            .map(|key| {
+                let key = key.as_ref();
+                self.limits.check_key(key)?;
+                Ok(key.to_owned())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.get_many(&keys).await
+    }
+
+    // ---- writes ----
+
+    /// Writes bytes unconditionally, with no expiry and no metadata; returns the new version.
+    pub async fn put(&self, key: &str, value: impl Into<Bytes>) -> Result<Version> {
+        let outcome = self.put_with(key, value, PutOptions::default()).await?;
+        Ok(outcome
+            .version()
+            .expect("an unconditional write always happens"))
+    }
+
+    /// Writes text unconditionally.
+    pub async fn put_text(&self, key: &str, value: &str) -> Result<Version> {
+        self.put(key, Bytes::copy_from_slice(value.as_bytes())).await
+    }
+
+    /// Writes a value as JSON unconditionally.
+    pub async fn put_json<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Version> {
+        let bytes = encode_json("value", value)?;
+        self.put(key, bytes).await
+    }
+
+    /// Writes a value as JSON with options (expiry, metadata, write mode).
+    pub async fn put_json_with<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: PutOptions,
+    ) -> Result<PutOutcome> {
+        let bytes = encode_json("value", value)?;
+        self.put_with(key, bytes, options).await
+    }
+
+    /// Writes bytes with options; a write mode whose condition fails gives
+    /// [`PutOutcome::ConditionFailed`].
+    pub async fn put_with(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        options: PutOptions,
+    ) -> Result<PutOutcome> {
+        let entry = self.new_entry(key, value.into(), &options)?;
+        self.check_mode(options.mode, "conditional put")?;
+        self.inner.put(key, entry, options.mode).await
+    }
+
+    /// Deletes a key unconditionally; deleting an absent key is a no-op.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let _ = self.delete_with(key, WriteMode::Overwrite).await?;
+        Ok(())
+    }
+
+    /// Deletes a key under a write mode (for example only if its version still matches).
+    pub async fn delete_with(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        self.limits.check_key(key)?;
+        self.check_mode(mode, "conditional delete")?;
+        self.inner.delete(key, mode).await
+    }
+
+    /// Writes many entries unconditionally (up to the bulk write limit). Every item is checked
+    /// before any is written.
+    pub async fn put_many(&self, items: Vec<BulkPut>) -> Result<()> {
+        self.limits.check_bulk_write(items.len())?;
+        let mut checked = Vec::with_capacity(items.len());
+        for item in items {
+            if item.options.mode.is_conditional() {
+                return Err(KvError::Unsupported {
+                    backend: "bulk",
+                    operation: "conditional writes in a bulk put",
+                });
+            }
+            let entry = self.new_entry(&item.key, item.value, &item.options)?;
+            checked.push((item.key, entry));
+        }
+        if checked.is_empty() {
+            return Ok(());
+        }
+        self.inner.put_many(checked).await
+    }
+
+    /// Deletes many keys unconditionally (up to the bulk write limit).
+    pub async fn delete_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<()> {
+        self.limits.check_bulk_write(keys.len())?;
+        let keys = keys
+            .iter()
+            .map(|key| {
+                let key = key.as_ref();
+                self.limits.check_key(key)?;
+                Ok(key.to_owned())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.inner.delete_many(&keys).await
+    }
+
+    // ---- listing ----
+
+    /// One page of keys in byte order.
+    pub async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.limits.check_list_limit(options.limit)?;
+        self.inner.list(options).await
+    }
+
+    /// Every key with `prefix`, as a stream that fetches pages of 1000 on demand.
+    pub fn list_all(&self, prefix: &str) -> impl Stream<Item = Result<KeyInfo>> + Send + 'static {
+        let namespace = self.clone();
+        let first = ListOptions::new()
+            .prefix(prefix)
+            .limit(self.limits.max_list_limit);
+        stream::try_unfold(Some(first), move |next| {
+            let namespace = namespace.clone();
+            async move {
+                let Some(options) = next else {
+                    return Ok::<_, KvError>(None);
+                };
+                let page = namespace.list(&options).await?;
+                let following = match page.cursor {
+                    Some(cursor) if !page.list_complete => Some(ListOptions {
+                        cursor: Some(cursor),
+                        ..options
+                    }),
+                    _ => None,
+                };
+                Ok(Some((
+                    stream::iter(page.keys.into_iter().map(Ok::<_, KvError>)),
+                    following,
+                )))
+            }
+        })
+        .try_flatten()
+    }
+
+    fn new_entry(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<NewEntry> {
+        self.limits.check_key(key)?;
+        self.limits.check_value(key, value.len())?;
+        if let Some(metadata) = &options.metadata {
+            let json_len = serde_json::to_vec(metadata)
+                .map_err(|source| KvError::Encode {
+                    what: "metadata",
+                    source,
+                })?
+                .len();
+            self.limits.check_metadata(key, json_len)?;
+        }
+        let expiration = self
+            .limits
+            .resolve_expiry(options.expiry, self.clock.now())?;
+        Ok(NewEntry {
+            value,
+            metadata: options.metadata.clone(),
+            expiration,
+        })
+    }
+
+    fn check_mode(&self, mode: WriteMode, operation: &'static str) -> Result<()> {
+        if mode.is_conditional() && !self.inner.capabilities().atomic_conditional_writes {
+            return Err(KvError::Unsupported {
+                backend: self.inner.kind(),
+                operation,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn encode_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|source| KvError::Encode { what, source })
+}
+
+fn decode_error(
+    key: &str,
+    format: &'static str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> KvError {
+    KvError::Decode {
+        key: key.to_owned(),
+        format,
+        source: Box::new(error),
+    }
+}
+

@@ -1,0 +1,84 @@
+//! The object-safe traits every backend implements.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::clock::SharedClock;
+use crate::error::Result;
+use crate::types::{
+    Capabilities, DeleteOutcome, Entry, ListOptions, ListPage, NewEntry, PutOutcome, WriteMode,
+};
+
+/// One namespace of one backend: an isolated keyspace.
+///
+/// Implementations receive requests already checked against the [`Limits`](crate::Limits) by the
+/// [`Namespace`](crate::Namespace) handle, with expiries already absolute; they decide expiry
+/// with the backend's [`Clock`](crate::Clock), treat an entry whose expiration is at or before
+/// now as absent, and give every write a new [`Version`](crate::Version). Conditional writes
+/// reach an implementation only when its capabilities say they are atomic.
+#[async_trait]
+pub trait KvStore: Send + Sync + Debug + 'static {
+    /// The backend's short name, for errors and logs (`memory`, `file`).
+    fn kind(&self) -> &'static str;
+
+    /// What this store does faithfully.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads one entry.
+    async fn get(&self, key: &str) -> Result<Option<Entry>>;
+
+    /// Writes one entry under `mode`.
+    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome>;
+
+    /// Deletes one entry under `mode`; deleting an absent key unconditionally is a no-op.
+    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome>;
+
+    /// Lists one page in key byte order (the limit is already checked; the cursor is not).
+    async fn list(&self, options: &ListOptions) -> Result<ListPage>;
+
+    /// Reads many entries, in the order of `keys`.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            entries.push(self.get(key).await?);
+        }
+        Ok(entries)
+    }
+
+    /// Writes many entries unconditionally.
+    async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        for (key, entry) in items {
+            let _ = self.put(&key, entry, WriteMode::Overwrite).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes many keys unconditionally.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            let _ = self.delete(key, WriteMode::Overwrite).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A backend: hands out its namespaces by name.
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// A short name for logs and errors (`memory`, `file`).
+    fn kind(&self) -> &'static str;
+
+    /// The clock this backend decides expiry with.
+    fn clock(&self) -> SharedClock;
+
+    /// Opens the namespace called `name`, creating it when it does not exist.
+    async fn namespace(&self, name: &str) -> Result<Arc<dyn KvStore>>;
+
+    /// The names of the namespaces that exist, sorted.
+    async fn list_namespaces(&self) -> Result<Vec<String>>;
+
+    /// Removes a namespace and everything in it; `false` when it did not exist.
+    async fn delete_namespace(&self, name: &str) -> Result<bool>;
+}

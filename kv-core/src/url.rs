@@ -1,0 +1,269 @@
+//! Store URLs: one string selects a backend everywhere (CLI flags, examples, `KV_STORE`).
+//!
+//! | form | backend |
+//! | --- | --- |
+//! | `memory:` | in-memory, gone when the process exits |
+//! | `file:PATH`, `file://PATH` or a bare path | the durable file store at `PATH` |
+//! | `redis://HOST:PORT/DB`, `rediss://...` | Redis |
+//! | `http://HOST:PORT`, `https://...` | a kv-server (token from `KV_TOKEN`) |
+//! | `cloudflare://ACCOUNT_ID` | Cloudflare Workers KV (token from `CLOUDFLARE_API_TOKEN`) |
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::KvError;
+
+/// The environment variable that names the store URL where a program takes one.
+pub const STORE_URL_ENV: &str = "KV_STORE";
+
+/// The store a program uses when it is given none: the file store in `./kv-data`.
+pub const DEFAULT_STORE_URL: &str = "file:./kv-data";
+
+/// A parsed store URL.
+///
+/// ```
+/// use kv_core::StoreUrl;
+///
+/// assert_eq!("memory:".parse::<StoreUrl>().unwrap(), StoreUrl::Memory);
+/// assert_eq!(
+///     "file:./kv-data".parse::<StoreUrl>().unwrap(),
+///     StoreUrl::File { path: "./kv-data".into() }
+/// );
+/// assert!("ftp://nope".parse::<StoreUrl>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreUrl {
+    /// The in-memory backend.
+    Memory,
+    /// The durable file backend at this path.
+    File {
+        /// Where the store file lives.
+        path: PathBuf,
+    },
+    /// A Redis server; `url` is the whole `redis://` or `rediss://` URL.
+    Redis {
+        /// The URL as given.
+        url: String,
+    },
+    /// A kv-server (or another server speaking the REST protocol); `url` is its base URL.
+    Http {
+        /// The URL as given.
+        url: String,
+    },
+    /// Cloudflare Workers KV for this account.
+    Cloudflare {
+        /// The Cloudflare account id.
+        account_id: String,
+    },
+}
+
+impl StoreUrl {
+    /// The name of the backend this URL selects.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StoreUrl::Memory => "memory",
+            StoreUrl::File { .. } => "file",
+            StoreUrl::Redis { .. } => "redis",
+            StoreUrl::Http { .. } => "http",
+            StoreUrl::Cloudflare { .. } => "cloudflare",
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Memory => f.write_str("memory:"),
+            StoreUrl::File { path } => write!(f, "file:{}", path.display()),
+            StoreUrl::Redis { url } | StoreUrl::Http { url } => f.write_str(url),
+            StoreUrl::Cloudflare { account_id } => write!(f, "cloudflare://{account_id}"),
+        }
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = KvError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: &str| KvError::InvalidStoreUrl {
+            url: input.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let url = input.trim();
+        if url.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        let Some((scheme, rest)) = split_scheme(url) else {
+            // No scheme: a path to a file store.
+            return Ok(StoreUrl::File { path: url.into() });
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "memory" => {
+                if rest.is_empty() || rest == "//" {
+                    Ok(StoreUrl::Memory)
+                } else {
+                    Err(invalid("`memory:` takes nothing after the colon"))
+                }
+            }
+            "file" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    Err(invalid("`file:` needs a path, as in `file:./kv-data`"))
+                } else {
+                    Ok(StoreUrl::File { path: path.into() })
+                }
+            }
+            "redis" | "rediss" => {
+                require_host(rest).map_err(|reason| invalid(&reason))?;
+                Ok(StoreUrl::Redis {
+                    url: url.to_owned(),
+                })
+            }
+            "http" | "https" => {
+                require_host(rest).map_err(|reason| invalid(&reason))?;
+                Ok(StoreUrl::Http {
+                    url: url.trim_end_matches('/').to_owned(),
+                })
+            }
+            "cloudflare" => {
+                let account_id = rest
+                    .strip_prefix("//")
+                    .unwrap_or(rest)
+                    .trim_end_matches('/');
+                if account_id.is_empty()
+                    || !account_id.chars().all(|c| c.is_ascii_alphanumeric())
+                {
+                    Err(invalid(
+                        "`cloudflare://ACCOUNT_ID` needs an account id of letters and digits",
+                    ))
+                } else {
+                    Ok(StoreUrl::Cloudflare {
+                        account_id: account_id.to_owned(),
+                    })
+                }
+            }
+            other => Err(invalid(&format!(
+                "unknown scheme `{other}:` (expected memory:, file:, redis://, rediss://, \
+                 http://, https:// or cloudflare://)"
+            ))),
+        }
+    }
+}
+
+/// Splits `scheme:rest` when the text starts with a URL scheme (letters, digits, `+-.`, at
+/// least two characters so that a Windows drive letter reads as a path).
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once(':')?;
+    let valid = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
+fn require_host(rest: &str) -> Result<(), String> {
+    let Some(authority) = rest.strip_prefix("//") else {
+        return Err("expected `//` after the scheme".to_owned());
+    };
+    let host = authority
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("the URL has no host".to_owned());
+    }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
+        if port.parse::<u16>().is_err() {
+            return Err(format!("port {port:?} is not a number from 0 to 65535"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<StoreUrl, KvError> {
+        s.parse()
+    }
+
+    #[test]
+    fn accepted_forms() {
+        assert_eq!(parse("memory:").unwrap(), StoreUrl::Memory);
+        assert_eq!(parse("memory://").unwrap(), StoreUrl::Memory);
+        assert_eq!(
+            parse("file:/var/lib/kv").unwrap(),
+            StoreUrl::File {
+                path: "/var/lib/kv".into()
+            }
+        );
+        assert_eq!(
+            parse("file:///var/lib/kv").unwrap(),
+            StoreUrl::File {
+                path: "/var/lib/kv".into()
+            }
+        );
+        assert_eq!(
+            parse("./kv-data").unwrap(),
+            StoreUrl::File {
+                path: "./kv-data".into()
+            }
+        );
+        assert_eq!(
+            parse("redis://127.0.0.1:6379/0").unwrap().backend(),
+            "redis"
+        );
+        assert_eq!(parse("rediss://cache.internal/2").unwrap().backend(), "redis");
+        assert_eq!(
+            parse("http://127.0.0.1:8787/").unwrap(),
+            StoreUrl::Http {
+                url: "http://127.0.0.1:8787".into()
+            }
+        );
+        assert_eq!(
+            parse("cloudflare://0123abcd").unwrap(),
+            StoreUrl::Cloudflare {
+                account_id: "0123abcd".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rejected_forms_say_why() {
+        for bad in [
+            "",
+            "   ",
+            "memory:x",
+            "file:",
+            "redis:",
+            "redis://",
+            "redis://:6379",
+            "http://host:notaport",
+            "cloudflare://",
+            "cloudflare://acc/../x",
+            "s3://bucket",
+        ] {
+            match parse(bad) {
+                Err(KvError::InvalidStoreUrl { url, reason }) => {
+                    assert_eq!(url, bad);
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for url in ["memory:", "file:./kv-data", "redis://h:1/0", "cloudflare://abc"] {
+            assert_eq!(parse(url).unwrap().to_string(), url);
+        }
+    }
+}
