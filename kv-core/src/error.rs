@@ -61,9 +61,7 @@ pub enum LimitError {
         min_secs: u64,
     },
     /// The absolute expiration is in the past or closer to now than the minimum.
-    #[error(
-        "expiration {expiration} (unix seconds) is less than {min_secs} s after now ({now})"
-    )]
+    #[error("expiration {expiration} (unix seconds) is less than {min_secs} s after now ({now})")]
     ExpirationTooSoon {
         /// The requested expiration, in seconds since the Unix epoch.
         expiration: u64,

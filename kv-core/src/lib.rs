@@ -59,7 +59,7 @@ pub use crate::types::{
 };
 pub use crate::url::{StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
 
-/// Re-exported so backends and users name the same `Bytes`.
-pub use bytes::Bytes;
 /// Re-exported for implementing [`KvStore`] and [`Backend`].
 pub use async_trait::async_trait;
+/// Re-exported so backends and users name the same `Bytes`.
+pub use bytes::Bytes;

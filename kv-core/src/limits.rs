@@ -169,7 +169,10 @@ mod tests {
     fn keys() {
         let limits = Limits::default();
         assert_eq!(limits.check_key(""), Err(LimitError::EmptyKey));
-        assert!(matches!(limits.check_key(".."), Err(LimitError::DotKey { .. })));
+        assert!(matches!(
+            limits.check_key(".."),
+            Err(LimitError::DotKey { .. })
+        ));
         assert!(limits.check_key("...").is_ok());
         assert!(limits.check_key(&"é".repeat(256)).is_ok());
         assert_eq!(
@@ -194,7 +197,11 @@ mod tests {
         );
         assert!(matches!(
             limits.resolve_expiry(Some(Expiry::At(1059)), now),
-            Err(LimitError::ExpirationTooSoon { expiration: 1059, now: 1000, .. })
+            Err(LimitError::ExpirationTooSoon {
+                expiration: 1059,
+                now: 1000,
+                ..
+            })
         ));
         assert_eq!(limits.resolve_expiry(None, now), Ok(None));
     }

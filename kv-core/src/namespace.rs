@@ -243,8 +243,8 @@ impl Namespace {
         match self.get_entry(key).await? {
             None => Ok(None),
             Some(entry) => {
-                let value =
-                    serde_json::from_slice(&entry.value).map_err(|e| decode_error(key, "JSON", e))?;
+                let value = serde_json::from_slice(&entry.value)
+                    .map_err(|e| decode_error(key, "JSON", e))?;
                 Ok(Some((value, entry)))
             }
         }
@@ -277,7 +277,8 @@ impl Namespace {
 
     /// Writes text unconditionally.
     pub async fn put_text(&self, key: &str, value: &str) -> Result<Version> {
-        self.put(key, Bytes::copy_from_slice(value.as_bytes())).await
+        self.put(key, Bytes::copy_from_slice(value.as_bytes()))
+            .await
     }
 
     /// Writes a value as JSON unconditionally.
@@ -448,4 +449,3 @@ fn decode_error(
         source: Box::new(error),
     }
 }
-

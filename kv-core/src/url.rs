@@ -132,9 +132,7 @@ impl FromStr for StoreUrl {
                     .strip_prefix("//")
                     .unwrap_or(rest)
                     .trim_end_matches('/');
-                if account_id.is_empty()
-                    || !account_id.chars().all(|c| c.is_ascii_alphanumeric())
-                {
+                if account_id.is_empty() || !account_id.chars().all(|c| c.is_ascii_alphanumeric()) {
                     Err(invalid(
                         "`cloudflare://ACCOUNT_ID` needs an account id of letters and digits",
                     ))
@@ -220,7 +218,10 @@ mod tests {
             parse("redis://127.0.0.1:6379/0").unwrap().backend(),
             "redis"
         );
-        assert_eq!(parse("rediss://cache.internal/2").unwrap().backend(), "redis");
+        assert_eq!(
+            parse("rediss://cache.internal/2").unwrap().backend(),
+            "redis"
+        );
         assert_eq!(
             parse("http://127.0.0.1:8787/").unwrap(),
             StoreUrl::Http {
@@ -262,7 +263,12 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for url in ["memory:", "file:./kv-data", "redis://h:1/0", "cloudflare://abc"] {
+        for url in [
+            "memory:",
+            "file:./kv-data",
+            "redis://h:1/0",
+            "cloudflare://abc",
+        ] {
             assert_eq!(parse(url).unwrap().to_string(), url);
         }
     }
