@@ -1,0 +1,331 @@
+//! The in-memory backend: concurrent, ordered, gone when the process exits.
+//!
+//! Each namespace is a lock-free skip list ordered by key bytes, so reads never take a lock and
+//! a listing walks only the page it returns. Writes to one key are serialized by one of 64
+//! striped mutexes, which makes compare-and-swap atomic without a global lock; no lock is ever
+//! held across an `.await`. Expired entries are invisible at once and removed by a background
+//! sweeper (or [`MemoryBackend::purge_expired`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kv_core::Result<()> {
+//! use kv_backends::memory::MemoryBackend;
+//! use kv_core::{PutOptions, Store};
+//!
+//! let store = Store::new(MemoryBackend::new());
+//! let flags = store.namespace("FLAGS").await?;
+//! flags.put_json("new-ui", &serde_json::json!({"state": "ENABLED"})).await?;
+//! let created = flags.put_with("new-ui", "x", PutOptions::new().only_if_absent()).await?;
+//! assert_eq!(created, kv_core::PutOutcome::ConditionFailed);
+//! # Ok(()) }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_skiplist::SkipMap;
+use kv_core::{
+    async_trait, collect_page, is_expired, list_start, Backend, Capabilities, DeleteOutcome,
+    Entry, KeyInfo, KvStore, ListOptions, ListPage, NewEntry, PutOutcome, Result, SharedClock,
+    SystemClock, Version, WriteMode,
+};
+use parking_lot::{Mutex, RwLock};
+use serde_json::Value;
+
+use crate::sweeper::{spawn_sweeper, DEFAULT_SWEEP_INTERVAL};
+
+const WRITE_STRIPES: usize = 64;
+
+/// Builds a [`MemoryBackend`].
+#[derive(Debug, Clone)]
+pub struct MemoryBackendBuilder {
+    clock: SharedClock,
+    sweep_interval: Duration,
+}
+
+impl MemoryBackendBuilder {
+    /// Decide expiry with this clock (the system clock by default).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How often the background sweeper removes expired entries (60 s by default).
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Builds the backend; inside a tokio runtime this also starts the sweeper.
+    pub fn build(self) -> MemoryBackend {
+        let shared = Arc::new(Shared {
+            clock: self.clock,
+            versions: Arc::new(AtomicU64::new(0)),
+            namespaces: RwLock::new(BTreeMap::new()),
+        });
+        spawn_sweeper(Arc::downgrade(&shared), self.sweep_interval, |shared| async move {
+            Ok(shared.purge_expired())
+        });
+        MemoryBackend { shared }
+    }
+}
+
+/// The in-memory backend. Cheap to clone; clones share the same data.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A memory backend on the system clock.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configures a memory backend.
+    pub fn builder() -> MemoryBackendBuilder {
+        MemoryBackendBuilder {
+            clock: SystemClock::shared(),
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+        }
+    }
+
+    /// Removes every expired entry now; returns how many were removed.
+    pub fn purge_expired(&self) -> usize {
+        self.shared.purge_expired()
+    }
+
+    /// Entries physically held across all namespaces, expired ones not yet swept included.
+    pub fn stored_entries(&self) -> usize {
+        self.shared
+            .namespaces
+            .read()
+            .values()
+            .map(|ns| ns.map.len())
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    clock: SharedClock,
+    /// One counter for the whole backend, so a version is never reused, even across a delete.
+    versions: Arc<AtomicU64>,
+    namespaces: RwLock<BTreeMap<String, Arc<MemoryNamespace>>>,
+}
+
+impl Shared {
+    fn purge_expired(&self) -> usize {
+        let namespaces: Vec<_> = self.namespaces.read().values().cloned().collect();
+        namespaces.iter().map(|ns| ns.purge_expired()).sum()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn clock(&self) -> SharedClock {
+        self.shared.clock.clone()
+    }
+
+    async fn namespace(&self, name: &str) -> Result<Arc<dyn KvStore>> {
+        if let Some(ns) = self.shared.namespaces.read().get(name) {
+            return Ok(ns.clone());
+        }
+        let mut namespaces = self.shared.namespaces.write();
+        let ns = namespaces.entry(name.to_owned()).or_insert_with(|| {
+            Arc::new(MemoryNamespace::new(
+                self.shared.clock.clone(),
+                self.shared.versions.clone(),
+            ))
+        });
+        Ok(ns.clone())
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.shared.namespaces.read().keys().cloned().collect())
+    }
+
+    async fn delete_namespace(&self, name: &str) -> Result<bool> {
+        let removed = self.shared.namespaces.write().remove(name);
+        if let Some(ns) = &removed {
+            // Handles still open on it see an empty namespace rather than stale data.
+            ns.clear();
+        }
+        Ok(removed.is_some())
+    }
+}
+
+/// What one key holds.
+#[derive(Debug)]
+struct Stored {
+    value: Bytes,
+    metadata: Option<Box<Value>>,
+    expiration: Option<u64>,
+    version: u64,
+}
+
+impl Stored {
+    fn to_entry(&self) -> Entry {
+        Entry {
+            value: self.value.clone(),
+            metadata: self.metadata.as_deref().cloned(),
+            expiration: self.expiration,
+            version: Version::from_raw(self.version),
+        }
+    }
+}
+
+/// One namespace of the memory backend.
+#[derive(Debug)]
+pub struct MemoryNamespace {
+    map: SkipMap<Box<str>, Stored>,
+    write_locks: Box<[Mutex<()>]>,
+    hasher: RandomState,
+    clock: SharedClock,
+    versions: Arc<AtomicU64>,
+}
+
+impl MemoryNamespace {
+    fn new(clock: SharedClock, versions: Arc<AtomicU64>) -> Self {
+        MemoryNamespace {
+            map: SkipMap::new(),
+            write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: RandomState::new(),
+            clock,
+            versions,
+        }
+    }
+
+    fn write_lock(&self, key: &str) -> &Mutex<()> {
+        let stripe = self.hasher.hash_one(key) as usize % self.write_locks.len();
+        &self.write_locks[stripe]
+    }
+
+    fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The version of the key's live entry; call with the key's write lock held.
+    fn live_version(&self, key: &str) -> Option<Version> {
+        let now = self.clock.now();
+        self.map
+            .get(key)
+            .filter(|e| !is_expired(e.value().expiration, now))
+            .map(|e| Version::from_raw(e.value().version))
+    }
+
+    fn insert(&self, key: &str, entry: NewEntry) -> Version {
+        let version = self.next_version();
+        self.map.insert(
+            key.into(),
+            Stored {
+                value: entry.value,
+                metadata: entry.metadata.map(Box::new),
+                expiration: entry.expiration,
+                version,
+            },
+        );
+        Version::from_raw(version)
+    }
+
+    fn purge_expired(&self) -> usize {
+        let now = self.clock.now();
+        let mut removed = 0;
+        for item in self.map.iter() {
+            if !is_expired(item.value().expiration, now) {
+                continue;
+            }
+            let key = item.key();
+            let _guard = self.write_lock(key).lock();
+            // Re-check under the lock: the key may have been rewritten since.
+            if let Some(current) = self.map.get(&**key) {
+                if is_expired(current.value().expiration, now) {
+                    current.remove();
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    fn clear(&self) {
+        self.map.clear();
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryNamespace {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        let now = self.clock.now();
+        Ok(self.map.get(key).and_then(|e| {
+            let stored = e.value();
+            (!is_expired(stored.expiration, now)).then(|| stored.to_entry())
+        }))
+    }
+
+    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        let _guard = self.write_lock(key).lock();
+        if mode.is_conditional() && !mode.allows(self.live_version(key)) {
+            return Ok(PutOutcome::ConditionFailed);
+        }
+        Ok(PutOutcome::Written(self.insert(key, entry)))
+    }
+
+    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        let _guard = self.write_lock(key).lock();
+        let current = self.live_version(key);
+        if !mode.allows(current) {
+            return Ok(DeleteOutcome::ConditionFailed);
+        }
+        self.map.remove(key);
+        Ok(DeleteOutcome::Deleted {
+            existed: current.is_some(),
+        })
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let start = list_start(prefix, options.cursor.as_deref())?;
+        let start = match &start {
+            Bound::Included(key) => Bound::Included(key.as_str()),
+            Bound::Excluded(key) => Bound::Excluded(key.as_str()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let items = self
+            .map
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|e| {
+                let stored = e.value();
+                Ok(KeyInfo {
+                    name: e.key().to_string(),
+                    expiration: stored.expiration,
+                    metadata: stored.metadata.as_deref().cloned(),
+                })
+            });
+        collect_page(items, prefix, options.limit, self.clock.now())
+    }
+}
