@@ -31,8 +31,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use kv_core::{
-    async_trait, collect_page, is_expired, list_start, Backend, Capabilities, DeleteOutcome,
-    Entry, KeyInfo, KvStore, ListOptions, ListPage, NewEntry, PutOutcome, Result, SharedClock,
+    async_trait, collect_page, is_expired, list_start, Backend, Capabilities, DeleteOutcome, Entry,
+    KeyInfo, KvStore, ListOptions, ListPage, NewEntry, PutOutcome, Result, SharedClock,
     SystemClock, Version, WriteMode,
 };
 use parking_lot::{Mutex, RwLock};
@@ -69,9 +69,11 @@ impl MemoryBackendBuilder {
             versions: Arc::new(AtomicU64::new(0)),
             namespaces: RwLock::new(BTreeMap::new()),
         });
-        spawn_sweeper(Arc::downgrade(&shared), self.sweep_interval, |shared| async move {
-            Ok(shared.purge_expired())
-        });
+        spawn_sweeper(
+            Arc::downgrade(&shared),
+            self.sweep_interval,
+            |shared| async move { Ok(shared.purge_expired()) },
+        );
         MemoryBackend { shared }
     }
 }

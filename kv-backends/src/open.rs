@@ -30,12 +30,12 @@ pub async fn open(url: &str) -> Result<Store> {
 
 /// Opens the store a parsed URL names.
 pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
-    let clock = options
-        .clock
-        .unwrap_or_else(kv_core::SystemClock::shared);
+    let clock = options.clock.unwrap_or_else(kv_core::SystemClock::shared);
     let store = match url {
         #[cfg(feature = "memory")]
-        StoreUrl::Memory => Store::new(crate::memory::MemoryBackend::builder().clock(clock).build()),
+        StoreUrl::Memory => {
+            Store::new(crate::memory::MemoryBackend::builder().clock(clock).build())
+        }
         #[cfg(feature = "file")]
         StoreUrl::File { path } => {
             let path = path.clone();
