@@ -449,3 +449,95 @@ fn decode_error(
         source: Box::new(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::types::{DeleteOutcome, ListPage};
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store without atomic compare-and-swap that counts the calls reaching it.
+    #[derive(Debug, Default)]
+    struct PlainStore {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl KvStore for PlainStore {
+        fn kind(&self) -> &'static str {
+            "plain"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::plain()
+        }
+        async fn get(&self, _: &str) -> Result<Option<Entry>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+        async fn put(&self, _: &str, _: NewEntry, _: WriteMode) -> Result<PutOutcome> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(PutOutcome::Written(Version::from_raw(1)))
+        }
+        async fn delete(&self, _: &str, _: WriteMode) -> Result<DeleteOutcome> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(DeleteOutcome::Deleted { existed: false })
+        }
+        async fn list(&self, _: &ListOptions) -> Result<ListPage> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(ListPage::default())
+        }
+    }
+
+    fn namespace(store: Arc<PlainStore>) -> Namespace {
+        let clock = ManualClock::at_unix_secs(1_000_000);
+        Namespace::new("n", store, Limits::default(), clock.shared())
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_are_refused_without_atomic_cas() {
+        let store = Arc::new(PlainStore::default());
+        let ns = namespace(store.clone());
+        let refused = ns
+            .put_with("k", "v", PutOptions::new().only_if_absent())
+            .await;
+        assert!(matches!(
+            refused,
+            Err(KvError::Unsupported {
+                backend: "plain",
+                operation: "conditional put"
+            })
+        ));
+        let refused = ns
+            .delete_with("k", WriteMode::OnlyIfVersion(Version::from_raw(3)))
+            .await;
+        assert!(matches!(refused, Err(KvError::Unsupported { .. })));
+        assert_eq!(store.calls.load(Ordering::SeqCst), 0, "nothing reached the store");
+        // Unconditional writes still work.
+        ns.put_text("k", "v").await.unwrap();
+        ns.delete("k").await.unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn limits_are_checked_before_the_store_is_called() {
+        let store = Arc::new(PlainStore::default());
+        let ns = namespace(store.clone());
+        assert!(ns.put_text("", "v").await.is_err());
+        assert!(ns.get(&"k".repeat(513)).await.is_err());
+        assert!(ns.list(&ListOptions::new().limit(0)).await.is_err());
+        let bad_metadata = PutOptions::new().metadata(serde_json::json!("x".repeat(2000)));
+        assert!(ns.put_with("k", "v", bad_metadata).await.is_err());
+        assert_eq!(store.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn namespace_names() {
+        assert!(check_namespace_name("SESSIONS").is_ok());
+        assert!(check_namespace_name("my cache/v2").is_ok());
+        assert!(check_namespace_name("").is_err());
+        assert!(check_namespace_name("a\nb").is_err());
+        assert!(check_namespace_name(&"n".repeat(257)).is_err());
+    }
+}
