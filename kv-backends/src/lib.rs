@@ -14,3 +14,8 @@ mod open;
 mod sweeper;
 
 pub use crate::open::{open, open_url, OpenOptions};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
