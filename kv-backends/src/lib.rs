@@ -1,7 +1,7 @@
 //! Backends for the [`kv_core`] store contract, one module and one cargo feature each:
 //!
 //! - [`memory`] (feature `memory`): concurrent, ordered, in-process; for tests and caches.
-//! - [`file`] (feature `file`): durable on one local file (redb); the embedded default.
+//! - [`file`](mod@file) (feature `file`): durable on one local file (redb); the embedded default.
 //!
 //! [`open`] turns a [`StoreUrl`](kv_core::StoreUrl) string into a [`Store`](kv_core::Store).
 #![warn(missing_docs)]

@@ -1,0 +1,490 @@
+//! One namespace of the file backend: a redb table of encoded records, and the transactions
+//! over it.
+//!
+//! Point reads (`get`, `get_many`) run inline on the caller's task: a redb read transaction is
+//! an MVCC snapshot of the last commit that never waits for the writer (or for other readers),
+//! so it costs no more than the page reads themselves, usually served from redb's cache; sending
+//! them to the blocking pool would add a thread hop to the hottest path for nothing. Writes wait
+//! for redb's single writer and for an fsync, and a listing may walk many pages, so those run in
+//! [`tokio::task::spawn_blocking`].
+
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use kv_core::{
+    async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
+    KeyInfo, KvError, KvStore, ListOptions, ListPage, Message, NewEntry, PutOutcome, Result,
+    Version, WriteMode,
+};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    TableError, TableHandle, WriteTransaction,
+};
+
+use super::record::{encode_header, CorruptRecord, RecordError, RecordRef};
+use super::{blocking, Shared, KIND};
+
+/// The prefix of a namespace's table name.
+pub(crate) const NS_PREFIX: &str = "ns:";
+
+/// The store's own bookkeeping.
+pub(crate) const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+/// The `meta` key of the last version handed out.
+const META_VERSION: &str = "version";
+/// The `meta` key of the store layout version.
+pub(crate) const META_FORMAT: &str = "format";
+
+/// The definition of a namespace's table (`ns:` + the namespace name).
+pub(crate) fn namespace_def(table: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
+    TableDefinition::new(table)
+}
+
+/// Wraps an error of redb.
+pub(crate) fn engine(error: impl Into<redb::Error>) -> KvError {
+    KvError::backend(KIND, error.into())
+}
+
+/// A write transaction that is durable (fsynced) once its commit returns.
+pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write().map_err(engine)?;
+    txn.set_durability(Durability::Immediate).map_err(engine)?;
+    Ok(txn)
+}
+
+/// Hands out `count` new versions: returns the first; the others follow it.
+fn allocate_versions(txn: &WriteTransaction, count: u64) -> Result<u64> {
+    let mut meta = txn.open_table(META).map_err(engine)?;
+    let last = meta
+        .get(META_VERSION)
+        .map_err(engine)?
+        .map_or(0, |guard| guard.value());
+    let new_last = last
+        .checked_add(count)
+        .ok_or_else(|| KvError::backend(KIND, Message("version counter exhausted".into())))?;
+    meta.insert(META_VERSION, new_last).map_err(engine)?;
+    Ok(last + 1)
+}
+
+/// Writes one encoded record, copying the value once, straight into the table's page.
+fn insert_record(
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    version: u64,
+    entry: &NewEntry,
+    metadata_json: Option<&[u8]>,
+) -> Result<()> {
+    let header = encode_header(version, entry.expiration, metadata_json);
+    let mut slot = table
+        .insert_reserve(key, header.len() + entry.value.len())
+        .map_err(engine)?;
+    let buf = slot.as_mut();
+    buf[..header.len()].copy_from_slice(&header);
+    buf[header.len()..].copy_from_slice(&entry.value);
+    Ok(())
+}
+
+fn encode_metadata(entry: &NewEntry) -> Result<Option<Vec<u8>>> {
+    entry
+        .metadata
+        .as_ref()
+        .map(|metadata| {
+            serde_json::to_vec(metadata).map_err(|source| KvError::Encode {
+                what: "metadata",
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// One namespace of a [`FileBackend`](super::FileBackend); clones share everything.
+#[derive(Clone)]
+pub(crate) struct FileNamespace {
+    shared: Arc<Shared>,
+    name: Arc<str>,
+    table: Arc<str>,
+}
+
+impl fmt::Debug for FileNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileNamespace")
+            .field("path", &self.shared.path)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl FileNamespace {
+    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Self {
+        FileNamespace {
+            shared,
+            name: Arc::from(name),
+            table: Arc::from(format!("{NS_PREFIX}{name}")),
+        }
+    }
+
+    pub(crate) fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Whether the namespace's table exists in the last commit.
+    pub(crate) fn table_exists(&self) -> Result<bool> {
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        Ok(open_read(&txn, &self.table)?.is_some())
+    }
+
+    fn corrupt(&self, key: &str, error: RecordError) -> KvError {
+        corrupt(&self.name, key, error)
+    }
+
+    fn read_entry(
+        &self,
+        table: &ReadOnlyTable<&'static str, &'static [u8]>,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<Entry>> {
+        let Some(guard) = table.get(key).map_err(engine)? else {
+            return Ok(None);
+        };
+        let record = RecordRef::decode(guard.value()).map_err(|e| self.corrupt(key, e))?;
+        if is_expired(record.expiration, now) {
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            value: Bytes::copy_from_slice(record.value),
+            metadata: record.metadata().map_err(|e| self.corrupt(key, e))?,
+            expiration: record.expiration,
+            version: Version::from_raw(record.version),
+        }))
+    }
+
+    fn put_blocking(
+        &self,
+        key: &str,
+        entry: &NewEntry,
+        metadata_json: Option<&[u8]>,
+        mode: WriteMode,
+    ) -> Result<PutOutcome> {
+        let txn = begin_write(&self.shared.db)?;
+        let version = {
+            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let allowed = match mode {
+                WriteMode::Overwrite => true,
+                _ => {
+                    let now = self.shared.clock.now();
+                    let current = match table.get(key).map_err(engine)? {
+                        None => None,
+                        Some(guard) => {
+                            let record = RecordRef::decode(guard.value())
+                                .map_err(|e| self.corrupt(key, e))?;
+                            (!is_expired(record.expiration, now)).then_some(record.version)
+                        }
+                    };
+                    mode.allows(current.map(Version::from_raw))
+                }
+            };
+            if allowed {
+                let version = allocate_versions(&txn, 1)?;
+                insert_record(&mut table, key, version, entry, metadata_json)?;
+                Some(version)
+            } else {
+                None
+            }
+        };
+        match version {
+            Some(version) => {
+                txn.commit().map_err(engine)?;
+                tracing::debug!(ns = %self.name, key, version, "put");
+                Ok(PutOutcome::Written(Version::from_raw(version)))
+            }
+            None => {
+                txn.abort().map_err(engine)?;
+                tracing::debug!(ns = %self.name, key, ?mode, "put condition failed");
+                Ok(PutOutcome::ConditionFailed)
+            }
+        }
+    }
+
+    fn delete_blocking(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        let txn = begin_write(&self.shared.db)?;
+        // (outcome, whether something was removed and must be committed)
+        let (outcome, removed) = {
+            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let now = self.shared.clock.now();
+            let stored = table.get(key).map_err(engine)?.map(|guard| {
+                RecordRef::decode(guard.value())
+                    .map(|record| (record.version, is_expired(record.expiration, now)))
+            });
+            let (allowed, existed, present) = match stored {
+                None => (mode.allows(None), false, false),
+                // An unconditional delete removes a record it cannot read; a conditional one
+                // cannot be decided on it.
+                Some(Err(error)) if !mode.is_conditional() => {
+                    tracing::warn!(ns = %self.name, key, %error, "deleting a corrupt record");
+                    (true, true, true)
+                }
+                Some(Err(error)) => return Err(self.corrupt(key, error)),
+                Some(Ok((version, expired))) => {
+                    let current = (!expired).then_some(Version::from_raw(version));
+                    (mode.allows(current), !expired, true)
+                }
+            };
+            if !allowed {
+                (DeleteOutcome::ConditionFailed, false)
+            } else {
+                if present {
+                    table.remove(key).map_err(engine)?;
+                }
+                (DeleteOutcome::Deleted { existed }, present)
+            }
+        };
+        if removed {
+            txn.commit().map_err(engine)?;
+        } else {
+            txn.abort().map_err(engine)?;
+        }
+        tracing::debug!(ns = %self.name, key, ?mode, ?outcome, "delete");
+        Ok(outcome)
+    }
+
+    fn put_many_blocking(&self, items: &[(String, NewEntry, Option<Vec<u8>>)]) -> Result<()> {
+        let txn = begin_write(&self.shared.db)?;
+        {
+            let first = allocate_versions(&txn, items.len() as u64)?;
+            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            for (version, (key, entry, metadata_json)) in (first..).zip(items) {
+                insert_record(&mut table, key, version, entry, metadata_json.as_deref())?;
+            }
+        }
+        txn.commit().map_err(engine)?;
+        tracing::debug!(ns = %self.name, count = items.len(), "put many");
+        Ok(())
+    }
+
+    fn delete_many_blocking(&self, keys: &[String]) -> Result<()> {
+        let txn = begin_write(&self.shared.db)?;
+        let mut removed = 0usize;
+        {
+            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            for key in keys {
+                if table.remove(key.as_str()).map_err(engine)?.is_some() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            txn.commit().map_err(engine)?;
+        } else {
+            txn.abort().map_err(engine)?;
+        }
+        tracing::debug!(ns = %self.name, count = keys.len(), removed, "delete many");
+        Ok(())
+    }
+
+    fn list_blocking(&self, options: &ListOptions) -> Result<ListPage> {
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let start = list_start(prefix, options.cursor.as_deref())?;
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let Some(table) = open_read(&txn, &self.table)? else {
+            return Ok(ListPage {
+                keys: Vec::new(),
+                list_complete: true,
+                cursor: None,
+            });
+        };
+        let now = self.shared.clock.now();
+        let lower = match &start {
+            Bound::Included(key) => Bound::Included(key.as_str()),
+            Bound::Excluded(key) => Bound::Excluded(key.as_str()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let range = table
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(engine)?;
+        let items = range.map(|item| {
+            let (key, value) = item.map_err(engine)?;
+            let name = key.value().to_owned();
+            if !name.starts_with(prefix) {
+                // The end of the listing: `collect_page` stops here without looking inside.
+                return Ok(KeyInfo {
+                    name,
+                    expiration: None,
+                    metadata: None,
+                });
+            }
+            let record = RecordRef::decode(value.value()).map_err(|e| self.corrupt(&name, e))?;
+            // An expired key is skipped by `collect_page`; its metadata need not be parsed.
+            let metadata = if is_expired(record.expiration, now) {
+                None
+            } else {
+                record.metadata().map_err(|e| self.corrupt(&name, e))?
+            };
+            Ok(KeyInfo {
+                name,
+                expiration: record.expiration,
+                metadata,
+            })
+        });
+        collect_page(items, prefix, options.limit, now)
+    }
+}
+
+/// Opens a namespace table for reading; `None` when it does not exist.
+fn open_read(
+    txn: &redb::ReadTransaction,
+    table: &str,
+) -> Result<Option<ReadOnlyTable<&'static str, &'static [u8]>>> {
+    match txn.open_table(namespace_def(table)) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(error) => Err(engine(error)),
+    }
+}
+
+fn corrupt(namespace: &str, key: &str, error: RecordError) -> KvError {
+    KvError::backend(
+        KIND,
+        CorruptRecord {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            error,
+        },
+    )
+}
+
+/// Removes every expired entry of every namespace; returns how many were removed.
+///
+/// The scan runs over a read snapshot so writers are not held up by it; the removal then
+/// re-checks each entry in the write transaction, so an entry rewritten in between survives.
+pub(crate) fn purge_expired(shared: &Shared) -> Result<usize> {
+    let now = shared.clock.now();
+    let mut expired: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+    {
+        let txn = shared.db.begin_read().map_err(engine)?;
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(engine)?
+            .map(|table| table.name().to_owned())
+            .filter(|name| name.starts_with(NS_PREFIX))
+            .collect();
+        for name in tables {
+            let Some(table) = open_read(&txn, &name)? else {
+                continue;
+            };
+            let mut keys = Vec::new();
+            for item in table.iter().map_err(engine)? {
+                let (key, value) = item.map_err(engine)?;
+                // Corrupt records are left alone: reading them reports the corruption.
+                if let Ok(record) = RecordRef::decode(value.value()) {
+                    if is_expired(record.expiration, now) {
+                        keys.push((key.value().to_owned(), record.version));
+                    }
+                }
+            }
+            if !keys.is_empty() {
+                expired.push((name, keys));
+            }
+        }
+    }
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let txn = begin_write(&shared.db)?;
+    let mut removed = 0;
+    {
+        for (name, keys) in &expired {
+            let mut table = match txn.open_table(namespace_def(name)) {
+                Ok(table) => table,
+                Err(error) => return Err(engine(error)),
+            };
+            for (key, version) in keys {
+                let still_expired = match table.get(key.as_str()).map_err(engine)? {
+                    Some(guard) => RecordRef::decode(guard.value()).is_ok_and(|record| {
+                        record.version == *version && is_expired(record.expiration, now)
+                    }),
+                    None => false,
+                };
+                if still_expired {
+                    table.remove(key.as_str()).map_err(engine)?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        txn.commit().map_err(engine)?;
+    } else {
+        txn.abort().map_err(engine)?;
+    }
+    Ok(removed)
+}
+
+#[async_trait]
+impl KvStore for FileNamespace {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        // Inline: see the module documentation.
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let Some(table) = open_read(&txn, &self.table)? else {
+            return Ok(None);
+        };
+        self.read_entry(&table, key, self.shared.clock.now())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        // Inline, and all keys from one snapshot.
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let Some(table) = open_read(&txn, &self.table)? else {
+            return Ok(vec![None; keys.len()]);
+        };
+        let now = self.shared.clock.now();
+        keys.iter()
+            .map(|key| self.read_entry(&table, key, now))
+            .collect()
+    }
+
+    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        let metadata_json = encode_metadata(&entry)?;
+        let this = self.clone();
+        let key = key.to_owned();
+        blocking(move || this.put_blocking(&key, &entry, metadata_json.as_deref(), mode)).await
+    }
+
+    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        let this = self.clone();
+        let key = key.to_owned();
+        blocking(move || this.delete_blocking(&key, mode)).await
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let this = self.clone();
+        let options = options.clone();
+        blocking(move || this.list_blocking(&options)).await
+    }
+
+    async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        let items = items
+            .into_iter()
+            .map(|(key, entry)| {
+                let metadata_json = encode_metadata(&entry)?;
+                Ok((key, entry, metadata_json))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let this = self.clone();
+        blocking(move || this.put_many_blocking(&items)).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let this = self.clone();
+        let keys = keys.to_vec();
+        blocking(move || this.delete_many_blocking(&keys)).await
+    }
+}
