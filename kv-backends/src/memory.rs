@@ -24,16 +24,16 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use kv_core::{
-    async_trait, collect_page, is_expired, list_start, Backend, Capabilities, DeleteOutcome, Entry,
-    KeyInfo, KvStore, ListOptions, ListPage, NewEntry, PutOutcome, Result, SharedClock,
-    SystemClock, Version, WriteMode,
+    async_trait, collect_page, is_expired, list_start, new_namespace_id, Backend, Capabilities,
+    DeleteOutcome, Entry, KeyInfo, KvError, KvStore, ListOptions, ListPage, NamespaceInfo,
+    NewEntry, PutOutcome, Result, SharedClock, SystemClock, Version, WriteMode,
 };
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
@@ -115,7 +115,7 @@ impl MemoryBackend {
             .namespaces
             .read()
             .values()
-            .map(|ns| ns.map.len())
+            .map(|ns| ns.store.map.len())
             .sum()
     }
 }
@@ -125,12 +125,18 @@ struct Shared {
     clock: SharedClock,
     /// One counter for the whole backend, so a version is never reused, even across a delete.
     versions: Arc<AtomicU64>,
-    namespaces: RwLock<BTreeMap<String, Arc<MemoryNamespace>>>,
+    /// The catalog, by id.
+    namespaces: RwLock<BTreeMap<String, Catalogued>>,
 }
 
 impl Shared {
     fn purge_expired(&self) -> usize {
-        let namespaces: Vec<_> = self.namespaces.read().values().cloned().collect();
+        let namespaces: Vec<_> = self
+            .namespaces
+            .read()
+            .values()
+            .map(|ns| ns.store.clone())
+            .collect();
         namespaces.iter().map(|ns| ns.purge_expired()).sum()
     }
 }
@@ -145,32 +151,89 @@ impl Backend for MemoryBackend {
         self.shared.clock.clone()
     }
 
-    async fn namespace(&self, name: &str) -> Result<Arc<dyn KvStore>> {
-        if let Some(ns) = self.shared.namespaces.read().get(name) {
-            return Ok(ns.clone());
-        }
+    async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
         let mut namespaces = self.shared.namespaces.write();
-        let ns = namespaces.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(MemoryNamespace::new(
-                self.shared.clock.clone(),
-                self.shared.versions.clone(),
-            ))
-        });
-        Ok(ns.clone())
+        if namespaces.values().any(|ns| ns.title == title) {
+            return Err(KvError::NamespaceExists {
+                title: title.to_owned(),
+            });
+        }
+        let id = new_namespace_id();
+        let store = Arc::new(MemoryNamespace::new(
+            self.shared.clock.clone(),
+            self.shared.versions.clone(),
+        ));
+        namespaces.insert(
+            id.clone(),
+            Catalogued {
+                title: title.to_owned(),
+                store,
+            },
+        );
+        Ok(NamespaceInfo {
+            id,
+            title: title.to_owned(),
+        })
     }
 
-    async fn list_namespaces(&self) -> Result<Vec<String>> {
-        Ok(self.shared.namespaces.read().keys().cloned().collect())
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        let mut all: Vec<NamespaceInfo> = self
+            .shared
+            .namespaces
+            .read()
+            .iter()
+            .map(|(id, ns)| NamespaceInfo {
+                id: id.clone(),
+                title: ns.title.clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.title.cmp(&b.title));
+        Ok(all)
     }
 
-    async fn delete_namespace(&self, name: &str) -> Result<bool> {
-        let removed = self.shared.namespaces.write().remove(name);
+    async fn rename_namespace(&self, id: &str, title: &str) -> Result<()> {
+        let mut namespaces = self.shared.namespaces.write();
+        if namespaces
+            .iter()
+            .any(|(other, ns)| ns.title == title && other != id)
+        {
+            return Err(KvError::NamespaceExists {
+                title: title.to_owned(),
+            });
+        }
+        let ns = namespaces
+            .get_mut(id)
+            .ok_or_else(|| KvError::NamespaceNotFound {
+                name: id.to_owned(),
+            })?;
+        ns.title = title.to_owned();
+        Ok(())
+    }
+
+    async fn delete_namespace(&self, id: &str) -> Result<bool> {
+        let removed = self.shared.namespaces.write().remove(id);
         if let Some(ns) = &removed {
-            // Handles still open on it see an empty namespace rather than stale data.
-            ns.clear();
+            // Handles still open on it read nothing and fail to write.
+            ns.store.retire();
         }
         Ok(removed.is_some())
     }
+
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+        match self.shared.namespaces.read().get(id) {
+            Some(ns) => Ok(ns.store.clone()),
+            None => Err(KvError::NamespaceNotFound {
+                name: id.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A namespace with its catalog title.
+#[derive(Debug)]
+struct Catalogued {
+    title: String,
+    store: Arc<MemoryNamespace>,
 }
 
 /// What one key holds.
@@ -201,6 +264,8 @@ pub struct MemoryNamespace {
     hasher: RandomState,
     clock: SharedClock,
     versions: Arc<AtomicU64>,
+    /// Set when the namespace is deleted: writes through old handles fail.
+    retired: AtomicBool,
 }
 
 impl MemoryNamespace {
@@ -211,6 +276,7 @@ impl MemoryNamespace {
             hasher: RandomState::new(),
             clock,
             versions,
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -266,8 +332,18 @@ impl MemoryNamespace {
         removed
     }
 
-    fn clear(&self) {
+    fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
         self.map.clear();
+    }
+
+    fn check_live(&self) -> Result<()> {
+        if self.retired.load(Ordering::Relaxed) {
+            return Err(KvError::NamespaceNotFound {
+                name: "(deleted)".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -290,6 +366,7 @@ impl KvStore for MemoryNamespace {
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        self.check_live()?;
         let _guard = self.write_lock(key).lock();
         if mode.is_conditional() && !mode.allows(self.live_version(key)) {
             return Ok(PutOutcome::ConditionFailed);

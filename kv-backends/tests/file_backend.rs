@@ -10,7 +10,7 @@ use kv_core::{
     BulkPut, DeleteOutcome, KvError, ListOptions, ManualClock, PutOptions, PutOutcome, Store,
     Version, WriteMode,
 };
-use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use serde_json::{json, Value};
 
 const START: u64 = 1_700_000_000;
@@ -26,12 +26,28 @@ fn open(dir: &Path, clock: &ManualClock) -> FileBackend {
         .expect("open the file store")
 }
 
-/// The number of records stored in namespace `ns`, read from the file itself (the store must
-/// be closed).
-fn raw_record_count(dir: &Path, ns: &str) -> u64 {
+/// The titles of the store's namespaces, as listed.
+async fn titles(store: &Store) -> Vec<String> {
+    let listed = store.list_namespaces().await.unwrap();
+    listed.into_iter().map(|ns| ns.title).collect()
+}
+
+/// The number of records stored in the namespace titled `title`, read from the file itself
+/// (the store must be closed).
+fn raw_record_count(dir: &Path, title: &str) -> u64 {
     let db = redb::Database::open(dir.join(STORE_FILE_NAME)).unwrap();
     let txn = db.begin_read().unwrap();
-    let name = format!("ns:{ns}");
+    let catalog = txn
+        .open_table(TableDefinition::<&str, &str>::new("catalog"))
+        .unwrap();
+    let id = catalog
+        .iter()
+        .unwrap()
+        .map(|item| item.unwrap())
+        .find(|(_, t)| t.value() == title)
+        .map(|(id, _)| id.value().to_owned())
+        .expect("the namespace is in the catalog");
+    let name = format!("ns:{id}");
     let table = txn
         .open_table(TableDefinition::<&str, &[u8]>::new(&name))
         .unwrap();
@@ -75,7 +91,7 @@ async fn reopening_sees_everything_written_before() {
     assert_eq!(before[0].as_ref().unwrap().metadata, None);
 
     let store = Store::new(open(dir.path(), &clock));
-    assert_eq!(store.list_namespaces().await.unwrap(), ["data", "other"]);
+    assert_eq!(titles(&store).await, ["data", "other"]);
     let ns = store.namespace("data").await.unwrap();
     let keys = ["plain", "meta", "null-meta", "ttl", "binary", "deleted"];
     let after = ns.get_many(&keys).await.unwrap();
@@ -284,7 +300,7 @@ async fn namespaces_are_tables_listed_sorted_and_deletable() {
     }
     let mut sorted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     sorted.sort();
-    assert_eq!(store.list_namespaces().await.unwrap(), sorted);
+    assert_eq!(titles(&store).await, sorted);
     for name in names {
         let ns = store.namespace(name).await.unwrap();
         assert_eq!(ns.get_text("k").await.unwrap().as_deref(), Some(name));
@@ -292,16 +308,12 @@ async fn namespaces_are_tables_listed_sorted_and_deletable() {
 
     // An empty namespace exists once opened.
     let _ = store.namespace("empty").await.unwrap();
-    assert!(store
-        .list_namespaces()
-        .await
-        .unwrap()
-        .contains(&"empty".to_owned()));
+    assert!(titles(&store).await.contains(&"empty".to_owned()));
 
     assert!(store.delete_namespace("meta").await.unwrap());
     assert!(!store.delete_namespace("meta").await.unwrap());
     assert!(!store.delete_namespace("never").await.unwrap());
-    let listed = store.list_namespaces().await.unwrap();
+    let listed = titles(&store).await;
     assert!(!listed.contains(&"meta".to_owned()));
     assert_eq!(listed.len(), names.len());
 
@@ -362,19 +374,20 @@ async fn conditional_writes_and_bulk_operations_persist() {
 async fn corrupt_records_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_unix_secs(START);
-    {
+    let id = {
         let store = Store::new(open(dir.path(), &clock));
         let ns = store.namespace("n").await.unwrap();
         ns.put_text("a-good", "fine").await.unwrap();
         ns.put_text("z-good", "fine").await.unwrap();
-    }
+        ns.id().to_owned()
+    };
     // Plant records this backend never writes, straight into the file.
     {
         let db = redb::Database::create(dir.path().join(STORE_FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn
-                .open_table(TableDefinition::<&str, &[u8]>::new("ns:n"))
+                .open_table(TableDefinition::<&str, &[u8]>::new(&format!("ns:{id}")))
                 .unwrap();
             table.insert("m-empty", &b""[..]).unwrap();
             table.insert("m-format", &[99u8, 0, 1, 2][..]).unwrap();

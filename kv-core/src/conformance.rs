@@ -896,16 +896,9 @@ pub async fn namespaces_are_isolated(f: Fixture) {
     );
     assert_eq!(b.get("only-alpha").await.unwrap(), None);
     assert_eq!(list_names(&b, "").await, ["shared-key"]);
-    let names = f.store.list_namespaces().await.unwrap();
-    assert!(names.contains(&"alpha".to_owned()) && names.contains(&"beta".to_owned()));
     assert!(f.store.delete_namespace("alpha").await.unwrap());
-    assert!(!f
-        .store
-        .list_namespaces()
-        .await
-        .unwrap()
-        .contains(&"alpha".to_owned()));
     let again = f.ns("alpha").await;
+    assert_ne!(again.id(), a.id(), "a re-created namespace gets a new id");
     assert_eq!(
         again.get("shared-key").await.unwrap(),
         None,
@@ -919,6 +912,74 @@ pub async fn namespaces_are_isolated(f: Fixture) {
         f.store.namespace("").await,
         Err(KvError::InvalidNamespace { .. })
     ));
+}
+
+pub async fn namespace_catalog(f: Fixture) {
+    let created = f.store.create_namespace("SESSIONS").await.unwrap();
+    assert_eq!(created.title, "SESSIONS");
+    assert!(!created.id.is_empty() && created.id != created.title);
+    assert!(matches!(
+        f.store.create_namespace("SESSIONS").await,
+        Err(KvError::NamespaceExists { title }) if title == "SESSIONS"
+    ));
+    // By title and by id: the same keyspace.
+    let by_title = f.ns("SESSIONS").await;
+    let by_id = f.store.namespace_by_id(&created.id).await.unwrap();
+    assert_eq!(by_title.id(), created.id);
+    by_title.put_text("k", "v").await.unwrap();
+    assert_eq!(by_id.get_text("k").await.unwrap().as_deref(), Some("v"));
+    let cache = f.ns("CACHE").await;
+    let listed = f.store.list_namespaces().await.unwrap();
+    let titles: Vec<&str> = listed.iter().map(|ns| ns.title.as_str()).collect();
+    assert_eq!(titles, ["CACHE", "SESSIONS"], "listed by title");
+    assert_eq!(listed[0].id, cache.id());
+    assert_eq!(
+        f.store.find_namespace(&created.id).await.unwrap(),
+        Some(created.clone())
+    );
+    // Rename keeps the id and the entries.
+    f.store
+        .rename_namespace("SESSIONS", "USER_SESSIONS")
+        .await
+        .unwrap();
+    let renamed = f
+        .store
+        .find_namespace("USER_SESSIONS")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.id, created.id);
+    assert_eq!(f.store.find_namespace("SESSIONS").await.unwrap(), None);
+    assert_eq!(by_id.get_text("k").await.unwrap().as_deref(), Some("v"));
+    assert!(matches!(
+        f.store.rename_namespace("USER_SESSIONS", "CACHE").await,
+        Err(KvError::NamespaceExists { .. })
+    ));
+    assert!(matches!(
+        f.store.rename_namespace("nope", "x").await,
+        Err(KvError::NamespaceNotFound { .. })
+    ));
+    // Unknown ids are typed errors; deleting twice is false the second time.
+    assert!(matches!(
+        f.store
+            .namespace_by_id("0123456789abcdef0123456789abcdef")
+            .await,
+        Err(KvError::NamespaceNotFound { .. })
+    ));
+    assert!(f.store.delete_namespace(&created.id).await.unwrap());
+    assert!(!f.store.delete_namespace(&created.id).await.unwrap());
+    assert_eq!(
+        by_id.get("k").await.unwrap(),
+        None,
+        "a deleted namespace reads empty"
+    );
+    assert!(
+        by_id.put_text("k", "v").await.is_err(),
+        "writing through a handle to a deleted namespace fails"
+    );
+    let remaining = f.store.list_namespaces().await.unwrap();
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(remaining[0].title, "CACHE");
 }
 
 pub async fn concurrent_mixed_operations(f: Fixture) {
@@ -988,6 +1049,7 @@ macro_rules! conformance_tests {
             racing_only_if_absent_has_one_winner,
             racing_increments_lose_nothing,
             namespaces_are_isolated,
+            namespace_catalog,
             concurrent_mixed_operations,
         );
     };

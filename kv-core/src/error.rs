@@ -125,6 +125,12 @@ pub enum KvError {
         /// The namespace asked for.
         name: String,
     },
+    /// Another namespace already has this title.
+    #[error("a namespace titled {title:?} already exists")]
+    NamespaceExists {
+        /// The title asked for.
+        title: String,
+    },
     /// The backend cannot perform this operation faithfully, so it refuses it.
     #[error("{backend} backend does not support {operation}")]
     Unsupported {

@@ -51,11 +51,13 @@ pub use crate::clock::{is_expired, unix_secs, Clock, ManualClock, SharedClock, S
 pub use crate::cursor::{collect_page, decode_cursor, encode_cursor, list_start};
 pub use crate::error::{BoxError, KvError, LimitError, Message, Result};
 pub use crate::limits::Limits;
-pub use crate::namespace::{check_namespace_name, Namespace, Store, MAX_NAMESPACE_NAME_BYTES};
+pub use crate::namespace::{
+    check_namespace_name, new_namespace_id, Namespace, Store, MAX_NAMESPACE_NAME_BYTES,
+};
 pub use crate::store::{Backend, KvStore};
 pub use crate::types::{
-    BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage, NewEntry,
-    ParseVersionError, PutOptions, PutOutcome, Version, WriteMode,
+    BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage,
+    NamespaceInfo, NewEntry, ParseVersionError, PutOptions, PutOutcome, Version, WriteMode,
 };
 pub use crate::url::{StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
 

@@ -14,8 +14,8 @@ use crate::error::{KvError, Result};
 use crate::limits::Limits;
 use crate::store::{Backend, KvStore};
 use crate::types::{
-    BulkPut, Capabilities, DeleteOutcome, Entry, KeyInfo, ListOptions, ListPage, NewEntry,
-    PutOptions, PutOutcome, Version, WriteMode,
+    BulkPut, Capabilities, DeleteOutcome, Entry, KeyInfo, ListOptions, ListPage, NamespaceInfo,
+    NewEntry, PutOptions, PutOutcome, Version, WriteMode,
 };
 
 /// Longest namespace name, in bytes.
@@ -98,28 +98,87 @@ impl Store {
         self.backend.clock()
     }
 
-    /// Opens (creating if needed) the namespace called `name`.
-    pub async fn namespace(&self, name: &str) -> Result<Namespace> {
-        check_namespace_name(name)?;
-        let inner = self.backend.namespace(name).await?;
+    /// Opens the namespace with this id or title, creating it (with this title) when neither
+    /// exists. This is what applications call; the REST server addresses namespaces strictly by
+    /// id through [`Store::namespace_by_id`].
+    pub async fn namespace(&self, title_or_id: &str) -> Result<Namespace> {
+        check_namespace_name(title_or_id)?;
+        // Two processes may race to create the same title: the loser finds the winner's.
+        for _ in 0..3 {
+            if let Some(info) = self.find_namespace(title_or_id).await? {
+                return self.namespace_by_id(&info.id).await;
+            }
+            match self.backend.create_namespace(title_or_id).await {
+                Ok(info) => return self.namespace_by_id(&info.id).await,
+                Err(KvError::NamespaceExists { .. }) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(KvError::NamespaceNotFound {
+            name: title_or_id.to_owned(),
+        })
+    }
+
+    /// Opens the namespace with exactly this id; [`KvError::NamespaceNotFound`] when there is
+    /// none.
+    pub async fn namespace_by_id(&self, id: &str) -> Result<Namespace> {
+        let inner = self.backend.open_namespace(id).await?;
         Ok(Namespace {
-            name: Arc::from(name),
+            id: Arc::from(id),
             inner,
             limits: self.limits.clone(),
             clock: self.backend.clock(),
         })
     }
 
-    /// The names of the existing namespaces, sorted.
-    pub async fn list_namespaces(&self) -> Result<Vec<String>> {
+    /// Creates a namespace titled `title`; [`KvError::NamespaceExists`] when the title is taken.
+    pub async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
+        check_namespace_name(title)?;
+        self.backend.create_namespace(title).await
+    }
+
+    /// Every namespace, sorted by title.
+    pub async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
         self.backend.list_namespaces().await
     }
 
-    /// Deletes a namespace and its entries; `false` when it did not exist.
-    pub async fn delete_namespace(&self, name: &str) -> Result<bool> {
-        check_namespace_name(name)?;
-        self.backend.delete_namespace(name).await
+    /// The namespace whose id, or else whose title, is `title_or_id`.
+    pub async fn find_namespace(&self, title_or_id: &str) -> Result<Option<NamespaceInfo>> {
+        let all = self.backend.list_namespaces().await?;
+        let by_id = all.iter().position(|ns| ns.id == title_or_id);
+        let found = by_id.or_else(|| all.iter().position(|ns| ns.title == title_or_id));
+        Ok(found.map(|i| all[i].clone()))
     }
+
+    /// Gives the namespace with this id or title a new title.
+    pub async fn rename_namespace(&self, title_or_id: &str, new_title: &str) -> Result<()> {
+        check_namespace_name(new_title)?;
+        let info = self.require(title_or_id).await?;
+        self.backend.rename_namespace(&info.id, new_title).await
+    }
+
+    /// Deletes the namespace with this id or title and its entries; `false` when there is none.
+    pub async fn delete_namespace(&self, title_or_id: &str) -> Result<bool> {
+        match self.find_namespace(title_or_id).await? {
+            Some(info) => self.backend.delete_namespace(&info.id).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn require(&self, title_or_id: &str) -> Result<NamespaceInfo> {
+        self.find_namespace(title_or_id)
+            .await?
+            .ok_or_else(|| KvError::NamespaceNotFound {
+                name: title_or_id.to_owned(),
+            })
+    }
+}
+
+/// A new namespace id: 32 lowercase hex digits (128 random bits), the shape of Cloudflare's.
+pub fn new_namespace_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A cheap-to-clone handle to one namespace, with typed conveniences over [`KvStore`].
@@ -146,7 +205,7 @@ impl Store {
 /// ```
 #[derive(Clone)]
 pub struct Namespace {
-    name: Arc<str>,
+    id: Arc<str>,
     inner: Arc<dyn KvStore>,
     limits: Arc<Limits>,
     clock: SharedClock,
@@ -155,7 +214,7 @@ pub struct Namespace {
 impl fmt::Debug for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Namespace")
-            .field("name", &self.name)
+            .field("id", &self.id)
             .field("store", &self.inner)
             .finish()
     }
@@ -164,22 +223,22 @@ impl fmt::Debug for Namespace {
 impl Namespace {
     /// A handle over a namespace store with explicit limits and clock.
     pub fn new(
-        name: impl Into<Arc<str>>,
+        id: impl Into<Arc<str>>,
         inner: Arc<dyn KvStore>,
         limits: Limits,
         clock: SharedClock,
     ) -> Self {
         Namespace {
-            name: name.into(),
+            id: id.into(),
             inner,
             limits: Arc::new(limits),
             clock,
         }
     }
 
-    /// The namespace's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The namespace's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The limits requests are checked against.
@@ -513,7 +572,11 @@ mod tests {
             .delete_with("k", WriteMode::OnlyIfVersion(Version::from_raw(3)))
             .await;
         assert!(matches!(refused, Err(KvError::Unsupported { .. })));
-        assert_eq!(store.calls.load(Ordering::SeqCst), 0, "nothing reached the store");
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            0,
+            "nothing reached the store"
+        );
         // Unconditional writes still work.
         ns.put_text("k", "v").await.unwrap();
         ns.delete("k").await.unwrap();

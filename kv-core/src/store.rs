@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use crate::clock::SharedClock;
 use crate::error::Result;
 use crate::types::{
-    Capabilities, DeleteOutcome, Entry, ListOptions, ListPage, NewEntry, PutOutcome, WriteMode,
+    Capabilities, DeleteOutcome, Entry, ListOptions, ListPage, NamespaceInfo, NewEntry, PutOutcome,
+    WriteMode,
 };
 
 /// One namespace of one backend: an isolated keyspace.
@@ -64,7 +65,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     }
 }
 
-/// A backend: hands out its namespaces by name.
+/// A backend: keeps a catalog of namespaces (id and title) and opens them by id.
+///
+/// Most code uses [`Store`](crate::Store), which resolves titles, creates namespaces on first
+/// use and checks names; a backend implements only these primitives.
 #[async_trait]
 pub trait Backend: Send + Sync + Debug + 'static {
     /// A short name for logs and errors (`memory`, `file`).
@@ -73,12 +77,23 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The clock this backend decides expiry with.
     fn clock(&self) -> SharedClock;
 
-    /// Opens the namespace called `name`, creating it when it does not exist.
-    async fn namespace(&self, name: &str) -> Result<Arc<dyn KvStore>>;
+    /// Creates an empty namespace with a new id (see [`new_namespace_id`](crate::new_namespace_id));
+    /// [`KvError::NamespaceExists`](crate::KvError::NamespaceExists) when the title is taken.
+    async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo>;
 
-    /// The names of the namespaces that exist, sorted.
-    async fn list_namespaces(&self) -> Result<Vec<String>>;
+    /// Every namespace, sorted by title.
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>>;
 
-    /// Removes a namespace and everything in it; `false` when it did not exist.
-    async fn delete_namespace(&self, name: &str) -> Result<bool>;
+    /// Gives a namespace a new title; its id and entries stay.
+    /// [`KvError::NamespaceNotFound`](crate::KvError::NamespaceNotFound) for an unknown id,
+    /// [`KvError::NamespaceExists`](crate::KvError::NamespaceExists) when another has the title.
+    async fn rename_namespace(&self, id: &str, title: &str) -> Result<()>;
+
+    /// Removes a namespace and everything in it; `false` when the id is unknown. Handles still
+    /// open on it read nothing and fail to write.
+    async fn delete_namespace(&self, id: &str) -> Result<bool>;
+
+    /// Opens the namespace with this id;
+    /// [`KvError::NamespaceNotFound`](crate::KvError::NamespaceNotFound) when there is none.
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>>;
 }

@@ -306,6 +306,19 @@ pub struct ListPage {
     pub cursor: Option<String>,
 }
 
+/// A namespace as the catalog records it: a stable id and a human title.
+///
+/// The id (32 lowercase hex digits for namespaces created here, as Cloudflare's) addresses the
+/// namespace in the REST API and never changes; the title is unique within a store and can be
+/// renamed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamespaceInfo {
+    /// The stable id.
+    pub id: String,
+    /// The unique, renameable title.
+    pub title: String,
+}
+
 /// What a backend can do faithfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

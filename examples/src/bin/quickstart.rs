@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         "opened the {} store {} (namespace {:?})",
         store.kind(),
         args.store,
-        ns.name()
+        args.namespace
     );
 
     // A counter incremented with compare-and-swap: safe with several processes on one store.
@@ -48,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
             None => (0, WriteMode::OnlyIfAbsent),
         };
         let options = PutOptions::new().mode(mode);
-        if let PutOutcome::Written(version) = ns.put_json_with("runs", &(runs + 1), options).await? {
+        if let PutOutcome::Written(version) = ns.put_json_with("runs", &(runs + 1), options).await?
+        {
             println!("increment runs -> {} (version {version})", runs + 1);
             break runs + 1;
         }
@@ -64,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
     // Keys with a TTL: invisible the moment they expire, whatever is still on disk.
     let alive_before: Vec<String> = ns
         .list_all("ephemeral:")
-        .map_ok(|key| format!("{} (expires {})", key.name, key.expiration.unwrap_or_default()))
+        .map_ok(|key| {
+            format!(
+                "{} (expires {})",
+                key.name,
+                key.expiration.unwrap_or_default()
+            )
+        })
         .try_collect()
         .await?;
     let key = format!("ephemeral:{now}");
@@ -90,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| BulkPut::new(format!("item:{i:03}"), format!("value {i} of run {runs}")))
         .collect();
     ns.put_many(items).await?;
-    let picked = ns.get_many(&["item:007", "item:042", "item:missing"]).await?;
+    let picked = ns
+        .get_many(&["item:007", "item:042", "item:missing"])
+        .await?;
     for (key, entry) in ["item:007", "item:042", "item:missing"].iter().zip(&picked) {
         let value = entry
             .as_ref()
@@ -108,6 +117,6 @@ async fn main() -> anyhow::Result<()> {
         page.list_complete
     );
     let total = ns.list_all("").try_collect::<Vec<_>>().await?.len();
-    println!("namespace {:?} holds {total} live keys", ns.name());
+    println!("namespace {:?} holds {total} live keys", args.namespace);
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The durable file backend: every namespace in one local [redb](https://docs.rs/redb) file.
 //!
 //! [`FileBackend`] stores a store in a directory holding one file, `store.redb`. Each namespace
-//! is one redb table (named `ns:` + the namespace name), and a `meta` table holds the store's
-//! format and a version counter, so every write gets a version never handed out before in this
+//! is one redb table (named `ns:` + the namespace id), a `catalog` table maps ids to titles, and
+//! a `meta` table holds the store's format and a version counter, so every write gets a version never handed out before in this
 //! store, even after a key or a whole namespace is deleted and created again.
 //!
 //! - **Durable**: every put, delete, bulk put and bulk delete commits a redb write transaction
@@ -38,7 +38,7 @@
 //! let store = Store::new(FileBackend::open(dir.path())?);
 //! let config = store.namespace("CONFIG").await?;
 //! assert_eq!(config.get_text("feature").await?.as_deref(), Some("on"));
-//! assert_eq!(store.list_namespaces().await?, ["CONFIG"]);
+//! assert_eq!(store.list_namespaces().await?[0].title, "CONFIG");
 //! # Ok(()) }
 //! ```
 
@@ -50,11 +50,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_core::{async_trait, Backend, KvError, KvStore, Message, Result, SharedClock, SystemClock};
-use redb::{Database, DatabaseError, ReadableDatabase, TableHandle};
+use kv_core::{
+    async_trait, new_namespace_id, Backend, KvError, KvStore, Message, NamespaceInfo, Result,
+    SharedClock, SystemClock,
+};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
 use crate::sweeper::{spawn_sweeper, DEFAULT_SWEEP_INTERVAL};
-use store::{begin_write, engine, namespace_def, FileNamespace, META, META_FORMAT, NS_PREFIX};
+use store::{
+    begin_write, engine, namespace_def, FileNamespace, CATALOG, META, META_FORMAT, NS_PREFIX,
+};
 
 /// The backend's name in errors and logs.
 const KIND: &str = "file";
@@ -259,44 +264,87 @@ impl Backend for FileBackend {
         self.shared.clock.clone()
     }
 
-    async fn namespace(&self, name: &str) -> Result<Arc<dyn KvStore>> {
-        let namespace = FileNamespace::new(self.shared.clone(), name);
-        // Checking that the table exists is a read: an MVCC snapshot that never waits.
-        if !namespace.table_exists()? {
-            let shared = self.shared.clone();
-            let table = namespace.table_name().to_owned();
-            blocking(move || {
-                let txn = begin_write(&shared.db)?;
-                txn.open_table(namespace_def(&table)).map_err(engine)?;
-                txn.commit().map_err(engine)?;
-                tracing::debug!(table, "created namespace");
-                Ok(())
-            })
-            .await?;
-        }
-        Ok(Arc::new(namespace))
-    }
-
-    async fn list_namespaces(&self) -> Result<Vec<String>> {
-        let txn = self.shared.db.begin_read().map_err(engine)?;
-        let mut names: Vec<String> = txn
-            .list_tables()
-            .map_err(engine)?
-            .filter_map(|table| table.name().strip_prefix(NS_PREFIX).map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
-    }
-
-    async fn delete_namespace(&self, name: &str) -> Result<bool> {
+    async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
         let shared = self.shared.clone();
-        let table = format!("{NS_PREFIX}{name}");
+        let title = title.to_owned();
         blocking(move || {
             let txn = begin_write(&shared.db)?;
-            let existed = txn.delete_table(namespace_def(&table)).map_err(engine)?;
+            let id = new_namespace_id();
+            {
+                let mut catalog = txn.open_table(CATALOG).map_err(engine)?;
+                if title_taken(&catalog, &title, None)? {
+                    return Err(KvError::NamespaceExists { title });
+                }
+                catalog
+                    .insert(id.as_str(), title.as_str())
+                    .map_err(engine)?;
+                txn.open_table(namespace_def(&format!("{NS_PREFIX}{id}")))
+                    .map_err(engine)?;
+            }
+            txn.commit().map_err(engine)?;
+            tracing::debug!(id, title, "created namespace");
+            Ok(NamespaceInfo { id, title })
+        })
+        .await
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let catalog = match txn.open_table(CATALOG) {
+            Ok(catalog) => catalog,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(engine(error)),
+        };
+        let mut all = Vec::new();
+        for item in catalog.iter().map_err(engine)? {
+            let (id, title) = item.map_err(engine)?;
+            all.push(NamespaceInfo {
+                id: id.value().to_owned(),
+                title: title.value().to_owned(),
+            });
+        }
+        all.sort_by(|a, b| a.title.cmp(&b.title));
+        Ok(all)
+    }
+
+    async fn rename_namespace(&self, id: &str, title: &str) -> Result<()> {
+        let shared = self.shared.clone();
+        let (id, title) = (id.to_owned(), title.to_owned());
+        blocking(move || {
+            let txn = begin_write(&shared.db)?;
+            {
+                let mut catalog = txn.open_table(CATALOG).map_err(engine)?;
+                if catalog.get(id.as_str()).map_err(engine)?.is_none() {
+                    return Err(KvError::NamespaceNotFound { name: id });
+                }
+                if title_taken(&catalog, &title, Some(&id))? {
+                    return Err(KvError::NamespaceExists { title });
+                }
+                catalog
+                    .insert(id.as_str(), title.as_str())
+                    .map_err(engine)?;
+            }
+            txn.commit().map_err(engine)
+        })
+        .await
+    }
+
+    async fn delete_namespace(&self, id: &str) -> Result<bool> {
+        let shared = self.shared.clone();
+        let id = id.to_owned();
+        blocking(move || {
+            let txn = begin_write(&shared.db)?;
+            let existed = txn
+                .open_table(CATALOG)
+                .map_err(engine)?
+                .remove(id.as_str())
+                .map_err(engine)?
+                .is_some();
             if existed {
+                txn.delete_table(namespace_def(&format!("{NS_PREFIX}{id}")))
+                    .map_err(engine)?;
                 txn.commit().map_err(engine)?;
-                tracing::debug!(table, "deleted namespace");
+                tracing::debug!(id, "deleted namespace");
             } else {
                 txn.abort().map_err(engine)?;
             }
@@ -304,4 +352,35 @@ impl Backend for FileBackend {
         })
         .await
     }
+
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+        // A read: an MVCC snapshot that never waits for the writer.
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let listed = match txn.open_table(CATALOG) {
+            Ok(catalog) => catalog.get(id).map_err(engine)?.is_some(),
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(error) => return Err(engine(error)),
+        };
+        if !listed {
+            return Err(KvError::NamespaceNotFound {
+                name: id.to_owned(),
+            });
+        }
+        Ok(Arc::new(FileNamespace::new(self.shared.clone(), id)))
+    }
+}
+
+/// Whether a namespace other than `except` already has `title`.
+fn title_taken(
+    catalog: &redb::Table<'_, &'static str, &'static str>,
+    title: &str,
+    except: Option<&str>,
+) -> Result<bool> {
+    for item in catalog.iter().map_err(engine)? {
+        let (id, existing) = item.map_err(engine)?;
+        if existing.value() == title && Some(id.value()) != except {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -31,6 +31,9 @@ pub(crate) const NS_PREFIX: &str = "ns:";
 
 /// The store's own bookkeeping.
 pub(crate) const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+/// The namespace catalog: id to title.
+pub(crate) const CATALOG: TableDefinition<'static, &'static str, &'static str> =
+    TableDefinition::new("catalog");
 /// The `meta` key of the last version handed out.
 const META_VERSION: &str = "version";
 /// The `meta` key of the store layout version.
@@ -124,14 +127,24 @@ impl FileNamespace {
         }
     }
 
-    pub(crate) fn table_name(&self) -> &str {
-        &self.table
-    }
-
-    /// Whether the namespace's table exists in the last commit.
-    pub(crate) fn table_exists(&self) -> Result<bool> {
-        let txn = self.shared.db.begin_read().map_err(engine)?;
-        Ok(open_read(&txn, &self.table)?.is_some())
+    /// Opens this namespace's table for writing, if the catalog still lists the namespace (a
+    /// handle kept after its namespace was deleted must not bring the table back).
+    fn open_live_table<'txn>(
+        &self,
+        txn: &'txn WriteTransaction,
+    ) -> Result<Table<'txn, &'static str, &'static [u8]>> {
+        let listed = txn
+            .open_table(CATALOG)
+            .map_err(engine)?
+            .get(&*self.name)
+            .map_err(engine)?
+            .is_some();
+        if !listed {
+            return Err(KvError::NamespaceNotFound {
+                name: self.name.to_string(),
+            });
+        }
+        txn.open_table(namespace_def(&self.table)).map_err(engine)
     }
 
     fn corrupt(&self, key: &str, error: RecordError) -> KvError {
@@ -168,7 +181,7 @@ impl FileNamespace {
     ) -> Result<PutOutcome> {
         let txn = begin_write(&self.shared.db)?;
         let version = {
-            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let mut table = self.open_live_table(&txn)?;
             let allowed = match mode {
                 WriteMode::Overwrite => true,
                 _ => {
@@ -210,7 +223,7 @@ impl FileNamespace {
         let txn = begin_write(&self.shared.db)?;
         // (outcome, whether something was removed and must be committed)
         let (outcome, removed) = {
-            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let mut table = self.open_live_table(&txn)?;
             let now = self.shared.clock.now();
             let stored = table.get(key).map_err(engine)?.map(|guard| {
                 RecordRef::decode(guard.value())
@@ -252,7 +265,7 @@ impl FileNamespace {
         let txn = begin_write(&self.shared.db)?;
         {
             let first = allocate_versions(&txn, items.len() as u64)?;
-            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let mut table = self.open_live_table(&txn)?;
             for (version, (key, entry, metadata_json)) in (first..).zip(items) {
                 insert_record(&mut table, key, version, entry, metadata_json.as_deref())?;
             }
@@ -266,7 +279,7 @@ impl FileNamespace {
         let txn = begin_write(&self.shared.db)?;
         let mut removed = 0usize;
         {
-            let mut table = txn.open_table(namespace_def(&self.table)).map_err(engine)?;
+            let mut table = self.open_live_table(&txn)?;
             for key in keys {
                 if table.remove(key.as_str()).map_err(engine)?.is_some() {
                     removed += 1;
