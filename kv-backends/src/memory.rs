@@ -151,6 +151,10 @@ impl Backend for MemoryBackend {
         self.shared.clock.clone()
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
+    }
+
     async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
         let mut namespaces = self.shared.namespaces.write();
         if namespaces.values().any(|ns| ns.title == title) {

@@ -4,7 +4,7 @@
 //! which expands to one `#[tokio::test]` per check, each with a fresh store built by the
 //! backend's fixture function:
 //!
-//! ```ignore
+//! ```text
 //! async fn fixture() -> kv_core::conformance::Fixture {
 //!     let clock = kv_core::conformance::start_clock();
 //!     let backend = MyBackend::with_clock(clock.shared());

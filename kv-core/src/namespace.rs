@@ -93,6 +93,11 @@ impl Store {
         &self.limits
     }
 
+    /// What the backend does faithfully (for example atomic compare-and-swap).
+    pub fn capabilities(&self) -> Capabilities {
+        self.backend.capabilities()
+    }
+
     /// The backend's clock.
     pub fn clock(&self) -> SharedClock {
         self.backend.clock()

@@ -77,6 +77,9 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// The clock this backend decides expiry with.
     fn clock(&self) -> SharedClock;
 
+    /// What every namespace of this backend does faithfully.
+    fn capabilities(&self) -> Capabilities;
+
     /// Creates an empty namespace with a new id (see [`new_namespace_id`](crate::new_namespace_id));
     /// [`KvError::NamespaceExists`](crate::KvError::NamespaceExists) when the title is taken.
     async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo>;

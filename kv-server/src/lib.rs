@@ -1,1 +1,170 @@
-//! placeholder
+//! Serves any backend over the Cloudflare Workers KV REST API v4 shape, so programs in any
+//! language (and the `http` backend of this toolkit) share one store.
+//!
+//! Under `/client/v4/accounts/{account_id}/storage/kv/namespaces` (any account id is accepted):
+//!
+//! | method and path | what it does |
+//! | --- | --- |
+//! | `GET /`, `POST /` `{title}` | list namespaces, create one |
+//! | `GET /{ns}`, `PUT /{ns}` `{title}`, `DELETE /{ns}` | read, rename, remove a namespace |
+//! | `GET /{ns}/values/{key}` | the raw value; `expiration` and `ETag` headers |
+//! | `PUT /{ns}/values/{key}?expiration=&expiration_ttl=` | raw body, or multipart `value` + `metadata` |
+//! | `DELETE /{ns}/values/{key}` | remove a key (absent is fine) |
+//! | `GET /{ns}/metadata/{key}` | the key's metadata |
+//! | `GET /{ns}/keys?prefix=&limit=&cursor=` | a page of keys; `result_info {count, cursor}` |
+//! | `PUT /{ns}/bulk` | write up to 10 000 items (`base64` values allowed) |
+//! | `POST /{ns}/bulk/delete` (or `DELETE /{ns}/bulk`) | delete up to 10 000 keys |
+//! | `POST /{ns}/bulk/get` `{keys, type, withMetadata}` | read up to 100 keys |
+//!
+//! plus `GET /metrics` (OpenMetrics text). Every answer but a raw value is the envelope
+//! `{success, errors: [{code, message}], messages, result, result_info?}`; the status codes and
+//! error codes are listed in [`error::codes`].
+//!
+//! **Compare-and-swap**, an extension: value responses carry an `ETag`; `PUT` and `DELETE`
+//! honour `If-Match: "<etag>"` and `If-None-Match: *` and answer 412 when the condition fails.
+//! Every response carries `x-kv-capabilities: compare-and-swap` when the store does this
+//! atomically, which is how a client tells this server from Cloudflare's.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let store = kv_backends::open("file:./kv-data").await.expect("store opens");
+//! let app = kv_server::router(store, kv_server::ServerConfig::default().with_token("s3cret"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+//! kv_server::serve(listener, app, kv_server::shutdown_signal()).await
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+pub mod error;
+mod extract;
+pub mod metrics;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use kv_core::Store;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use crate::auth::tokens_match;
+pub use crate::config::ServerConfig;
+pub use crate::routes::values::{etag, EXPIRATION_HEADER};
+use crate::state::AppState;
+
+/// The REST API's base path; `{account_id}` may be anything.
+pub const API_BASE: &str = "/client/v4/accounts/{account_id}/storage/kv/namespaces";
+
+/// The response header through which the server advertises its extensions.
+pub const CAPABILITIES_HEADER: &str = "x-kv-capabilities";
+
+/// The [`CAPABILITIES_HEADER`] value of a server with atomic conditional writes.
+pub const COMPARE_AND_SWAP: &str = "compare-and-swap";
+
+/// The router serving `store` over the REST protocol.
+pub fn router(store: Store, config: ServerConfig) -> Router {
+    let value_limit = store.limits().max_value_bytes + config.multipart_overhead_bytes;
+    let bulk_limit = config.max_bulk_body_bytes;
+    let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
+    let capabilities = capabilities_value(&state);
+
+    let ns = format!("{API_BASE}/{{namespace_id}}");
+    let values = get(routes::values::get_value)
+        .put(routes::values::put_value)
+        .delete(routes::values::delete_value)
+        .layer(DefaultBodyLimit::max(value_limit));
+    let bulk = put(routes::bulk::write)
+        .delete(routes::bulk::delete)
+        .layer(DefaultBodyLimit::max(bulk_limit));
+    let bulk_delete = post(routes::bulk::delete).layer(DefaultBodyLimit::max(bulk_limit));
+    let namespaces = get(routes::namespaces::list).post(routes::namespaces::create);
+
+    Router::new()
+        .route(API_BASE, namespaces.clone())
+        .route(&format!("{API_BASE}/"), namespaces)
+        .route(
+            &ns,
+            get(routes::namespaces::get)
+                .put(routes::namespaces::rename)
+                .delete(routes::namespaces::delete),
+        )
+        .route(&format!("{ns}/values/{{*key}}"), values)
+        .route(
+            &format!("{ns}/metadata/{{*key}}"),
+            get(routes::values::get_metadata),
+        )
+        .route(&format!("{ns}/keys"), get(routes::keys::list))
+        .route(&format!("{ns}/bulk"), bulk)
+        .route(&format!("{ns}/bulk/delete"), bulk_delete)
+        .route(&format!("{ns}/bulk/get"), post(routes::bulk::get))
+        .route("/metrics", get(metrics::exposition))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_token))
+        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(TraceLayer::new_for_http())
+        .layer(map_response(move |mut response: Response| {
+            let capabilities = capabilities.clone();
+            async move {
+                if let Some(value) = capabilities {
+                    response.headers_mut().insert(CAPABILITIES_HEADER, value);
+                }
+                response
+            }
+        }))
+        .with_state(state)
+}
+
+fn capabilities_value(state: &AppState) -> Option<HeaderValue> {
+    let atomic = state.store.capabilities().atomic_conditional_writes;
+    atomic.then(|| HeaderValue::from_static(COMPARE_AND_SWAP))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -51,8 +51,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_core::{
-    async_trait, new_namespace_id, Backend, KvError, KvStore, Message, NamespaceInfo, Result,
-    SharedClock, SystemClock,
+    async_trait, new_namespace_id, Backend, Capabilities, KvError, KvStore, Message, NamespaceInfo,
+    Result, SharedClock, SystemClock,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
@@ -262,6 +262,10 @@ impl Backend for FileBackend {
 
     fn clock(&self) -> SharedClock {
         self.shared.clock.clone()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
     }
 
     async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {

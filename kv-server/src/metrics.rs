@@ -1,0 +1,142 @@
+//! `GET /metrics`: what Workers KV users watch against their read and write quotas.
+//!
+//! - `kv_operations_total{namespace, operation}`: reads, writes, deletes and lists per namespace
+//!   (a bulk request counts each key);
+//! - `kv_http_errors_total{status}`: error answers by status;
+//! - `kv_http_request_duration_seconds`: request latency histogram.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+/// The kinds of store operation counted per namespace.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Operation {
+    /// Value, metadata and bulk reads.
+    read,
+    /// Value and bulk writes.
+    write,
+    /// Value and bulk deletes.
+    delete,
+    /// Key listings.
+    list,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    namespace: String,
+    operation: Operation,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+/// The server's metrics registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    operations: Family<OperationLabels, Counter>,
+    errors: Family<StatusLabels, Counter>,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let operations = Family::<OperationLabels, Counter>::default();
+        let errors = Family::<StatusLabels, Counter>::default();
+        // 100 µs to about 3 s.
+        let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "kv_operations",
+            "Store operations by namespace and kind",
+            operations.clone(),
+        );
+        registry.register(
+            "kv_http_errors",
+            "Error responses by HTTP status",
+            errors.clone(),
+        );
+        registry.register(
+            "kv_http_request_duration_seconds",
+            "Request latency",
+            latency.clone(),
+        );
+        Metrics {
+            registry,
+            operations,
+            errors,
+            latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts `n` operations of one kind on a namespace.
+    pub fn count(&self, namespace: &str, operation: Operation, n: u64) {
+        self.operations
+            .get_or_create(&OperationLabels {
+                namespace: namespace.to_owned(),
+                operation,
+            })
+            .inc_by(n);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Records latency and error statuses of every request.
+pub(crate) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .latency
+        .observe(started.elapsed().as_secs_f64());
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        state
+            .metrics
+            .errors
+            .get_or_create(&StatusLabels {
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+    response
+}
+
+/// `GET /metrics`.
+pub(crate) async fn exposition(State(state): State<AppState>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
