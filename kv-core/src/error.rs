@@ -192,6 +192,16 @@ pub enum KvError {
         #[source]
         source: BoxError,
     },
+    /// A remote store (a kv-server, Cloudflare) rejected the request with an error envelope.
+    #[error("remote store answered {status} (code {code}): {message}")]
+    Remote {
+        /// The HTTP status.
+        status: u16,
+        /// The first error code of the envelope.
+        code: u32,
+        /// The first error message of the envelope.
+        message: String,
+    },
     /// Any other failure inside the backend (I/O, storage engine, protocol).
     #[error("{backend} backend error: {source}")]
     Backend {

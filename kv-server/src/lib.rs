@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `GET /`, `POST /` `{title}` | list namespaces, create one |
 //! | `GET /{ns}`, `PUT /{ns}` `{title}`, `DELETE /{ns}` | read, rename, remove a namespace |
-//! | `GET /{ns}/values/{key}` | the raw value; `expiration` and `ETag` headers |
+//! | `GET /{ns}/values/{key}` | the raw value; `expiration`, `ETag` and `x-kv-metadata` headers |
 //! | `PUT /{ns}/values/{key}?expiration=&expiration_ttl=` | raw body, or multipart `value` + `metadata` |
 //! | `DELETE /{ns}/values/{key}` | remove a key (absent is fine) |
 //! | `GET /{ns}/metadata/{key}` | the key's metadata |
@@ -23,7 +23,9 @@
 //! **Compare-and-swap**, an extension: value responses carry an `ETag`; `PUT` and `DELETE`
 //! honour `If-Match: "<etag>"` and `If-None-Match: *` and answer 412 when the condition fails.
 //! Every response carries `x-kv-capabilities: compare-and-swap` when the store does this
-//! atomically, which is how a client tells this server from Cloudflare's.
+//! atomically, which is how a client tells this server from Cloudflare's. Value responses also
+//! carry `x-kv-metadata` (the metadata as unpadded base64url of its JSON), so one round trip
+//! reads a whole entry.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -58,7 +60,7 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
 pub use crate::config::ServerConfig;
-pub use crate::routes::values::{etag, EXPIRATION_HEADER};
+pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
 use crate::state::AppState;
 
 /// The REST API's base path; `{account_id}` may be anything.

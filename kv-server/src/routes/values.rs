@@ -4,6 +4,8 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bytes::Bytes;
 use kv_core::{DeleteOutcome, PutOptions, PutOutcome, Version, WriteMode};
 use serde::Deserialize;
@@ -31,6 +33,10 @@ pub(crate) struct WriteQuery {
 /// The `expiration` response header carrying an entry's expiry (seconds since the epoch).
 pub const EXPIRATION_HEADER: &str = "expiration";
 
+/// Our extension: a value response carries the entry's metadata as unpadded base64url of its
+/// JSON, so a client gets value, metadata, expiration and version in one round trip.
+pub const METADATA_HEADER: &str = "x-kv-metadata";
+
 /// `GET .../values/{key}`: the raw value, with `expiration` and `ETag` headers.
 pub(crate) async fn get_value(
     State(state): State<AppState>,
@@ -50,6 +56,14 @@ pub(crate) async fn get_value(
     headers.insert(ETAG, etag(entry.version));
     if let Some(expiration) = entry.expiration {
         headers.insert(EXPIRATION_HEADER, HeaderValue::from(expiration));
+    }
+    if let Some(metadata) = &entry.metadata {
+        let json = serde_json::to_vec(metadata).expect("a JSON value serializes");
+        let encoded = URL_SAFE_NO_PAD.encode(json);
+        headers.insert(
+            METADATA_HEADER,
+            HeaderValue::from_str(&encoded).expect("base64url is a valid header value"),
+        );
     }
     Ok((headers, entry.value).into_response())
 }
