@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod bulk_format;
 mod config;
 pub mod error;
 mod extract;

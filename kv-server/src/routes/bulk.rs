@@ -1,33 +1,17 @@
 //! `PUT /{ns}/bulk`, `POST /{ns}/bulk/delete` (and the older `DELETE /{ns}/bulk`),
 //! `POST /{ns}/bulk/get`.
 
-use std::time::Duration;
-
 use axum::extract::State;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use kv_core::{BulkPut, Entry, PutOptions};
+use kv_core::Entry;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::bulk_format::{BulkItemError, BulkWriteItem};
 use crate::error::{codes, ok, ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath};
 use crate::metrics::Operation;
 use crate::routes::namespaces::NamespacePath;
 use crate::state::AppState;
-
-/// One item of a bulk write, in Cloudflare's format.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BulkWriteItem {
-    key: String,
-    value: String,
-    #[serde(default)]
-    base64: bool,
-    expiration: Option<u64>,
-    expiration_ttl: Option<u64>,
-    metadata: Option<Value>,
-}
 
 /// `PUT /{ns}/bulk`: writes up to 10 000 items, all or none.
 pub(crate) async fn write(
@@ -38,41 +22,18 @@ pub(crate) async fn write(
     let ns = state.namespace(path.id()).await?;
     ns.limits().check_bulk_write(items.len())?;
     let count = items.len();
-    let mut puts = Vec::with_capacity(count);
-    for (index, item) in items.into_iter().enumerate() {
-        let value = if item.base64 {
-            STANDARD.decode(item.value.as_bytes()).map_err(|e| {
-                ApiError::bad_request(
-                    codes::INVALID_BASE64,
-                    format!(
-                        "item {index} (key {:?}): value is not base64: {e}",
-                        item.key
-                    ),
-                )
-            })?
-        } else {
-            item.value.into_bytes()
-        };
-        let mut options = PutOptions::new();
-        options = match (item.expiration, item.expiration_ttl) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request(
-                    codes::INVALID_EXPIRATION,
-                    format!(
-                        "item {index} (key {:?}): send either expiration or expiration_ttl",
-                        item.key
-                    ),
-                ))
-            }
-            (Some(at), None) => options.expiration(at),
-            (None, Some(ttl)) => options.ttl(Duration::from_secs(ttl)),
-            (None, None) => options,
-        };
-        if let Some(metadata) = item.metadata {
-            options = options.metadata(metadata);
-        }
-        puts.push(BulkPut::new(item.key, value).with_options(options));
-    }
+    let puts = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| item.into_put(index))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| {
+            let code = match error {
+                BulkItemError::Base64 { .. } => codes::INVALID_BASE64,
+                BulkItemError::BothExpirations { .. } => codes::INVALID_EXPIRATION,
+            };
+            ApiError::bad_request(code, error.to_string())
+        })?;
     state
         .metrics
         .count(path.id(), Operation::write, count as u64);

@@ -1,0 +1,43 @@
+//! `kv serve`.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use kv_server::{router, serve, shutdown_signal, ServerConfig};
+
+use crate::{Failure, Outcome};
+
+/// Options of `kv serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Require `Authorization: Bearer <token>` on every request.
+    #[arg(long, env = "KV_TOKEN")]
+    token: Option<String>,
+}
+
+/// Serves `store_url` (the global `--store`) until SIGINT or SIGTERM.
+pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
+    let store = crate::open(store_url).await?;
+    let mut config = ServerConfig::default();
+    if let Some(token) = args.token.filter(|t| !t.is_empty()) {
+        config = config.with_token(token);
+    }
+    let auth = if config.token.is_some() {
+        "bearer token required"
+    } else {
+        "no auth"
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::Error(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
+    let address = listener.local_addr()?;
+    println!(
+        "kv-server listening on http://{address} (store {store_url}, {auth})"
+    );
+    serve(listener, router(store, config), shutdown_signal()).await?;
+    println!("kv-server stopped");
+    Ok(())
+}
