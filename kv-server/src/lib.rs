@@ -53,7 +53,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use axum::Router;
 use kv_core::Store;
 use tokio::net::TcpListener;
@@ -101,6 +101,8 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
                 .delete(routes::namespaces::delete),
         )
         .route(&format!("{ns}/values/{{*key}}"), values)
+        .route(&format!("{ns}/values/"), any(routes::values::empty_key))
+        .route(&format!("{ns}/metadata/"), any(routes::values::empty_key))
         .route(
             &format!("{ns}/metadata/{{*key}}"),
             get(routes::values::get_metadata),

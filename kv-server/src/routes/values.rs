@@ -126,6 +126,11 @@ pub(crate) async fn delete_value(
     }
 }
 
+/// `.../values/` and `.../metadata/` with nothing after the slash: the empty key.
+pub(crate) async fn empty_key() -> ApiError {
+    kv_core::LimitError::EmptyKey.into()
+}
+
 /// An entry's version as a strong `ETag`.
 pub fn etag(version: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("hex digits are a valid header")

@@ -83,9 +83,8 @@ pub async fn run(store: &Store, namespace: &str, command: KeyCommand) -> Outcome
                 options = options.expiration(expiration);
             }
             if let Some(metadata) = metadata {
-                let parsed = serde_json::from_str(&metadata).map_err(|e| {
-                    Failure::Usage(format!("--metadata is not valid JSON: {e}"))
-                })?;
+                let parsed = serde_json::from_str(&metadata)
+                    .map_err(|e| Failure::Usage(format!("--metadata is not valid JSON: {e}")))?;
                 options = options.metadata(parsed);
             }
             let ns = store.namespace(namespace).await?;

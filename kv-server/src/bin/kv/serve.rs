@@ -34,9 +34,7 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
         .await
         .map_err(|e| Failure::Error(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr()?;
-    println!(
-        "kv-server listening on http://{address} (store {store_url}, {auth})"
-    );
+    println!("kv-server listening on http://{address} (store {store_url}, {auth})");
     serve(listener, router(store, config), shutdown_signal()).await?;
     println!("kv-server stopped");
     Ok(())
