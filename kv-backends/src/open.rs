@@ -11,7 +11,14 @@ pub struct OpenOptions {
     pub limits: Limits,
 }
 
-/// Opens the store a URL names (`memory:`, `file:PATH`, ...) with default options.
+/// Opens the store a URL names (`memory:`, `file:PATH`, `http://HOST:PORT`, ...) with default
+/// options.
+///
+/// `http://` and `https://` URLs (feature `http`) open the HTTP backend with the bearer token
+/// from `KV_TOKEN` when it is set; a URL without a path gets kv-server's API path, a URL with
+/// one is the API base itself. `cloudflare://ACCOUNT_ID` opens Cloudflare Workers KV with the
+/// token from `CLOUDFLARE_API_TOKEN`. Opening an HTTP store asks the server what it can do (one
+/// namespace listing), so it fails when the server is unreachable or refuses the token.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -46,9 +53,49 @@ pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
             .map_err(|e| KvError::backend("file", e))??;
             Store::new(backend)
         }
+        #[cfg(feature = "http")]
+        StoreUrl::Http { url } => {
+            let mut builder = crate::http::HttpBackend::for_server(url)?.clock(clock);
+            if let Some(token) = env_token(crate::http::TOKEN_ENV) {
+                builder = builder.token(token);
+            }
+            Store::new(builder.connect().await?)
+        }
+        #[cfg(feature = "http")]
+        StoreUrl::Cloudflare { account_id } => {
+            let token = env_token(crate::http::CLOUDFLARE_TOKEN_ENV).ok_or_else(|| {
+                KvError::BackendNotAvailable {
+                    url: url.to_string(),
+                    backend: "cloudflare",
+                    reason: "needs an API token in the CLOUDFLARE_API_TOKEN environment variable",
+                }
+            })?;
+            let backend = crate::http::HttpBackend::cloudflare(account_id)
+                .token(token)
+                .clock(clock)
+                .connect()
+                .await?;
+            Store::new(backend)
+        }
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis { url } => Store::new(
+            crate::redis::RedisBackend::builder(url.as_str())
+                .clock(clock)
+                .connect()
+                .await?,
+        ),
         other => return Err(unavailable(url, other)),
     };
     Ok(store.with_limits(options.limits))
+}
+
+/// A token from the environment; unset or blank is none.
+#[cfg(feature = "http")]
+fn env_token(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty())
 }
 
 fn unavailable(url: &StoreUrl, which: &StoreUrl) -> KvError {
@@ -56,6 +103,8 @@ fn unavailable(url: &StoreUrl, which: &StoreUrl) -> KvError {
     let reason = match backend {
         "memory" => "is not compiled in (enable the `memory` feature of kv-backends)",
         "file" => "is not compiled in (enable the `file` feature of kv-backends)",
+        "http" | "cloudflare" => "is not compiled in (enable the `http` feature of kv-backends)",
+        "redis" => "is not compiled in (enable the `redis` feature of kv-backends)",
         _ => "is not available in this version of kv-backends",
     };
     KvError::BackendNotAvailable {

@@ -1,1 +1,29 @@
-//! placeholder
+//! Tower layers over the [`kv_core`] store contract, one module and one cargo feature each, in
+//! the manner of tower-http:
+//!
+//! | feature | module | what it gives |
+//! | --- | --- | --- |
+//! | `session` | [`session`] | cookie sessions stored in a namespace: a layer, a lazy `Session` handle, a programmatic manager |
+//! | `rate_limit` | [`rate_limit`] | exact GCRA rate limits shared through the store: a layer with named quotas, key extractors and draft RateLimit headers, a programmatic limiter |
+//! | `cache` | [`cache`] | stale-while-revalidate caching: an HTTP response cache layer (RFC 9111, `Vary`, `Age`, `Cache-Status`, coalescing, background refresh) and a programmatic get-or-fetch cache |
+//! | `flags` | [`flags`] | feature flags evaluated from an in-memory snapshot: flagd's format and bucketing, rules and segments, a layer giving each request a `Flags` handle, `RequireFlagLayer` |
+//! | `config` | [`config`] | a typed, versioned config document with validation, compare-and-swap updates and rollback; `ConfigLayer`, `ApiKeyLayer` |
+//!
+//! The `axum` feature adds axum extractors for the handles of the enabled middleware, and `full`
+//! enables everything. Nothing requires axum: every layer works with any tower or hyper service,
+//! and handlers find the handles in the request extensions.
+//!
+//! Every layer works on every backend (memory, file, Redis, HTTP), with one process or many
+//! sharing one store, and documents which guarantees need compare-and-swap.
+#![warn(missing_docs)]
+
+#[cfg(feature = "cache")]
+pub mod cache;
+#[cfg(feature = "config")]
+pub mod config;
+#[cfg(feature = "flags")]
+pub mod flags;
+#[cfg(feature = "rate_limit")]
+pub mod rate_limit;
+#[cfg(feature = "session")]
+pub mod session;

@@ -1,0 +1,236 @@
+//! Stale-while-revalidate caching in a key-value namespace (feature `cache`).
+//!
+//! Two front doors over one model:
+//!
+//! - [`CacheLayer`]: an HTTP response cache for any tower service (RFC 9111 semantics for a
+//!   shared cache, with RFC 5861's `stale-while-revalidate` and `stale-if-error`), keyed with
+//!   `Vary`, answering with `Age` and `Cache-Status` (RFC 9211), coalescing concurrent misses
+//!   and refreshing stale entries in the background.
+//! - [`Cache`]: a programmatic get-or-fetch cache for values (bytes or JSON) with the same
+//!   windows, single-flight, background refresh, failure backoff, invalidation and warming.
+//!
+//! Both keep their entries in a [`Namespace`](kv_core::Namespace), so the same code caches in
+//! memory, in the embedded file store, in Redis or behind a kv-server, and every process that
+//! shares the store shares the cache.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use axum::{body::Body, routing::get, Router};
+//! use http::Request;
+//! use kv_middleware::cache::CacheLayer;
+//! use tower::ServiceExt;
+//!
+//! async fn report() -> ([(http::HeaderName, &'static str); 1], &'static str) {
+//!     // The origin decides: fresh for 60 s, then served stale for up to 10 minutes while
+//!     // one background request refreshes it.
+//!     ([(http::header::CACHE_CONTROL, "max-age=60, stale-while-revalidate=600")], "expensive report")
+//! }
+//!
+//! // Any store URL: "memory:", "file:./kv-data", "redis://...", "http://...".
+//! let store = kv_backends::open("memory:").await?;
+//! let cache = CacheLayer::new(store.namespace("HTTP_CACHE").await?).with_x_cache(true);
+//! let app = Router::new().route("/report", get(report).route_layer(cache.clone()));
+//!
+//! let request = || Request::get("/report").header("host", "example.com").body(Body::empty());
+//! let first = app.clone().oneshot(request()?).await?;
+//! assert_eq!(first.headers()["x-cache"], "MISS");
+//! assert_eq!(first.headers()["cache-status"], "kv; fwd=uri-miss; fwd-status=200; stored; ttl=60");
+//!
+//! let second = app.oneshot(request()?).await?;
+//! assert_eq!(second.headers()["x-cache"], "HIT");
+//! assert_eq!(second.headers()["cache-status"], "kv; hit; ttl=60");
+//! assert_eq!(second.headers()["age"], "0");
+//! let body = axum::body::to_bytes(second.into_body(), 1024).await?;
+//! assert_eq!(&body[..], b"expensive report");
+//! assert_eq!(cache.stats().hits, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # States
+//!
+//! Every read judges the stored entry by its age (its `Age` on arrival plus the time since it
+//! was stored, on the namespace's [`Clock`](kv_core::Clock)):
+//!
+//! | state | when | the request gets | the origin sees |
+//! | --- | --- | --- | --- |
+//! | fresh | age < freshness lifetime | the stored response | nothing |
+//! | stale-while-revalidate | within the SWR window after it | the stored response, at once | one background refresh (per key and process) |
+//! | stale-if-error | within the SIE window after it | the origin's response; the stored one if the origin fails (5xx or an error) | the request (one per key and process) |
+//! | expired | past both windows | the origin's response | the request, conditional (`If-None-Match` / `If-Modified-Since`) when a validator is stored; a `304` refreshes the stored entry |
+//! | missing | nothing stored | the origin's response | the request (one per key and process) |
+//!
+//! `must-revalidate`, `proxy-revalidate` and `no-cache` forbid serving stale: such entries go
+//! from fresh straight to expired (`no-cache` ones are revalidated on every use).
+//!
+//! # What is cached
+//!
+//! `GET` and `HEAD` ([`CacheLayer::with_methods`]); requests with `Authorization`
+//! ([`CacheLayer::with_authorized_requests`]) or `Range` bypass the cache. A response is
+//! stored when it has none of `no-store`, `private`, `Vary: *` and `Set-Cookie`
+//! ([`CacheLayer::with_set_cookie_responses`]), is not a `206`, `304` or server error, and has
+//! a freshness lifetime: `s-maxage`, else `max-age`, else `Expires` − `Date`, else — for the
+//! status codes RFC 9110 calls heuristically cacheable — the layer's default
+//! ([`CacheLayer::with_default_ttl`], 60 s). Its SWR and SIE windows come from its
+//! `Cache-Control`, else from the layer's defaults ([`CacheLayer::with_stale_while_revalidate`],
+//! [`CacheLayer::with_stale_if_error`], both 0). Request `Cache-Control` directives are not
+//! honoured (as CDNs do): the origin decides.
+//!
+//! Bodies are buffered up to [`CacheLayer::with_max_body_size`] (1 MiB); a larger body, or one
+//! with trailers, streams through uncached and the layer never holds more than the cap.
+//!
+//! # Keys
+//!
+//! ```text
+//! {prefix}{path}[?{query}]#{METHOD}[@{host}]                   the response, or the URL's Vary marker
+//! {prefix}{path}[?{query}]#{METHOD}[@{host}]~{gen}.{hash}      one variant of a response with Vary
+//! ```
+//!
+//! The host (URI authority, else `Host`, lowercased) is in the key by default
+//! ([`CacheLayer::with_host_in_key`]), the scheme only on request
+//! ([`CacheLayer::with_scheme_in_key`]); the prefix is empty by default
+//! ([`CacheLayer::with_key_prefix`]). For a response with `Vary`, the URL's key holds a small
+//! marker (a generation and the field names) and each variant lives under a key with a hash of
+//! the request's values of those fields; deleting the marker makes every variant unreachable
+//! at once. A key longer than the store's key limit keeps its first bytes and ends in a
+//! SHA-256 of the whole key; every entry records its whole key and is checked on read.
+//! [`CacheLayer::cache_key`] tells a request's key.
+//!
+//! # What is stored
+//!
+//! One entry per response (plus one marker per URL with `Vary`), in a compact binary form:
+//! the status, the headers (less hop-by-hop fields, `Age`, `Cache-Status` and `X-Cache`), the
+//! body, when it was stored, its `Age` on arrival, its windows and flags, its whole key and
+//! the request's `Vary` values. The store's TTL is the useful life — freshness + the longer of
+//! the SWR and SIE windows, less the age on arrival — plus
+//! [`CacheLayer::with_revalidation_grace`] for responses with a validator, and never below the
+//! store's minimum TTL (60 s on Workers KV): the store forgets entries on its own, and since
+//! freshness is judged on every read, a longer store TTL never makes stale data look fresh.
+//!
+//! # Response headers
+//!
+//! Every response carries one `Cache-Status` entry (appended after any from caches nearer the
+//! origin), named `kv` by default ([`CacheLayer::with_cache_status_name`]), and — with
+//! [`CacheLayer::with_x_cache`] — an `X-Cache`. Responses served from storage carry `Age`
+//! (a miss passes the origin's on). Exactly:
+//!
+//! | what happened | `Cache-Status` | `X-Cache` |
+//! | --- | --- | --- |
+//! | fresh hit | `kv; hit; ttl=42` | `HIT` |
+//! | stale, refreshing in the background | `kv; hit; ttl=-5; detail=stale-while-revalidate` | `STALE` |
+//! | stale in the SIE window while the key backs off | `kv; hit; ttl=-5; detail=stale-if-error` | `STALE` |
+//! | origin failed, stale served | `kv; fwd=stale; fwd-status=503; ttl=-5; detail=stale-if-error` (no `fwd-status` for an error) | `STALE` |
+//! | expired, origin said `304` | `kv; fwd=stale; fwd-status=304; stored; ttl=60` | `REVALIDATED` |
+//! | expired, origin sent a new response | `kv; fwd=stale; fwd-status=200; stored; ttl=60` | `MISS` |
+//! | nothing stored | `kv; fwd=uri-miss; fwd-status=200; stored; ttl=60` | `MISS` |
+//! | other variants stored, not this one | `kv; fwd=vary-miss; fwd-status=200; stored; ttl=60` | `MISS` |
+//! | answered by another request's origin call | `kv; fwd=uri-miss; fwd-status=200; collapsed; stored; ttl=60` | `MISS` |
+//! | not stored | `kv; fwd=uri-miss; fwd-status=200; detail=no-store` (or `private`, `set-cookie`, `vary-star`, `status`, `no-freshness`, `too-large`) | `MISS` |
+//! | the store failed | `kv; fwd=miss; fwd-status=200; detail=store-error` | `MISS` |
+//! | method not cached | `kv; fwd=method; fwd-status=201` (`; detail=invalidated` after an unsafe request invalidated the URL) | `BYPASS` |
+//! | `Authorization` or `Range` | `kv; fwd=bypass; fwd-status=200; detail=authorization` (or `range`) | `BYPASS` |
+//!
+//! `ttl` is the freshness left in seconds (negative once stale).
+//!
+//! # Conditional requests and invalidation
+//!
+//! A client's `If-None-Match` (or, without it, `If-Modified-Since`) is answered `304` from
+//! the cache when it matches the stored response; on a miss the client's conditions are
+//! removed before the origin is asked, so a full response can be stored. A successful `POST`,
+//! `PUT`, `PATCH` or `DELETE` through the layer invalidates the URL's `GET`/`HEAD` entries (and
+//! those of its `Location` and `Content-Location` on the same host). From code,
+//! [`CacheLayer::purge`] deletes one URL target and [`CacheLayer::purge_prefix`] every target
+//! under a prefix.
+//!
+//! # Coalescing and background refresh
+//!
+//! Concurrent requests that must go to the origin for one key (missing, expired, or a
+//! different variant) make one origin request in the process: the first leads, the others wait
+//! for its response and are answered from it (`collapsed`) — up to
+//! [`CacheLayer::with_coalesce_timeout`], after which a waiting request goes to the origin
+//! itself; so does a waiter whose leader's response may not be shared (uncacheable, or too
+//! large) or whose leader was dropped. A stale entry in its SWR window is served at once while
+//! one background refresh per key runs a clone of the inner service (request head copied, body
+//! `Default`), bounded by [`CacheLayer::with_refresh_timeout`]. A refresh or an origin call
+//! that fails puts the key in backoff ([`CacheLayer::with_backoff`]): no further refresh or
+//! stale-if-error origin call for it until the pause ends, while stale keeps being served.
+//! [`CacheLayer::subscribe`] announces finished and failed refreshes.
+//!
+//! # Store errors
+//!
+//! A store that fails or takes longer than [`CacheLayer::with_store_timeout`] never fails a
+//! request: a failed read is a miss (`detail=store-error`), a failed write leaves the response
+//! unstored, both are logged through `tracing` (warn) and counted in
+//! [`CacheStats::store_errors`]. The origin's own errors are passed on unless a stale response
+//! may replace them.
+//!
+//! # Several processes
+//!
+//! Processes that share the store share the entries: what one stores, all serve, and a purge
+//! or an unsafe-method invalidation in one is seen by all. Coalescing, the one-refresh-per-key
+//! rule, backoff and statistics are per process, so N processes make at most N origin calls
+//! for one cold or stale key at once. No compare-and-swap is needed: every write is a whole
+//! response, and when two processes store the same key the later write wins.
+//!
+//! # Without axum
+//!
+//! [`CacheLayer`] is a plain tower layer over any `Service<Request<B>>` with
+//! `B: Default` (for background refreshes) whose responses have an [`http_body::Body`]; its
+//! responses have a [`CacheBody`]. It needs a tokio runtime with time enabled.
+//!
+//! # The programmatic cache
+//!
+//! [`Cache::get_or_fetch`] (bytes) and [`Cache::get_or_fetch_json`] take a key, a [`Ttl`]
+//! (fresh, stale-while-revalidate, stale-if-error) and a fetcher, and follow the same states.
+//! The fetcher runs in a task of its own, bounded by [`Cache::with_fetch_timeout`], so it
+//! completes and stores its value even when its caller is gone; concurrent callers of one key
+//! share one run. [`Cache::invalidate`], [`Cache::invalidate_prefix`] and [`Cache::warm`] (one
+//! bulk get to find what is missing, one loader call, one bulk put) complete it. Entries keep
+//! a store TTL of fresh + max(SWR, SIE), at least the store's minimum.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use kv_middleware::cache::{Cache, Source, Ttl};
+//!
+//! let store = kv_backends::open("memory:").await?;
+//! let cache = Cache::new(store.namespace("CACHE").await?);
+//! let ttl = Ttl::fresh(Duration::from_secs(60)).stale_if_error(Duration::from_secs(3600));
+//!
+//! let rates = cache
+//!     .get_or_fetch_with_source("rates", ttl, || async {
+//!         Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"eur\":1.08}"))
+//!     })
+//!     .await?;
+//! assert_eq!(rates.source, Source::Fetched);
+//!
+//! // Fill many keys at once: one bulk get, one loader call, one bulk put.
+//! let report = cache
+//!     .warm(&["a", "b", "rates"], ttl, |missing: Vec<String>| async move {
+//!         Ok::<_, std::io::Error>(missing.into_iter().map(|k| (k, bytes::Bytes::from_static(b"1"))))
+//!     })
+//!     .await?;
+//! assert_eq!((report.fresh, report.loaded), (1, 2));
+//! # Ok(()) }
+//! ```
+
+mod backoff;
+mod body;
+mod entry;
+mod future;
+mod key;
+mod layer;
+mod policy;
+mod programmatic;
+mod service;
+mod singleflight;
+mod stats;
+
+pub use self::body::CacheBody;
+pub use self::future::ResponseFuture;
+pub use self::layer::{CacheLayer, DEFAULT_MAX_BODY_SIZE};
+pub use self::programmatic::{Cache, CacheError, Cached, Source, Ttl, WarmReport};
+pub use self::service::CacheService;
+pub use self::stats::{CacheEvent, CacheStats};

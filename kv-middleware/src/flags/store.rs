@@ -1,0 +1,749 @@
+//! [`FlagStore`]: the flags of one namespace, as a snapshot refreshed in the background, plus
+//! the admin operations.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use kv_core::{
+    Entry, KvError, ListOptions, Namespace, PutOptions, PutOutcome, SharedClock, Version, WriteMode,
+};
+
+use super::compile::{
+    compile_flag, compile_segment, decode, referenced_headers, ItemKind, ValidationError, ValueKind,
+};
+use super::context::EvaluationContext;
+use super::error::FlagsError;
+use super::eval::Snapshot;
+use super::handle::Flags;
+use super::model::{FlagDefinition, Segment};
+use super::refresh::{spawn_refresh_loop, unix_millis, SingleFlight};
+
+/// Store keys of flags start with this: flag `new-ui` is the entry `flag:new-ui`.
+pub const FLAG_PREFIX: &str = "flag:";
+/// Store keys of segments start with this: segment `beta` is the entry `segment:beta`.
+pub const SEGMENT_PREFIX: &str = "segment:";
+
+/// How often the background task refreshes, by default.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// How old the last good snapshot may get before evaluations say `STALE`, by default.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(300);
+
+/// How many times an update retries after losing a compare-and-swap race.
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefreshOutcome {
+    /// A new snapshot is in use.
+    Updated {
+        /// Flags in it.
+        flags: usize,
+        /// Segments in it.
+        segments: usize,
+    },
+    /// Nothing changed in the store since the last refresh.
+    Unchanged,
+}
+
+/// Counters of a [`FlagStore`] since it was built (per process), for metrics and health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlagStats {
+    /// Refreshes run (background and on demand).
+    pub refreshes: u64,
+    /// Refreshes that swapped in a new snapshot.
+    pub updates: u64,
+    /// Refreshes that failed on the store.
+    pub store_errors: u64,
+    /// Refreshes whose flags did not validate (the snapshot was kept).
+    pub rejected: u64,
+    /// When the last refresh succeeded, in milliseconds since the Unix epoch (store clock).
+    pub last_success_unix_ms: Option<u64>,
+    /// Why the last refresh failed, when it did.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    refreshes: AtomicU64,
+    updates: AtomicU64,
+    store_errors: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// Configures a [`FlagStore`].
+#[derive(Debug, Clone)]
+pub struct FlagStoreBuilder {
+    namespace: Namespace,
+    clock: SharedClock,
+    refresh_interval: Option<Duration>,
+    max_staleness: Duration,
+}
+
+impl FlagStoreBuilder {
+    /// Refresh in the background this often (default 30 s).
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// No background task: the snapshot changes only on [`FlagStore::refresh`] and admin
+    /// writes (tests drive refreshes this way, with a manual clock).
+    pub fn manual_refresh(mut self) -> Self {
+        self.refresh_interval = None;
+        self
+    }
+
+    /// Evaluations answer `STALE` once the last successful refresh is older than this
+    /// (default 5 minutes).
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
+    /// Measure staleness with this clock (default: the namespace's).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store, not loaded yet: evaluations answer the caller's default with
+    /// `PROVIDER_NOT_READY` until a refresh succeeds. Inside a tokio runtime the background
+    /// task starts now and refreshes at once.
+    pub fn build(self) -> FlagStore {
+        let inner = Arc::new(Inner {
+            namespace: self.namespace,
+            clock: self.clock,
+            max_staleness: self.max_staleness,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            last_success_ms: AtomicU64::new(0),
+            single_flight: SingleFlight::new(),
+            counters: Counters::default(),
+            last_error: Mutex::new(None),
+            task: Mutex::new(None),
+        });
+        if let Some(interval) = self.refresh_interval {
+            let task =
+                spawn_refresh_loop(Arc::downgrade(&inner), interval, true, |inner| async move {
+                    // Failures are logged and counted inside; the loop goes on.
+                    let _ = FlagStore { inner }.refresh().await;
+                });
+            *lock(&inner.task) = task;
+        }
+        FlagStore { inner }
+    }
+
+    /// Builds the store and loads it: fails if the first refresh does (the store is
+    /// unreachable or the flags do not validate), so a service can refuse to start without
+    /// its flags. The background task (if any) keeps running either way.
+    pub async fn load(self) -> Result<FlagStore, FlagsError> {
+        let store = FlagStoreBuilder {
+            refresh_interval: None,
+            ..self.clone()
+        }
+        .build();
+        store.refresh().await?;
+        if let Some(interval) = self.refresh_interval {
+            let task = spawn_refresh_loop(
+                Arc::downgrade(&store.inner),
+                interval,
+                false,
+                |inner| async move {
+                    let _ = FlagStore { inner }.refresh().await;
+                },
+            );
+            *lock(&store.inner.task) = task;
+        }
+        Ok(store)
+    }
+}
+
+/// The flags of one namespace: an immutable compiled snapshot swapped atomically (reads take
+/// no lock and never touch the store), refreshed in the background and on demand, plus the
+/// admin operations (validated writes, with compare-and-swap where the store has it).
+///
+/// Cheap to clone; clones share one snapshot. The background task stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct FlagStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: Namespace,
+    clock: SharedClock,
+    max_staleness: Duration,
+    snapshot: ArcSwap<Snapshot>,
+    last_success_ms: AtomicU64,
+    single_flight: SingleFlight<Result<RefreshOutcome, FlagsError>>,
+    counters: Counters,
+    last_error: Mutex<Option<String>>,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl fmt::Debug for FlagStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.inner.snapshot.load();
+        f.debug_struct("FlagStore")
+            .field("namespace", &self.inner.namespace.id())
+            .field("ready", &snapshot.ready)
+            .field("flags", &snapshot.flags.len())
+            .field("segments", &snapshot.segments.len())
+            .finish()
+    }
+}
+
+/// A flag as stored, with its version (for compare-and-swap).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    /// The flag's key.
+    pub key: String,
+    /// Its definition.
+    pub definition: FlagDefinition,
+    /// The entry's version.
+    pub version: Version,
+}
+
+/// A segment as stored, with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSegment {
+    /// The segment's name.
+    pub name: String,
+    /// Its definition.
+    pub definition: Segment,
+    /// The entry's version.
+    pub version: Version,
+}
+
+impl FlagStore {
+    /// Configures a store over `namespace` (one entry per flag, `flag:<key>`, and per segment,
+    /// `segment:<name>`).
+    pub fn builder(namespace: Namespace) -> FlagStoreBuilder {
+        FlagStoreBuilder {
+            clock: namespace.clock().clone(),
+            namespace,
+            refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+            max_staleness: DEFAULT_MAX_STALENESS,
+        }
+    }
+
+    /// [`FlagStore::builder`] with the defaults, loaded ([`FlagStoreBuilder::load`]).
+    pub async fn load(namespace: Namespace) -> Result<FlagStore, FlagsError> {
+        Self::builder(namespace).load().await
+    }
+
+    /// The namespace holding the flags.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+
+    /// A handle evaluating every flag of the current snapshot for `context`.
+    pub fn flags(&self, context: EvaluationContext) -> Flags {
+        self.flags_with(Arc::new(context))
+    }
+
+    pub(crate) fn flags_with(&self, context: Arc<EvaluationContext>) -> Flags {
+        Flags::new(self.inner.snapshot.load_full(), context, self.is_stale())
+    }
+
+    /// A handle for one request: the current snapshot, and the context `build` makes given the
+    /// headers that snapshot's flags read.
+    pub(crate) fn flags_for_request(
+        &self,
+        build: impl FnOnce(&[http::HeaderName]) -> EvaluationContext,
+    ) -> Flags {
+        let snapshot = self.inner.snapshot.load_full();
+        let context = build(&snapshot.headers);
+        Flags::new(snapshot, Arc::new(context), self.is_stale())
+    }
+
+    /// Whether a snapshot was ever loaded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.snapshot.load().ready
+    }
+
+    /// Whether the last successful refresh is older than the maximum staleness (evaluations
+    /// then answer `STALE`).
+    pub fn is_stale(&self) -> bool {
+        let last = self.inner.last_success_ms.load(Ordering::Acquire);
+        if last == 0 {
+            return false;
+        }
+        let now = unix_millis(self.inner.clock.now());
+        now.saturating_sub(last) > self.inner.max_staleness.as_millis() as u64
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> FlagStats {
+        let c = &self.inner.counters;
+        let last = self.inner.last_success_ms.load(Ordering::Acquire);
+        FlagStats {
+            refreshes: c.refreshes.load(Ordering::Relaxed),
+            updates: c.updates.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            last_success_unix_ms: (last != 0).then_some(last),
+            last_error: lock(&self.inner.last_error).clone(),
+        }
+    }
+
+    /// The keys of the snapshot's flags, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.inner.snapshot.load().flags.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The type of a flag's variants, as the snapshot holds it.
+    pub fn value_kind(&self, key: &str) -> Option<ValueKind> {
+        self.inner.snapshot.load().flags.get(key).map(|f| f.kind)
+    }
+
+    /// A flag's definition as the snapshot holds it.
+    pub fn definition(&self, key: &str) -> Option<Arc<FlagDefinition>> {
+        self.inner
+            .snapshot
+            .load()
+            .flags
+            .get(key)
+            .map(|f| f.definition.clone())
+    }
+
+    // ---- refresh ----
+
+    /// Reads every flag and segment, validates them all, and swaps the new snapshot in.
+    ///
+    /// Single-flight: concurrent calls share one refresh that started after they called. On
+    /// failure (store error, or any flag or segment invalid) the last good snapshot stays in
+    /// use; the error is logged, counted and returned.
+    pub async fn refresh(&self) -> Result<RefreshOutcome, FlagsError> {
+        let inner = &self.inner;
+        inner
+            .single_flight
+            .run(|| async {
+                inner.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                let outcome = self.load_snapshot().await;
+                match &outcome {
+                    Ok(outcome) => {
+                        let now = unix_millis(inner.clock.now()).max(1);
+                        inner.last_success_ms.store(now, Ordering::Release);
+                        *lock(&inner.last_error) = None;
+                        if let RefreshOutcome::Updated { flags, segments } = outcome {
+                            inner.counters.updates.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(flags, segments, "flags snapshot updated");
+                        }
+                    }
+                    Err(error) => {
+                        match error {
+                            FlagsError::Invalid(_) => &inner.counters.rejected,
+                            _ => &inner.counters.store_errors,
+                        }
+                        .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "flags refresh failed; keeping the last good snapshot");
+                        *lock(&inner.last_error) = Some(error.to_string());
+                    }
+                }
+                outcome
+            })
+            .await
+    }
+
+    async fn load_snapshot(&self) -> Result<RefreshOutcome, FlagsError> {
+        let namespace = &self.inner.namespace;
+        let names = list_keys(namespace, "").await?;
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|k| k.starts_with(FLAG_PREFIX) || k.starts_with(SEGMENT_PREFIX))
+            .collect();
+        let mut entries: Vec<(String, Entry)> = Vec::with_capacity(names.len());
+        for chunk in names.chunks(namespace.limits().max_bulk_get.max(1)) {
+            let got = namespace.get_many(chunk).await?;
+            for (name, entry) in chunk.iter().zip(got) {
+                if let Some(entry) = entry {
+                    entries.push((name.clone(), entry));
+                }
+            }
+        }
+        let versions: HashMap<String, Version> = entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.version))
+            .collect();
+        let current = self.inner.snapshot.load();
+        if current.ready && current.versions == versions {
+            return Ok(RefreshOutcome::Unchanged);
+        }
+        let snapshot = build_snapshot(&entries, versions)?;
+        let outcome = RefreshOutcome::Updated {
+            flags: snapshot.flags.len(),
+            segments: snapshot.segments.len(),
+        };
+        self.inner.snapshot.store(Arc::new(snapshot));
+        Ok(outcome)
+    }
+
+    // ---- admin: flags ----
+
+    /// Reads one flag from the store (not the snapshot), with its version.
+    pub async fn get_flag(&self, key: &str) -> Result<Option<StoredFlag>, FlagsError> {
+        let store_key = flag_key(key);
+        match self.inner.namespace.get_entry(&store_key).await? {
+            None => Ok(None),
+            Some(entry) => {
+                let definition = decode(ItemKind::Flag, key, &entry.value)?;
+                Ok(Some(StoredFlag {
+                    key: key.to_owned(),
+                    definition,
+                    version: entry.version,
+                }))
+            }
+        }
+    }
+
+    /// Every flag in the store, by key.
+    pub async fn list_flags(&self) -> Result<Vec<StoredFlag>, FlagsError> {
+        let names = list_keys(&self.inner.namespace, FLAG_PREFIX).await?;
+        let mut flags = Vec::with_capacity(names.len());
+        for chunk in names.chunks(self.inner.namespace.limits().max_bulk_get.max(1)) {
+            for (name, entry) in chunk
+                .iter()
+                .zip(self.inner.namespace.get_many(chunk).await?)
+            {
+                if let Some(entry) = entry {
+                    let key = &name[FLAG_PREFIX.len()..];
+                    flags.push(StoredFlag {
+                        key: key.to_owned(),
+                        definition: decode(ItemKind::Flag, key, &entry.value)?,
+                        version: entry.version,
+                    });
+                }
+            }
+        }
+        Ok(flags)
+    }
+
+    /// Validates and writes a flag unconditionally (the last writer wins), then refreshes so
+    /// this process sees it at once. Returns the new version.
+    pub async fn set_flag(&self, key: &str, flag: &FlagDefinition) -> Result<Version, FlagsError> {
+        self.write_flag(key, flag, WriteMode::Overwrite).await
+    }
+
+    /// Validates and writes a flag only if it is still at `expected` (`None`: only if it does
+    /// not exist yet); [`FlagsError::Conflict`] otherwise. Needs a store with compare-and-swap
+    /// (memory, file, Redis, a kv-server); others refuse with `KvError::Unsupported`.
+    pub async fn set_flag_if(
+        &self,
+        key: &str,
+        flag: &FlagDefinition,
+        expected: Option<Version>,
+    ) -> Result<Version, FlagsError> {
+        let mode = match expected {
+            Some(version) => WriteMode::OnlyIfVersion(version),
+            None => WriteMode::OnlyIfAbsent,
+        };
+        self.write_flag(key, flag, mode).await
+    }
+
+    /// Read-modify-write of one existing flag: `change` edits it, the result is validated and
+    /// written with compare-and-swap, and on a concurrent change the flag is read again and
+    /// `change` applied again (up to 16 times), so two admins never overwrite each other. On a
+    /// store without compare-and-swap the write is unconditional.
+    pub async fn update_flag<F>(&self, key: &str, mut change: F) -> Result<Version, FlagsError>
+    where
+        F: FnMut(&mut FlagDefinition),
+    {
+        let cas = self
+            .inner
+            .namespace
+            .capabilities()
+            .atomic_conditional_writes;
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some(mut stored) = self.get_flag(key).await? else {
+                return Err(FlagsError::NotFound {
+                    kind: "flag",
+                    key: key.to_owned(),
+                });
+            };
+            change(&mut stored.definition);
+            let mode = if cas {
+                WriteMode::OnlyIfVersion(stored.version)
+            } else {
+                WriteMode::Overwrite
+            };
+            match self.write_flag(key, &stored.definition, mode).await {
+                Err(FlagsError::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(FlagsError::Conflict {
+            kind: "flag",
+            key: key.to_owned(),
+        })
+    }
+
+    async fn write_flag(
+        &self,
+        key: &str,
+        flag: &FlagDefinition,
+        mode: WriteMode,
+    ) -> Result<Version, FlagsError> {
+        self.validate_flag(key, flag).await?;
+        let outcome = self
+            .inner
+            .namespace
+            .put_json_with(&flag_key(key), flag, PutOptions::new().mode(mode))
+            .await?;
+        match outcome {
+            PutOutcome::Written(version) => {
+                self.refresh_after_write().await;
+                Ok(version)
+            }
+            PutOutcome::ConditionFailed => Err(FlagsError::Conflict {
+                kind: "flag",
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    /// Checks a flag as a refresh would, against the segments of the snapshot (and of the
+    /// store, for segments the snapshot lacks), without writing it.
+    pub async fn validate_flag(&self, key: &str, flag: &FlagDefinition) -> Result<(), FlagsError> {
+        let mut segments = self.inner.snapshot.load().segments.clone();
+        let referenced = flag
+            .rules
+            .iter()
+            .flat_map(|r| &r.conditions)
+            .filter_map(|c| c.segment.as_deref());
+        for name in referenced {
+            if segments.contains_key(name) {
+                continue;
+            }
+            if let Some(stored) = self.get_segment(name).await? {
+                let compiled = compile_segment(name, stored.definition)?;
+                segments.insert(name.to_owned(), Arc::new(compiled));
+            }
+        }
+        compile_flag(key, flag.clone(), &segments)?;
+        Ok(())
+    }
+
+    /// Deletes a flag (unconditionally); `true` if it existed.
+    pub async fn delete_flag(&self, key: &str) -> Result<bool, FlagsError> {
+        let outcome = self
+            .inner
+            .namespace
+            .delete_with(&flag_key(key), WriteMode::Overwrite)
+            .await?;
+        self.refresh_after_write().await;
+        Ok(matches!(
+            outcome,
+            kv_core::DeleteOutcome::Deleted { existed: true }
+        ))
+    }
+
+    /// Deletes a flag only if it is still at `version`; [`FlagsError::Conflict`] otherwise.
+    pub async fn delete_flag_if(&self, key: &str, version: Version) -> Result<(), FlagsError> {
+        match self
+            .inner
+            .namespace
+            .delete_with(&flag_key(key), WriteMode::OnlyIfVersion(version))
+            .await?
+        {
+            kv_core::DeleteOutcome::Deleted { .. } => {
+                self.refresh_after_write().await;
+                Ok(())
+            }
+            kv_core::DeleteOutcome::ConditionFailed => Err(FlagsError::Conflict {
+                kind: "flag",
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    // ---- admin: segments ----
+
+    /// Reads one segment from the store, with its version.
+    pub async fn get_segment(&self, name: &str) -> Result<Option<StoredSegment>, FlagsError> {
+        match self.inner.namespace.get_entry(&segment_key(name)).await? {
+            None => Ok(None),
+            Some(entry) => Ok(Some(StoredSegment {
+                name: name.to_owned(),
+                definition: decode(ItemKind::Segment, name, &entry.value)?,
+                version: entry.version,
+            })),
+        }
+    }
+
+    /// Every segment in the store, by name.
+    pub async fn list_segments(&self) -> Result<Vec<StoredSegment>, FlagsError> {
+        let names = list_keys(&self.inner.namespace, SEGMENT_PREFIX).await?;
+        let mut segments = Vec::with_capacity(names.len());
+        for name in names {
+            let name = &name[SEGMENT_PREFIX.len()..];
+            if let Some(segment) = self.get_segment(name).await? {
+                segments.push(segment);
+            }
+        }
+        Ok(segments)
+    }
+
+    /// Validates and writes a segment (only if still at `expected` when given), then
+    /// refreshes.
+    pub async fn set_segment(
+        &self,
+        name: &str,
+        segment: &Segment,
+        expected: Option<Version>,
+    ) -> Result<Version, FlagsError> {
+        compile_segment(name, segment.clone())?;
+        let mode = expected.map_or(WriteMode::Overwrite, WriteMode::OnlyIfVersion);
+        match self
+            .inner
+            .namespace
+            .put_json_with(&segment_key(name), segment, PutOptions::new().mode(mode))
+            .await?
+        {
+            PutOutcome::Written(version) => {
+                self.refresh_after_write().await;
+                Ok(version)
+            }
+            PutOutcome::ConditionFailed => Err(FlagsError::Conflict {
+                kind: "segment",
+                key: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Deletes a segment, refusing with [`FlagsError::SegmentInUse`] while a flag in the store
+    /// refers to it (deleting it would make every later refresh fail validation).
+    pub async fn delete_segment(&self, name: &str) -> Result<bool, FlagsError> {
+        let users: Vec<String> = self
+            .list_flags()
+            .await?
+            .into_iter()
+            .filter(|f| {
+                f.definition
+                    .rules
+                    .iter()
+                    .flat_map(|r| &r.conditions)
+                    .any(|c| c.segment.as_deref() == Some(name))
+            })
+            .map(|f| f.key)
+            .collect();
+        if !users.is_empty() {
+            return Err(FlagsError::SegmentInUse {
+                segment: name.to_owned(),
+                flags: users,
+            });
+        }
+        let outcome = self
+            .inner
+            .namespace
+            .delete_with(&segment_key(name), WriteMode::Overwrite)
+            .await?;
+        self.refresh_after_write().await;
+        Ok(matches!(
+            outcome,
+            kv_core::DeleteOutcome::Deleted { existed: true }
+        ))
+    }
+
+    /// After a write: make it visible in this process at once. A failure here does not undo
+    /// the write; it is logged by `refresh`.
+    async fn refresh_after_write(&self) {
+        let _ = self.refresh().await;
+    }
+}
+
+fn flag_key(key: &str) -> String {
+    format!("{FLAG_PREFIX}{key}")
+}
+
+fn segment_key(name: &str) -> String {
+    format!("{SEGMENT_PREFIX}{name}")
+}
+
+/// Every key with `prefix`, page by page.
+async fn list_keys(namespace: &Namespace, prefix: &str) -> Result<Vec<String>, KvError> {
+    let mut names = Vec::new();
+    let mut options = ListOptions::new()
+        .prefix(prefix)
+        .limit(namespace.limits().max_list_limit.max(1));
+    loop {
+        let page = namespace.list(&options).await?;
+        names.extend(page.keys.into_iter().map(|k| k.name));
+        match page.cursor {
+            Some(cursor) if !page.list_complete => options.cursor = Some(cursor),
+            _ => return Ok(names),
+        }
+    }
+}
+
+/// Decodes and compiles every entry; any error rejects the whole snapshot.
+fn build_snapshot(
+    entries: &[(String, Entry)],
+    versions: HashMap<String, Version>,
+) -> Result<Snapshot, FlagsError> {
+    let mut errors: Vec<ValidationError> = Vec::new();
+    let mut segments = HashMap::new();
+    for (name, entry) in entries {
+        if let Some(name) = name.strip_prefix(SEGMENT_PREFIX) {
+            match decode::<Segment>(ItemKind::Segment, name, &entry.value)
+                .and_then(|s| compile_segment(name, s))
+            {
+                Ok(segment) => {
+                    segments.insert(name.to_owned(), Arc::new(segment));
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+    }
+    let mut flags = HashMap::new();
+    for (name, entry) in entries {
+        if let Some(key) = name.strip_prefix(FLAG_PREFIX) {
+            match decode::<FlagDefinition>(ItemKind::Flag, key, &entry.value)
+                .and_then(|f| compile_flag(key, f, &segments))
+            {
+                Ok(flag) => {
+                    flags.insert(key.to_owned(), flag);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(FlagsError::Invalid(errors));
+    }
+    let mut headers = Vec::new();
+    for segment in segments.values() {
+        referenced_headers(&segment.conditions, &mut headers);
+    }
+    for flag in flags.values() {
+        flag.referenced_headers(&mut headers);
+    }
+    Ok(Snapshot {
+        ready: true,
+        flags,
+        segments,
+        versions,
+        headers,
+    })
+}

@@ -1,0 +1,226 @@
+//! Session IDs: random, URL-safe, and stored only as a hash.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::error::SessionError;
+
+/// Bytes of randomness in a session ID (256 bits).
+const ID_BYTES: usize = 32;
+/// Length of an ID's text form: unpadded URL-safe base64 of 32 bytes.
+const ID_TEXT_LEN: usize = 43;
+
+/// A session ID: 256 bits from the operating system's CSPRNG, written as 43 characters of
+/// unpadded URL-safe base64 (`A-Z a-z 0-9 - _`).
+///
+/// The ID is the secret a browser holds in its cookie. The store never sees it: a session is
+/// stored under [`store_key`](Self::store_key), the SHA-256 hash of the ID, so whoever can read
+/// the store (a backup, a shared Redis) still cannot present a valid cookie.
+///
+/// `Debug` does not print the ID; `Display` does (it is what goes into the cookie).
+///
+/// ```
+/// use kv_middleware::session::SessionId;
+///
+/// let id = SessionId::generate().expect("the OS has randomness");
+/// let text = id.to_string();
+/// assert_eq!(text.len(), 43);
+/// assert_eq!(text.parse::<SessionId>().unwrap(), id);
+/// assert_ne!(id.store_key(), text);
+/// assert!("not an id".parse::<SessionId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; ID_BYTES]);
+
+impl SessionId {
+    /// A new random ID from the operating system's CSPRNG.
+    ///
+    /// Fails only when the operating system cannot provide randomness.
+    pub fn generate() -> Result<Self, SessionError> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes).map_err(SessionError::Random)?;
+        Ok(SessionId(bytes))
+    }
+
+    /// Appends the ID's text form to `out`.
+    pub(crate) fn encode_into(&self, out: &mut String) {
+        URL_SAFE_NO_PAD.encode_string(self.0, out);
+    }
+
+    /// The key the session is stored under: the lowercase hex SHA-256 of the ID's bytes.
+    pub fn store_key(&self) -> String {
+        let digest = Sha256::digest(self.0);
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+        }
+        std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+    }
+}
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+        i += 1;
+    }
+    pairs
+};
+
+/// The 6-bit value of every URL-safe base64 character; `INVALID` for the others.
+const BASE64_VALUES: [u8; 256] = {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut values = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        values[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    values
+};
+const INVALID: u8 = 0xff;
+
+/// Decodes exactly 43 characters of unpadded URL-safe base64 into 32 bytes, rejecting any
+/// other character and non-zero trailing bits (so every ID has exactly one text form).
+fn decode_id(text: &[u8]) -> Option<[u8; ID_BYTES]> {
+    if text.len() != ID_TEXT_LEN {
+        return None;
+    }
+    let mut sextets = [0u8; 44];
+    for (sextet, &c) in sextets.iter_mut().zip(text) {
+        *sextet = BASE64_VALUES[usize::from(c)];
+        if *sextet == INVALID {
+            return None;
+        }
+    }
+    // The 44th sextet is padding (zero); the last real one may only use its top 4 bits.
+    if sextets[42] & 0b11 != 0 {
+        return None;
+    }
+    let mut bytes = [0u8; 33];
+    for (group, out) in sextets.chunks_exact(4).zip(bytes.chunks_exact_mut(3)) {
+        let n = u32::from(group[0]) << 18
+            | u32::from(group[1]) << 12
+            | u32::from(group[2]) << 6
+            | u32::from(group[3]);
+        out[0] = (n >> 16) as u8;
+        out[1] = (n >> 8) as u8;
+        out[2] = n as u8;
+    }
+    let mut id = [0u8; ID_BYTES];
+    id.copy_from_slice(&bytes[..ID_BYTES]);
+    Some(id)
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; ID_TEXT_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut buf)
+            .map_err(|_| fmt::Error)?;
+        let text = std::str::from_utf8(&buf[..written]).map_err(|_| fmt::Error)?;
+        f.write_str(text)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// The text is not a session ID (43 characters of unpadded URL-safe base64).
+///
+/// The rejected text is deliberately not kept: it came from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSessionIdError;
+
+impl fmt::Display for ParseSessionIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a session ID (expected 43 characters of URL-safe base64)")
+    }
+}
+
+impl std::error::Error for ParseSessionIdError {}
+
+impl FromStr for SessionId {
+    type Err = ParseSessionIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        decode_id(s.as_bytes())
+            .map(SessionId)
+            .ok_or(ParseSessionIdError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_round_trip() {
+        let a = SessionId::generate().unwrap();
+        let b = SessionId::generate().unwrap();
+        assert_ne!(a, b);
+        let text = a.to_string();
+        assert_eq!(text.len(), ID_TEXT_LEN);
+        assert!(text
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(text.parse::<SessionId>(), Ok(a.clone()));
+        assert_eq!(format!("{a:?}"), "SessionId(<redacted>)");
+    }
+
+    #[test]
+    fn the_decoder_agrees_with_the_base64_crate() {
+        for _ in 0..1000 {
+            let id = SessionId::generate().unwrap();
+            let text = URL_SAFE_NO_PAD.encode(id.0);
+            assert_eq!(decode_id(text.as_bytes()), Some(id.0));
+        }
+        for last in 0u8..=255 {
+            let mut text = URL_SAFE_NO_PAD.encode([7u8; ID_BYTES]).into_bytes();
+            text[42] = last;
+            let ours = decode_id(&text);
+            let theirs = URL_SAFE_NO_PAD.decode(&text).ok();
+            assert_eq!(ours.map(|b| b.to_vec()), theirs, "last byte {last}");
+        }
+    }
+
+    #[test]
+    fn store_key_is_the_sha256_hex() {
+        let id = SessionId([0u8; ID_BYTES]);
+        // sha256 of 32 zero bytes.
+        assert_eq!(
+            id.store_key(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        let good = SessionId::generate().unwrap().to_string();
+        for bad in [
+            String::new(),
+            "short".to_owned(),
+            format!("{good}A"),
+            good.replace(|_: char| true, "+"),
+            format!("{}=", &good[..42]),
+            "é".repeat(21) + "a",
+        ] {
+            assert!(bad.parse::<SessionId>().is_err(), "{bad:?}");
+        }
+        // Non-canonical trailing bits: the last character of 43 carries 2 unused bits.
+        let mut chars: Vec<char> = good.chars().collect();
+        chars[42] = 'B';
+        let non_canonical: String = chars.into_iter().collect();
+        assert!(non_canonical.parse::<SessionId>().is_err());
+    }
+}

@@ -1,0 +1,356 @@
+//! Test support for the cache tests: one fixture per backend (memory, file) on a manual clock,
+//! a store wrapper that counts calls and fails or hangs on demand, and a scriptable origin.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use kv_backends::file::FileBackend;
+use kv_backends::memory::MemoryBackend;
+use kv_core::{
+    async_trait, Capabilities, DeleteOutcome, Entry, KvError, KvStore, Limits, ListOptions,
+    ListPage, ManualClock, Message, Namespace, NewEntry, PutOutcome, Result, Store, WriteMode,
+};
+use tokio::sync::Semaphore;
+
+/// The manual clock's start: 2023-11-14T22:13:20Z.
+pub const START: u64 = 1_700_000_000;
+
+/// Runs each listed test body against the memory and the file backend.
+///
+/// A body is `async fn name(fx: Fixture)`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::cache_support::Fixture::memory().await).await;
+                }
+            )*
+        }
+        mod file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::cache_support::Fixture::file().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A namespace over a real backend, seen through a [`FaultyStore`], on a manual clock.
+pub struct Fixture {
+    pub clock: ManualClock,
+    pub ns: Namespace,
+    pub faults: Arc<FaultyStore>,
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    _store: Store,
+}
+
+impl Fixture {
+    pub async fn memory() -> Fixture {
+        let clock = ManualClock::at_unix_secs(START);
+        let store = Store::new(MemoryBackend::builder().clock(clock.shared()).build());
+        Self::over(store, clock, None, "memory").await
+    }
+
+    pub async fn file() -> Fixture {
+        let clock = ManualClock::at_unix_secs(START);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backend = FileBackend::builder(dir.path().join("kv"))
+            .clock(clock.shared())
+            .open()
+            .expect("file store");
+        Self::over(Store::new(backend), clock, Some(dir), "file").await
+    }
+
+    async fn over(
+        store: Store,
+        clock: ManualClock,
+        dir: Option<tempfile::TempDir>,
+        backend: &'static str,
+    ) -> Fixture {
+        let real = store.namespace("CACHE").await.expect("namespace");
+        let faults = Arc::new(FaultyStore::new(real.raw().clone()));
+        let ns = Namespace::new(
+            real.id().to_owned(),
+            faults.clone(),
+            Limits::default(),
+            clock.shared(),
+        );
+        Fixture {
+            clock,
+            ns,
+            faults,
+            backend,
+            _dir: dir,
+            _store: store,
+        }
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    /// Every key in the namespace.
+    pub async fn keys(&self) -> Vec<String> {
+        let page = self.ns.list(&ListOptions::new()).await.expect("list");
+        page.keys.into_iter().map(|k| k.name).collect()
+    }
+}
+
+/// Counts the calls that reach a store, and fails or hangs reads or writes on demand.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn KvStore>,
+    pub gets: AtomicUsize,
+    pub get_manys: AtomicUsize,
+    pub puts: AtomicUsize,
+    pub put_manys: AtomicUsize,
+    pub deletes: AtomicUsize,
+    pub fail_reads: AtomicBool,
+    pub fail_writes: AtomicBool,
+    pub hang: AtomicBool,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn KvStore>) -> Self {
+        FaultyStore {
+            inner,
+            gets: AtomicUsize::new(0),
+            get_manys: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+            put_manys: AtomicUsize::new(0),
+            deletes: AtomicUsize::new(0),
+            fail_reads: AtomicBool::new(false),
+            fail_writes: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
+        }
+    }
+
+    pub fn fail(&self, reads: bool, writes: bool) {
+        self.fail_reads.store(reads, Ordering::SeqCst);
+        self.fail_writes.store(writes, Ordering::SeqCst);
+    }
+
+    async fn check(&self, read: bool) -> Result<()> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let flag = if read {
+            &self.fail_reads
+        } else {
+            &self.fail_writes
+        };
+        if flag.load(Ordering::SeqCst) {
+            return Err(KvError::Unavailable {
+                backend: "faulty",
+                source: Box::new(Message("injected failure".to_owned())),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KvStore for FaultyStore {
+    fn kind(&self) -> &'static str {
+        "faulty"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.check(true).await?;
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.check(false).await?;
+        self.inner.put(key, entry, mode).await
+    }
+    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.check(false).await?;
+        self.inner.delete(key, mode).await
+    }
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.check(true).await?;
+        self.inner.list(options).await
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        self.get_manys.fetch_add(1, Ordering::SeqCst);
+        self.check(true).await?;
+        self.inner.get_many(keys).await
+    }
+    async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        self.put_manys.fetch_add(1, Ordering::SeqCst);
+        self.check(false).await?;
+        self.inner.put_many(items).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.deletes.fetch_add(1, Ordering::SeqCst);
+        self.check(false).await?;
+        self.inner.delete_many(keys).await
+    }
+}
+
+/// What the origin answers next.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    /// The body; `{n}` becomes the call number and `{lang}` the request's Accept-Language.
+    pub body: String,
+    /// Answer `304` (with `headers`) when the request's If-None-Match holds this tag.
+    pub etag: Option<String>,
+    /// Fail with an error instead of answering (tower services only).
+    pub fail: bool,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: "v{n}".to_owned(),
+            etag: None,
+            fail: false,
+        }
+    }
+}
+
+/// A scriptable origin that counts its calls, records what it received, and can be held
+/// closed (every call waits until it opens).
+#[derive(Clone, Default)]
+pub struct Origin {
+    inner: Arc<OriginState>,
+}
+
+#[derive(Default)]
+struct OriginState {
+    calls: AtomicUsize,
+    script: Mutex<Script>,
+    received: Mutex<VecDeque<(http::Method, HeaderMap)>>,
+    gate: Mutex<Option<Arc<Semaphore>>>,
+}
+
+impl Origin {
+    pub fn new(script: Script) -> Self {
+        let origin = Origin::default();
+        origin.set(script);
+        origin
+    }
+
+    pub fn set(&self, script: Script) {
+        *self.inner.script.lock().unwrap() = script;
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.inner.script.lock().unwrap());
+    }
+
+    pub fn calls(&self) -> usize {
+        self.inner.calls.load(Ordering::SeqCst)
+    }
+
+    /// The method and headers of the last request received.
+    pub fn last_request(&self) -> Option<(http::Method, HeaderMap)> {
+        self.inner.received.lock().unwrap().back().cloned()
+    }
+
+    /// Calls wait from now on until [`Origin::open`].
+    pub fn close(&self) {
+        *self.inner.gate.lock().unwrap() = Some(Arc::new(Semaphore::new(0)));
+    }
+
+    pub fn open(&self) {
+        if let Some(gate) = self.inner.gate.lock().unwrap().take() {
+            gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    /// Answers one request: `Err` when the script says fail.
+    pub async fn answer<B>(
+        &self,
+        request: Request<B>,
+    ) -> std::result::Result<Response<String>, std::io::Error> {
+        let n = self.inner.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner
+            .received
+            .lock()
+            .unwrap()
+            .push_back((request.method().clone(), request.headers().clone()));
+        let gate = self.inner.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            let _permit = gate.acquire().await;
+        }
+        let script = self.inner.script.lock().unwrap().clone();
+        if script.fail {
+            return Err(std::io::Error::other("origin failure"));
+        }
+        let lang = request
+            .headers()
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        let mut status = script.status;
+        let mut body = script
+            .body
+            .replace("{n}", &n.to_string())
+            .replace("{lang}", &lang);
+        if let Some(etag) = &script.etag {
+            let matches = request
+                .headers()
+                .get(http::header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+            if matches {
+                status = StatusCode::NOT_MODIFIED;
+                body.clear();
+            }
+        }
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        for (name, value) in &script.headers {
+            response.headers_mut().append(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        if let Some(etag) = &script.etag {
+            response.headers_mut().insert(
+                http::header::ETAG,
+                HeaderValue::from_str(etag).expect("etag"),
+            );
+        }
+        Ok(response)
+    }
+}
+
+/// Shorthand for a script with a `Cache-Control` header.
+pub fn cache_control(value: &str) -> Script {
+    Script {
+        headers: vec![("cache-control", value.to_owned())],
+        ..Script::default()
+    }
+}
+
+/// Polls `condition` every few milliseconds for up to 5 seconds.
+pub async fn eventually(mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not met within 5 s");
+}
