@@ -30,9 +30,18 @@ pub struct BulkWriteItem {
     /// Expiration as seconds from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_ttl: Option<u64>,
-    /// JSON metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JSON metadata; a present `null` is kept as `null` metadata, distinct from none.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metadata: Option<Value>,
+}
+
+/// Deserializes a present field, even `null`, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Why a bulk item cannot become a write (limits are checked later, by the store handle).
@@ -123,5 +132,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, BulkItemError::BothExpirations { .. }));
         assert!(serde_json::from_str::<BulkWriteItem>(r#"{"key":"k","value":"v","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn null_metadata_is_kept() {
+        let put = item(r#"{"key":"k","value":"v","metadata":null}"#)
+            .into_put(0)
+            .unwrap();
+        assert_eq!(put.options.metadata, Some(Value::Null));
+        let put = item(r#"{"key":"k","value":"v"}"#).into_put(0).unwrap();
+        assert_eq!(put.options.metadata, None);
     }
 }

@@ -22,8 +22,9 @@
 //!
 //! **Compare-and-swap**, an extension: value responses carry an `ETag`; `PUT` and `DELETE`
 //! honour `If-Match: "<etag>"` and `If-None-Match: *` and answer 412 when the condition fails.
-//! Every response carries `x-kv-capabilities: compare-and-swap` when the store does this
-//! atomically, which is how a client tells this server from Cloudflare's. Value responses also
+//! Every response carries `x-kv-capabilities`, a comma-separated list: `metadata-header`
+//! always, and `compare-and-swap` when the store does conditional writes atomically; that is how
+//! a client tells this server from Cloudflare's. Value responses also
 //! carry `x-kv-metadata` (the metadata as unpadded base64url of its JSON), so one round trip
 //! reads a whole entry.
 //!
@@ -70,8 +71,11 @@ pub const API_BASE: &str = "/client/v4/accounts/{account_id}/storage/kv/namespac
 /// The response header through which the server advertises its extensions.
 pub const CAPABILITIES_HEADER: &str = "x-kv-capabilities";
 
-/// The [`CAPABILITIES_HEADER`] value of a server with atomic conditional writes.
+/// The [`CAPABILITIES_HEADER`] token of a server with atomic conditional writes.
 pub const COMPARE_AND_SWAP: &str = "compare-and-swap";
+
+/// The [`CAPABILITIES_HEADER`] token saying value responses carry [`METADATA_HEADER`].
+pub const METADATA_HEADER_CAPABILITY: &str = "metadata-header";
 
 /// The router serving `store` over the REST protocol.
 pub fn router(store: Store, config: ServerConfig) -> Router {
@@ -130,8 +134,12 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
 }
 
 fn capabilities_value(state: &AppState) -> Option<HeaderValue> {
-    let atomic = state.store.capabilities().atomic_conditional_writes;
-    atomic.then(|| HeaderValue::from_static(COMPARE_AND_SWAP))
+    let value = if state.store.capabilities().atomic_conditional_writes {
+        "metadata-header, compare-and-swap"
+    } else {
+        METADATA_HEADER_CAPABILITY
+    };
+    Some(HeaderValue::from_static(value))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -140,6 +148,11 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Small answers should not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -203,3 +203,100 @@ fn bulk_put_and_delete_of_5000_keys() {
         3
     );
 }
+
+/// A `kv serve` child process; killed if the test fails before stopping it.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(store: &str, token: Option<&str>) -> ServeProcess {
+        use std::io::BufRead;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kv"));
+        command
+            .args(["--store", store, "serve", "--listen", "127.0.0.1:0"])
+            .env_remove("KV_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        ServeProcess {
+            child,
+            url: address,
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn kv_token(store: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kv"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("KV_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn round_trip_against_a_running_server_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(&file_store(dir.path()), Some("s3cret"));
+    let remote = server.url.clone();
+    let run = |args: &[&str]| kv_token(&remote, "s3cret", args);
+
+    ok(run(&["key", "put", "remote key/1", "über"]));
+    assert_eq!(ok(run(&["key", "get", "remote key/1"])), "über");
+    ok(run(&[
+        "key",
+        "put",
+        "other",
+        "x",
+        "--ttl",
+        "600",
+        "--metadata",
+        r#"{"m":1}"#,
+    ]));
+    assert_eq!(ok(run(&["key", "list"])), "other\nremote key/1\n");
+    let listed: Value = serde_json::from_str(&ok(run(&["key", "list", "--json"]))).unwrap();
+    assert_eq!(listed[0]["metadata"], json!({"m": 1}));
+    ok(run(&["key", "delete", "other"]));
+    assert_eq!(exit_code(&run(&["key", "get", "other"])), 1);
+    assert!(ok(run(&["namespace", "list"])).contains("\tdefault"));
+
+    // Without the token the server refuses, and the tool says so on one line.
+    let refused = kv_token(&remote, "wrong", &["key", "get", "remote key/1"]);
+    assert_eq!(exit_code(&refused), 3);
+    assert_eq!(String::from_utf8_lossy(&refused.stderr).lines().count(), 1);
+
+    // SIGTERM shuts the server down cleanly, and what it stored is in the file store.
+    assert!(server.terminate().success());
+    assert_eq!(
+        ok(kv(&file_store(dir.path()), &["key", "get", "remote key/1"])),
+        "über"
+    );
+}

@@ -561,7 +561,10 @@ async fn unknown_endpoints_and_methods() {
 async fn the_server_advertises_compare_and_swap() {
     let (server, client, _ns) = setup().await;
     let response = client.get(server.base()).send().await.unwrap();
-    assert_eq!(response.headers()["x-kv-capabilities"], "compare-and-swap");
+    assert_eq!(
+        response.headers()["x-kv-capabilities"],
+        "metadata-header, compare-and-swap"
+    );
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ pub(crate) async fn delete_value(
         .metrics
         .count(&path.namespace_id, Operation::delete, 1);
     match ns.delete_with(&path.key, mode).await? {
-        DeleteOutcome::Deleted { .. } => Ok(ok(json!({}))),
+        DeleteOutcome::Deleted { existed } => Ok(ok(json!({ "existed": existed }))),
         DeleteOutcome::ConditionFailed => Err(ApiError::precondition_failed(&path.key)),
     }
 }
