@@ -52,8 +52,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -124,7 +123,9 @@ async fn login(session: Session, Form(form): Form<LoginForm>) -> Result<Response
     if name.is_empty() || name.chars().count() > 64 {
         return Ok((
             http::StatusCode::UNPROCESSABLE_ENTITY,
-            Html(page("<p>Please give a name of 1 to 64 characters. <a href=\"/\">Back</a></p>")),
+            Html(page(
+                "<p>Please give a name of 1 to 64 characters. <a href=\"/\">Back</a></p>",
+            )),
         )
             .into_response());
     }

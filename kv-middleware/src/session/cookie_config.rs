@@ -67,8 +67,10 @@ pub(crate) struct CookieConfig {
     http_only: bool,
     same_site: SameSite,
     host_prefix: bool,
-    /// The first key signs; every key verifies (key rotation). Empty: unsigned.
-    keys: Vec<Key>,
+    /// Signs new cookies and verifies; `None`: cookies are not signed.
+    signing_key: Option<Key>,
+    /// Also verify (key rotation); used only with a signing key.
+    old_keys: Vec<Key>,
     /// What follows the value in `Set-Cookie` (`; Path=/; Secure; ...`), kept up to date.
     suffix: String,
 }
@@ -82,7 +84,8 @@ impl fmt::Debug for CookieConfig {
             .field("secure", &self.secure)
             .field("http_only", &self.http_only)
             .field("same_site", &self.same_site)
-            .field("signing_keys", &self.keys.len())
+            .field("signed", &self.signing_key.is_some())
+            .field("old_keys", &self.old_keys.len())
             .finish()
     }
 }
@@ -98,7 +101,8 @@ impl Default for CookieConfig {
             http_only: true,
             same_site: SameSite::Strict,
             host_prefix: false,
-            keys: Vec::new(),
+            signing_key: None,
+            old_keys: Vec::new(),
             suffix: String::new(),
         };
         config.update_derived();
@@ -160,15 +164,11 @@ impl CookieConfig {
     }
 
     pub(crate) fn set_signing_key(&mut self, key: Key) {
-        if self.keys.is_empty() {
-            self.keys.push(key);
-        } else {
-            self.keys[0] = key;
-        }
+        self.signing_key = Some(key);
     }
 
     pub(crate) fn add_old_signing_key(&mut self, key: Key) {
-        self.keys.push(key);
+        self.old_keys.push(key);
     }
 
     /// Recomputes the wire name and the attribute suffix after a setting changed.
@@ -243,16 +243,18 @@ impl CookieConfig {
     /// The session ID a raw cookie value carries, when it is well formed and (with signing)
     /// its signature verifies under one of the keys.
     pub(crate) fn decode(&self, raw: &str) -> Option<SessionId> {
-        if self.keys.is_empty() {
+        let Some(signing_key) = &self.signing_key else {
             return raw.parse().ok();
-        }
+        };
         let jar = CookieJar::new();
-        self.keys.iter().find_map(|key| {
-            let cookie = cookie::Cookie::new(self.wire_name.clone(), raw.to_owned());
-            jar.signed(key)
-                .verify(cookie)
-                .and_then(|verified| verified.value().parse().ok())
-        })
+        std::iter::once(signing_key)
+            .chain(&self.old_keys)
+            .find_map(|key| {
+                let cookie = cookie::Cookie::new(self.wire_name.clone(), raw.to_owned());
+                jar.signed(key)
+                    .verify(cookie)
+                    .and_then(|verified| verified.value().parse().ok())
+            })
     }
 
     /// The `Set-Cookie` value carrying `id`; `max_age` in seconds, `None` for a browser-session
@@ -287,7 +289,7 @@ impl CookieConfig {
 
     /// Appends the cookie value for `id`: the ID, signed when a key is configured.
     fn encode_into(&self, id: &SessionId, out: &mut String) {
-        match self.keys.first() {
+        match &self.signing_key {
             None => id.encode_into(out),
             Some(key) => {
                 let mut jar = CookieJar::new();
@@ -439,8 +441,8 @@ mod tests {
         assert_eq!(before.decode(&id.to_string()), None, "unsigned is rejected");
 
         let mut after = CookieConfig::default();
+        after.add_old_signing_key(old); // in either order
         after.set_signing_key(new);
-        after.add_old_signing_key(old);
         assert_eq!(after.decode(&signed_by_old), Some(id.clone()));
         let signed_by_new = cookie_value(&after.set_cookie(&id, None).unwrap());
         assert_eq!(after.decode(&signed_by_new), Some(id.clone()));

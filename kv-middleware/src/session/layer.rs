@@ -118,9 +118,10 @@ impl SessionLayer {
         self
     }
 
-    /// Also accepts cookies signed with this older key (key rotation). New cookies are always
-    /// signed with the key from [`with_signing_key`](Self::with_signing_key), which must be set
-    /// first.
+    /// Also accepts cookies signed with this older key (key rotation; repeat for several).
+    /// New cookies are always signed with the key from
+    /// [`with_signing_key`](Self::with_signing_key); without one, cookies are not signed and
+    /// old keys are not used.
     pub fn with_old_signing_key(mut self, key: Key) -> Self {
         self.config_mut().cookie.add_old_signing_key(key);
         self
