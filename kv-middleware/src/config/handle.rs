@@ -383,8 +383,14 @@ where
                             _ => &inner.counters.rejected,
                         }
                         .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "config refresh failed; keeping the value in use");
-                        *lock(&inner.last_error) = Some(error.to_string());
+                        let message = error.to_string();
+                        let mut last = lock(&inner.last_error);
+                        if last.as_deref() == Some(message.as_str()) {
+                            tracing::debug!(%error, "config refresh failed again");
+                        } else {
+                            tracing::warn!(%error, "config refresh failed; keeping the value in use");
+                        }
+                        *last = Some(message);
                     }
                 }
                 outcome

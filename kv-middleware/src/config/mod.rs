@@ -70,8 +70,9 @@
 //!
 //! # Store failures
 //!
-//! Reads never fail: they serve the value in use. A failed or refused refresh is logged with
-//! `tracing`, counted in [`Config::stats`], and retried at the next interval. At start, a store
+//! Reads never fail: they serve the value in use. A failed or refused refresh is counted in
+//! [`Config::stats`] (with the last error), logged with `tracing` (at `warn` when the error is
+//! new, at `debug` while it repeats), and retried at the next interval. At start, a store
 //! error fails [`ConfigBuilder::load`]; a missing or invalid document falls back to the
 //! default value when one is given.
 

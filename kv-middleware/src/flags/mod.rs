@@ -135,8 +135,9 @@
 //!
 //! # Store failures
 //!
-//! A failed refresh keeps the last good snapshot: requests go on with it, logged (`tracing`)
-//! and counted. Nothing on the request path waits on the store, except reading the user from
+//! A failed refresh keeps the last good snapshot: requests go on with it. Failures are counted
+//! ([`FlagStore::stats`], with the last error) and logged with `tracing`: at `warn` when the
+//! error is new, at `debug` while it repeats. Nothing on the request path waits on the store, except reading the user from
 //! the session when [`FlagsLayer::with_session_user`] is on (the session's own store).
 
 mod bucket;

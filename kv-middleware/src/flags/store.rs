@@ -358,8 +358,14 @@ impl FlagStore {
                             _ => &inner.counters.store_errors,
                         }
                         .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "flags refresh failed; keeping the last good snapshot");
-                        *lock(&inner.last_error) = Some(error.to_string());
+                        let message = error.to_string();
+                        let mut last = lock(&inner.last_error);
+                        if last.as_deref() == Some(message.as_str()) {
+                            tracing::debug!(%error, "flags refresh failed again");
+                        } else {
+                            tracing::warn!(%error, "flags refresh failed; keeping the last good snapshot");
+                        }
+                        *last = Some(message);
                     }
                 }
                 outcome
