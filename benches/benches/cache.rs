@@ -17,8 +17,12 @@
 //!   origin that takes 20 ms, on a two-worker runtime. The time is per herd; the origin calls
 //!   per herd are printed after the run (ours: 1, by coalescing).
 //!
+//! Each of the first two also runs paired (the contenders in turn, 15 rounds, rotating who goes
+//! first), which keeps the ratios honest on a machine whose speed drifts.
+//!
 //! `cargo bench -p kv-benches --bench cache` prints, after criterion's output, a summary with
-//! the medians and ratios (from criterion's `estimates.json` files).
+//! the medians and ratios (from criterion's `estimates.json` files). `KV_CACHE_BENCH=hit`
+//! (or `throughput`, `herd`, comma-separated) runs only those sections.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -473,12 +477,26 @@ fn summary(herd_counts: &[HerdCount]) {
     }
 }
 
+/// Whether a section runs: all of them unless `KV_CACHE_BENCH` lists some (`hit`,
+/// `throughput`, `herd`, comma-separated).
+fn section(name: &str) -> bool {
+    std::env::var("KV_CACHE_BENCH").map_or(true, |list| list.split(',').any(|s| s.trim() == name))
+}
+
 fn main() {
     let timing = Timing::from_env(1.0, 3.0, 20);
     let mut criterion = Criterion::default().configure_from_args();
-    hit_path(&mut criterion, timing);
-    throughput(&mut criterion, timing);
-    let counts = herd(&mut criterion, timing);
+    if section("hit") {
+        hit_path(&mut criterion, timing);
+    }
+    if section("throughput") {
+        throughput(&mut criterion, timing);
+    }
+    let counts = if section("herd") {
+        herd(&mut criterion, timing)
+    } else {
+        Vec::new()
+    };
     criterion.final_summary();
     summary(&counts);
 }

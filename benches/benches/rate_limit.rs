@@ -35,7 +35,9 @@ use axum::Router;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::Request;
 use kv_backends::memory::MemoryBackend;
-use kv_benches::{bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, Timing};
+use kv_benches::{
+    bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, Timing,
+};
 use kv_core::Store;
 use kv_middleware::rate_limit::{HeaderStyle, RateLimitLayer, RateLimiter};
 use tokio::runtime::Runtime;
@@ -154,7 +156,11 @@ fn benches(criterion: &mut Criterion) {
         .measurement_time(timing.measurement)
         .sample_size(timing.samples);
     for (n, addrs) in &sets {
-        let param = if *n == 1 { "single".to_owned() } else { n.to_string() };
+        let param = if *n == 1 {
+            "single".to_owned()
+        } else {
+            n.to_string()
+        };
         for variant in VARIANTS {
             let mut driver = Driver {
                 router: app(&rt, variant),
@@ -175,7 +181,11 @@ fn benches(criterion: &mut Criterion) {
     let batch = if bench_mode() { 10_000 } else { 10 };
     let mut results = serde_json::Map::new();
     for (n, addrs) in &sets {
-        let label = if *n == 1 { "single".to_owned() } else { n.to_string() };
+        let label = if *n == 1 {
+            "single".to_owned()
+        } else {
+            n.to_string()
+        };
         let mut drivers: Vec<Driver> = VARIANTS
             .iter()
             .map(|variant| Driver {
@@ -196,7 +206,8 @@ fn benches(criterion: &mut Criterion) {
                 per_op[v].push(elapsed.as_nanos() as f64 / batch as f64);
             }
         }
-        let added = |v: usize| -> Vec<f64> { (0..rounds).map(|r| per_op[v][r] - per_op[0][r]).collect() };
+        let added =
+            |v: usize| -> Vec<f64> { (0..rounds).map(|r| per_op[v][r] - per_op[0][r]).collect() };
         let index = |name: &str| VARIANTS.iter().position(|v| *v == name).expect("variant");
         let ratio = |ours: &str, peer: &str| -> f64 {
             let (a, b) = (added(index(ours)), added(index(peer)));
