@@ -47,7 +47,9 @@ async fn ours(ns: &Namespace, op: Op, i: usize) {
             let _ = ns.put_with(&key, vec![b'c'; 100], options).await.unwrap();
         }
         Op::BulkGet100 => {
-            let keys: Vec<String> = (0..100).map(|j| format!("key:{:04}", (i + j) % KEYS)).collect();
+            let keys: Vec<String> = (0..100)
+                .map(|j| format!("key:{:04}", (i + j) % KEYS))
+                .collect();
             ns.get_many(&keys).await.unwrap();
         }
     }
@@ -68,7 +70,9 @@ async fn raw(conn: &mut ConnectionManager, op: Op, i: usize) {
             let _: () = conn.set(&key, vec![b'c'; 100]).await.unwrap();
         }
         Op::BulkGet100 => {
-            let keys: Vec<String> = (0..100).map(|j| format!("raw:{:04}", (i + j) % KEYS)).collect();
+            let keys: Vec<String> = (0..100)
+                .map(|j| format!("raw:{:04}", (i + j) % KEYS))
+                .collect();
             let _: Vec<Vec<u8>> = conn.mget(&keys).await.unwrap();
         }
     }
@@ -123,8 +127,13 @@ async fn main() {
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = ConnectionManager::new(client).await.unwrap();
     for i in 0..KEYS {
-        ns.put(&format!("key:{i:04}"), vec![b'v'; 100]).await.unwrap();
-        let _: () = conn.set(format!("raw:{i:04}"), vec![b'v'; 100]).await.unwrap();
+        ns.put(&format!("key:{i:04}"), vec![b'v'; 100])
+            .await
+            .unwrap();
+        let _: () = conn
+            .set(format!("raw:{i:04}"), vec![b'v'; 100])
+            .await
+            .unwrap();
     }
 
     println!("redis-server on loopback, 100-byte values, {rounds} rounds of {OPS} ops, medians\n");

@@ -81,7 +81,13 @@ async fn restart_gives_typed_errors_then_recovers() {
     let started = std::time::Instant::now();
     let error = ns.get("before").await.unwrap_err();
     assert!(
-        matches!(error, KvError::Unavailable { backend: "redis", .. }),
+        matches!(
+            error,
+            KvError::Unavailable {
+                backend: "redis",
+                ..
+            }
+        ),
         "while down: {error:?}"
     );
     assert!(error.is_transient());
@@ -93,7 +99,7 @@ async fn restart_gives_typed_errors_then_recovers() {
     );
 
     server.restart(); // empty: this server persists nothing
-    // The same handles work again once the connection is re-established.
+                      // The same handles work again once the connection is re-established.
     let mut recovered = false;
     for _ in 0..50 {
         match store.namespace("N").await {
@@ -101,7 +107,9 @@ async fn restart_gives_typed_errors_then_recovers() {
                 recovered = true;
                 break;
             }
-            Err(KvError::Unavailable { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(KvError::Unavailable { .. }) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -123,7 +131,10 @@ async fn listing_after_many_expirations_prunes_the_index() {
         } else {
             PutOptions::new().ttl(Duration::from_secs(60))
         };
-        let _ = ns.put_with(&format!("k{i:04}"), "v", options).await.unwrap();
+        let _ = ns
+            .put_with(&format!("k{i:04}"), "v", options)
+            .await
+            .unwrap();
     }
     // Time passes on the store's clock, and Redis expires the records itself.
     clock.advance(Duration::from_secs(60));
@@ -139,7 +150,11 @@ async fn listing_after_many_expirations_prunes_the_index() {
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let before: i64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
+    let before: i64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(before, 600, "the index still names them");
 
     let names: Vec<String> = ns
@@ -148,9 +163,16 @@ async fn listing_after_many_expirations_prunes_the_index() {
         .try_collect()
         .await
         .unwrap();
-    let expected: Vec<String> = (0..600).filter(|i| i % 3 == 0).map(|i| format!("k{i:04}")).collect();
+    let expected: Vec<String> = (0..600)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("k{i:04}"))
+        .collect();
     assert_eq!(names, expected);
-    let after: i64 = redis::cmd("ZCARD").arg(&index).query_async(&mut conn).await.unwrap();
+    let after: i64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(after, 200, "expired names were pruned from the index");
     // Paging still works over the pruned index.
     let page = ns
@@ -189,7 +211,11 @@ async fn prefixes_isolate_apps_and_keys_share_one_hash_tag() {
     assert_eq!(app1.list_namespaces().await.unwrap().len(), 1);
 
     let mut conn = raw(&server).await;
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let tag = format!("{{app1:{}}}", a.id());
     let app1_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("{app1:")).collect();
     assert!(!app1_keys.is_empty());
@@ -208,7 +234,10 @@ async fn nothing_listening_is_unavailable() {
         .unwrap()
         .port();
     let result = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/0")).await;
-    assert!(matches!(result, Err(KvError::Unavailable { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(KvError::Unavailable { .. })),
+        "{result:?}"
+    );
     assert!(matches!(
         RedisBackend::builder("redis://127.0.0.1:1/0")
             .prefix("bad{tag}")

@@ -245,7 +245,9 @@ impl Backend for RedisBackend {
             0 => Err(KvError::NamespaceExists {
                 title: title.to_owned(),
             }),
-            _ => Err(KvError::NamespaceNotFound { name: id.to_owned() }),
+            _ => Err(KvError::NamespaceNotFound {
+                name: id.to_owned(),
+            }),
         }
     }
 
@@ -291,7 +293,9 @@ impl Backend for RedisBackend {
             .await
             .map_err(redis_error)?;
         if !listed {
-            return Err(KvError::NamespaceNotFound { name: id.to_owned() });
+            return Err(KvError::NamespaceNotFound {
+                name: id.to_owned(),
+            });
         }
         Ok(Arc::new(RedisNamespace::new(
             self.shared.clone(),
@@ -361,9 +365,15 @@ mod tests {
         );
         assert_eq!(
             split_prefix("redis://h:1/0?protocol=resp3&prefix=a").unwrap(),
-            ("redis://h:1/0?protocol=resp3".to_owned(), Some("a".to_owned()))
+            (
+                "redis://h:1/0?protocol=resp3".to_owned(),
+                Some("a".to_owned())
+            )
         );
-        assert_eq!(split_prefix("redis://h").unwrap(), ("redis://h".to_owned(), None));
+        assert_eq!(
+            split_prefix("redis://h").unwrap(),
+            ("redis://h".to_owned(), None)
+        );
     }
 
     #[test]

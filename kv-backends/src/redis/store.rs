@@ -108,7 +108,10 @@ impl RedisNamespace {
     }
 
     /// The script arguments of one record: value, has metadata, metadata, expiration, TTL ms.
-    fn record_args(&self, entry: &NewEntry) -> Result<(Bytes, &'static str, String, String, String)> {
+    fn record_args(
+        &self,
+        entry: &NewEntry,
+    ) -> Result<(Bytes, &'static str, String, String, String)> {
         let (has_meta, meta) = match &entry.metadata {
             Some(metadata) => (
                 "1",
@@ -350,7 +353,9 @@ impl RedisNamespace {
         let mut invocation = self.shared.scripts.prune_index.prepare_invoke();
         invocation.key(&self.keys.index);
         for name in names {
-            invocation.key(self.keys.record(name.as_bytes())).arg(name.as_str());
+            invocation
+                .key(self.keys.record(name.as_bytes()))
+                .arg(name.as_str());
         }
         let mut conn = self.shared.conn.clone();
         let removed: i64 = invocation
