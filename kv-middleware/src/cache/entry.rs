@@ -240,7 +240,8 @@ fn decode_response(r: &mut Reader<'_>) -> Option<StoredResponse> {
         vary.push((name, value));
     }
     let header_count = r.u16()? as usize;
-    let mut headers = HeaderMap::with_capacity(header_count.min(128));
+    // Room for the headers the cache adds when serving (Age, Cache-Status, X-Cache).
+    let mut headers = HeaderMap::with_capacity(header_count.min(128) + 3);
     for _ in 0..header_count {
         let name = HeaderName::from_bytes(r.bytes32()?).ok()?;
         let value = r.shared32()?;

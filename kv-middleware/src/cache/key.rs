@@ -12,6 +12,7 @@
 //! SHA-256 of the whole key; the stored entry records the whole key and is checked on every
 //! read, so two long URLs never share a response.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use http::header::{self, HeaderMap};
@@ -69,16 +70,16 @@ pub(crate) fn target_prefix(config: &KeyConfig, target: &str) -> String {
 
 /// The key `full` as stored: itself when it fits in `max_bytes`, else its first bytes (cut at a
 /// character boundary) followed by `~` and the SHA-256 of the whole key in hex.
-pub(crate) fn fit(full: &str, max_bytes: usize) -> String {
+pub(crate) fn fit(full: &str, max_bytes: usize) -> Cow<'_, str> {
     if full.len() <= max_bytes {
-        return full.to_owned();
+        return Cow::Borrowed(full);
     }
     let keep = shortened_len(full, max_bytes);
     let mut key = String::with_capacity(max_bytes);
     key.push_str(&full[..keep]);
     key.push('~');
     key.push_str(&hex(&Sha256::digest(full.as_bytes())));
-    key
+    Cow::Owned(key)
 }
 
 /// How many leading bytes of a long key [`fit`] keeps; a listing prefix longer than that must

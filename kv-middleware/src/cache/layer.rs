@@ -280,7 +280,7 @@ impl CacheLayer {
             request.uri(),
             request.headers(),
         );
-        key::fit(&full, self.config.namespace.limits().max_key_bytes)
+        key::fit(&full, self.config.namespace.limits().max_key_bytes).into_owned()
     }
 
     /// Deletes every cached response of one URL target (`/path` or `/path?query`): all

@@ -150,11 +150,14 @@
 //! for its response and are answered from it (`collapsed`) — up to
 //! [`CacheLayer::with_coalesce_timeout`], after which a waiting request goes to the origin
 //! itself; so does a waiter whose leader's response may not be shared (uncacheable, or too
-//! large) or whose leader was dropped. A stale entry in its SWR window is served at once while
-//! one background refresh per key runs a clone of the inner service (request head copied, body
-//! `Default`), bounded by [`CacheLayer::with_refresh_timeout`]. A refresh or an origin call
-//! that fails puts the key in backoff ([`CacheLayer::with_backoff`]): no further refresh or
-//! stale-if-error origin call for it until the pause ends, while stale keeps being served.
+//! large), whose leader's origin call failed with an error (rather than a response), or whose
+//! leader was dropped. A server error response is shared with the waiters (never stored).
+//!
+//! A stale entry in its SWR window is served at once while one background refresh per key
+//! runs a clone of the inner service (request head copied, body `Default`), bounded by
+//! [`CacheLayer::with_refresh_timeout`]. A refresh or an origin call that fails puts the key
+//! in backoff ([`CacheLayer::with_backoff`]): no further refresh or stale-if-error origin call
+//! for it until the pause ends, while stale keeps being served.
 //! [`CacheLayer::subscribe`] announces finished and failed refreshes.
 //!
 //! # Store errors

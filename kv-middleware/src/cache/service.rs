@@ -2,6 +2,7 @@
 
 use std::fmt::{self, Write as _};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -569,14 +570,17 @@ impl Shared {
         for uri in &uris {
             for method in &self.config.methods {
                 let full = key::base_key(&self.config.key, method, uri, host);
-                keys.push(key::fit(&full, max));
+                keys.push(key::fit(&full, max).into_owned());
             }
         }
         keys.sort();
         keys.dedup();
+        let Some(first) = keys.first().cloned() else {
+            return; // no cached methods
+        };
         let ns = &self.config.namespace;
         if self
-            .guarded("delete", &keys[0], ns.delete_many(&keys))
+            .guarded("delete", &first, ns.delete_many(&keys))
             .await
             .is_some()
         {
@@ -605,30 +609,7 @@ impl Shared {
                 ..Lookup::default()
             },
             Some(Stored::Marker(marker)) => {
-                let values = key::vary_values(&marker.names, headers);
-                let variant = key::variant_key(base, marker.generation, &marker.names, &values);
-                let variant_key = key::fit(&variant, max);
-                let read = self
-                    .guarded("get", &variant_key, ns.get_entry(&variant_key))
-                    .await;
-                let mut lookup = Lookup {
-                    marker: Some(marker),
-                    ..Lookup::default()
-                };
-                match read {
-                    None => lookup.store_error = true,
-                    Some(None) => lookup.vary_miss = true,
-                    Some(Some(entry)) => match Stored::decode(&entry.value, entry.expiration) {
-                        Some(Stored::Response(found))
-                            if found.key == variant && vary_matches(&found, headers) =>
-                        {
-                            lookup.found = Some(found);
-                        }
-                        _ => lookup.vary_miss = true,
-                    },
-                }
-                lookup.variant = Some(variant);
-                lookup
+                Box::pin(self.lookup_variant(base, marker, headers)).await
             }
             Some(Stored::Response(_)) => {
                 // Another URL's response under a shortened key, or a stale layout: a miss.
@@ -640,6 +621,35 @@ impl Shared {
                 Lookup::default()
             }
         }
+    }
+
+    /// The second read of a lookup: the variant of a Vary marker that matches the request.
+    async fn lookup_variant(&self, base: &str, marker: Marker, headers: &HeaderMap) -> Lookup {
+        let ns = &self.config.namespace;
+        let values = key::vary_values(&marker.names, headers);
+        let variant = key::variant_key(base, marker.generation, &marker.names, &values);
+        let variant_key = key::fit(&variant, ns.limits().max_key_bytes);
+        let read = self
+            .guarded("get", &variant_key, ns.get_entry(&variant_key))
+            .await;
+        let mut lookup = Lookup {
+            marker: Some(marker),
+            ..Lookup::default()
+        };
+        match read {
+            None => lookup.store_error = true,
+            Some(None) => lookup.vary_miss = true,
+            Some(Some(entry)) => match Stored::decode(&entry.value, entry.expiration) {
+                Some(Stored::Response(found))
+                    if found.key == variant && vary_matches(&found, headers) =>
+                {
+                    lookup.found = Some(found);
+                }
+                _ => lookup.vary_miss = true,
+            },
+        }
+        lookup.variant = Some(variant);
+        lookup
     }
 
     /// Sends the request to the origin (conditionally when the candidate has validators),
@@ -963,9 +973,10 @@ impl Shared {
                 .is_some(),
             Some((marker, marker_ttl)) => {
                 let items = vec![
-                    BulkPut::new(key::fit(&target.base, max), marker.encode())
+                    BulkPut::new(key::fit(&target.base, max).into_owned(), marker.encode())
                         .with_options(PutOptions::new().ttl(marker_ttl)),
-                    BulkPut::new(key.clone(), encoded).with_options(PutOptions::new().ttl(ttl)),
+                    BulkPut::new(key.clone().into_owned(), encoded)
+                        .with_options(PutOptions::new().ttl(ttl)),
                 ];
                 self.guarded("put", &key, ns.put_many(items))
                     .await
@@ -1236,9 +1247,11 @@ impl Shared {
         age: Option<u64>,
     ) -> Response<CacheBody<B>> {
         if let Some(age) = age {
-            response
-                .headers_mut()
-                .insert(header::AGE, HeaderValue::from(age));
+            let value = match age {
+                0 => HeaderValue::from_static("0"),
+                _ => HeaderValue::from(age),
+            };
+            response.headers_mut().insert(header::AGE, value);
         }
         self.annotate(response.headers_mut(), &status);
         response
@@ -1246,30 +1259,33 @@ impl Shared {
 
     /// Adds `Cache-Status` (appended to any from caches nearer the origin) and `X-Cache`.
     fn annotate(&self, headers: &mut HeaderMap, status: &Status) {
-        let mut value = String::with_capacity(64);
-        value.push_str(&self.config.status_name);
+        // Written on the stack, copied once into the header value.
+        let mut value = StackText::default();
+        value.push(&self.config.status_name);
         if status.hit {
-            value.push_str("; hit");
+            value.push("; hit");
         }
         if let Some(fwd) = status.fwd {
-            let _ = write!(value, "; fwd={fwd}");
+            value.push("; fwd=");
+            value.push(fwd);
         }
         if let Some(code) = status.fwd_status {
             let _ = write!(value, "; fwd-status={code}");
         }
         if status.collapsed {
-            value.push_str("; collapsed");
+            value.push("; collapsed");
         }
         if status.stored {
-            value.push_str("; stored");
+            value.push("; stored");
         }
         if let Some(ttl) = status.ttl {
             let _ = write!(value, "; ttl={ttl}");
         }
         if let Some(detail) = status.detail {
-            let _ = write!(value, "; detail={detail}");
+            value.push("; detail=");
+            value.push(detail);
         }
-        if let Ok(value) = HeaderValue::try_from(value) {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             headers.append(HeaderName::from_static("cache-status"), value);
         }
         if self.config.x_cache {
@@ -1306,6 +1322,55 @@ impl Shared {
 
     fn now_ms(&self) -> u64 {
         unix_ms(self.config.namespace.clock().now())
+    }
+}
+
+/// Text built on the stack (spilling to the heap past 160 bytes): `Cache-Status` values.
+struct StackText {
+    buf: [u8; 160],
+    len: usize,
+    spill: Option<String>,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 160],
+            len: 0,
+            spill: None,
+        }
+    }
+}
+
+impl StackText {
+    fn push(&mut self, text: &str) {
+        if let Some(spill) = &mut self.spill {
+            spill.push_str(text);
+            return;
+        }
+        let end = self.len + text.len();
+        if end <= self.buf.len() {
+            self.buf[self.len..end].copy_from_slice(text.as_bytes());
+            self.len = end;
+        } else {
+            let mut spill = String::from_utf8_lossy(&self.buf[..self.len]).into_owned();
+            spill.push_str(text);
+            self.spill = Some(spill);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.spill {
+            Some(spill) => spill.as_bytes(),
+            None => &self.buf[..self.len],
+        }
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push(text);
+        Ok(())
     }
 }
 
@@ -1406,21 +1471,23 @@ fn new_generation() -> u64 {
     RandomState::new().hash_one((count, nanos, std::process::id()))
 }
 
-/// Runs `future` for at most `limit`; `None` when it takes longer. A future that is ready on its
-/// first poll (a memory store) costs no timer.
+/// Runs `future` for at most `limit`; `None` when it takes longer. The timer is made (and
+/// boxed) only if the future is not ready at once, so a memory store's read costs no timer and
+/// the future stays small.
 pub(crate) async fn bounded<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
     let mut future = std::pin::pin!(future);
-    let first = std::future::poll_fn(|cx| {
-        Poll::Ready(match future.as_mut().poll(cx) {
-            Poll::Ready(value) => Some(value),
-            Poll::Pending => None,
-        })
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     })
-    .await;
-    match first {
-        Some(value) => Some(value),
-        None => tokio::time::timeout(limit, future).await.ok(),
-    }
+    .await
 }
 
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {
