@@ -1,9 +1,11 @@
 //! The time our rate-limit layer adds to a request, against tower_governor's, on one axum app.
 //!
-//! - The app is one route, `GET /` answering `ok`. Five variants of it: `bare` (no layer),
+//! - The app is one route, `GET /` answering `ok`. Six variants of it: `bare` (no layer),
 //!   `ours` (`RateLimitLayer` on the memory backend, draft `RateLimit` headers, the default),
-//!   `ours-no-headers` (`HeaderStyle::None`), `governor` (tower_governor 0.8's `GovernorLayer`,
-//!   no headers, its default) and `governor-headers` (its `use_headers()`, `x-ratelimit-*`).
+//!   `ours-no-headers` (`HeaderStyle::None`), `ours-hashmap` (`ours` over a minimal store
+//!   written here, one mutex around a `HashMap` with versions, to separate the layer's cost from
+//!   the memory backend's), `governor` (tower_governor 0.8's `GovernorLayer`, no headers, its
+//!   default) and `governor-headers` (its `use_headers()`, `x-ratelimit-*`).
 //!   Every layer is a `route_layer` keyed by peer IP, read from axum's `ConnectInfo`, which
 //!   each request carries (as `into_make_service_with_connect_info` would set it).
 //! - Quotas are large enough that every request is admitted (ours: `4000000000/s`; governor:
@@ -22,23 +24,34 @@
 //! default 30; 0 skips it).
 //!
 //! `cargo bench -p kv-benches --bench rate_limit`
+//!
+//! For instruction counts, which a busy machine does not disturb, the executable also runs one
+//! variant alone: `KV_RATE_LIMIT_PROFILE=VARIANT,KEYS,REQUESTS` sends `REQUESTS` requests after
+//! one unmeasured pass over the keys and exits, e.g. under
+//! `valgrind --tool=callgrind target/release/deps/rate_limit-* ` with `ours,1,1000` and
+//! `ours,1,11000`: the difference of the two totals / 10 000 is the instructions per request.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
 use kv_backends::memory::MemoryBackend;
 use kv_benches::{
     bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, Timing,
 };
-use kv_core::Store;
+use kv_core::{
+    is_expired, Capabilities, DeleteOutcome, Entry, KvStore, Limits, ListOptions, ListPage,
+    Namespace, NewEntry, PutOutcome, Store, SystemClock, Version, WriteMode,
+};
 use kv_middleware::rate_limit::{HeaderStyle, RateLimitLayer, RateLimiter};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
@@ -46,7 +59,14 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::GovernorLayer;
 
 const KEY_COUNTS: [usize; 2] = [1, 100_000];
-const VARIANTS: [&str; 5] = ["bare", "ours", "ours-no-headers", "governor", "governor-headers"];
+const VARIANTS: [&str; 6] = [
+    "bare",
+    "ours",
+    "ours-no-headers",
+    "ours-hashmap",
+    "governor",
+    "governor-headers",
+];
 
 fn handler_app() -> Router {
     Router::new().route("/", get(|| async { "ok" }))
@@ -62,17 +82,21 @@ fn finished(router: Router) -> Router {
 fn app(rt: &Runtime, variant: &str) -> Router {
     finished(match variant {
         "bare" => handler_app(),
-        "ours" | "ours-no-headers" => {
-            let limiter = rt.block_on(async {
-                let store = Store::new(MemoryBackend::new());
-                let ns = store.namespace("RATE_LIMITS").await.expect("namespace");
-                RateLimiter::new(ns, "api", "4000000000/s".parse().expect("quota"))
-                    .expect("limiter")
-            });
-            let style = if variant == "ours" {
-                HeaderStyle::Draft
+        "ours" | "ours-no-headers" | "ours-hashmap" => {
+            let ns = if variant == "ours-hashmap" {
+                HashStore::namespace()
             } else {
+                rt.block_on(async {
+                    let store = Store::new(MemoryBackend::new());
+                    store.namespace("RATE_LIMITS").await.expect("namespace")
+                })
+            };
+            let quota = "4000000000/s".parse().expect("quota");
+            let limiter = RateLimiter::new(ns, "api", quota).expect("limiter");
+            let style = if variant == "ours-no-headers" {
                 HeaderStyle::None
+            } else {
+                HeaderStyle::Draft
             };
             handler_app().route_layer(RateLimitLayer::new(limiter).with_headers(style))
         }
@@ -95,6 +119,95 @@ fn app(rt: &Runtime, variant: &str) -> Router {
         }
         other => unreachable!("unknown variant {other}"),
     })
+}
+
+/// The simplest store with compare-and-swap: one mutex around a `HashMap`, entries with
+/// versions and expiry (the shape of the per-key state governor keeps in its map).
+#[derive(Debug, Default)]
+struct HashStore {
+    map: Mutex<HashMap<String, Entry>>,
+    versions: AtomicU64,
+}
+
+impl HashStore {
+    fn namespace() -> Namespace {
+        Namespace::new(
+            "RATE_LIMITS",
+            Arc::new(HashStore::default()),
+            Limits::default(),
+            SystemClock::shared(),
+        )
+    }
+
+    fn live(map: &HashMap<String, Entry>, key: &str) -> Option<Version> {
+        map.get(key)
+            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
+            .map(|entry| entry.version)
+    }
+}
+
+#[kv_core::async_trait]
+impl KvStore for HashStore {
+    fn kind(&self) -> &'static str {
+        "hashmap"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
+    }
+
+    async fn get(&self, key: &str) -> kv_core::Result<Option<Entry>> {
+        let map = self.map.lock().expect("not poisoned");
+        Ok(map
+            .get(key)
+            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> kv_core::Result<PutOutcome> {
+        let mut map = self.map.lock().expect("not poisoned");
+        if !mode.allows(Self::live(&map, key)) {
+            return Ok(PutOutcome::ConditionFailed);
+        }
+        let version = Version::from_raw(self.versions.fetch_add(1, Ordering::Relaxed) + 1);
+        let stored = Entry {
+            value: entry.value,
+            metadata: entry.metadata,
+            expiration: entry.expiration,
+            version,
+        };
+        match map.get_mut(key) {
+            Some(slot) => *slot = stored,
+            None => {
+                map.insert(key.to_owned(), stored);
+            }
+        }
+        Ok(PutOutcome::Written(version))
+    }
+
+    async fn delete(&self, key: &str, mode: WriteMode) -> kv_core::Result<DeleteOutcome> {
+        let mut map = self.map.lock().expect("not poisoned");
+        let current = Self::live(&map, key);
+        if !mode.allows(current) {
+            return Ok(DeleteOutcome::ConditionFailed);
+        }
+        map.remove(key);
+        Ok(DeleteOutcome::Deleted {
+            existed: current.is_some(),
+        })
+    }
+
+    async fn list(&self, _: &ListOptions) -> kv_core::Result<ListPage> {
+        Ok(ListPage {
+            list_complete: true,
+            ..ListPage::default()
+        })
+    }
 }
 
 /// The client addresses of `n` keys, in the order requests use them.
@@ -229,8 +342,10 @@ fn benches(criterion: &mut Criterion) {
         }
         let with_headers = ratio("ours", "governor-headers");
         let without_headers = ratio("ours-no-headers", "governor");
+        let hashmap = ratio("ours-hashmap", "governor-headers");
         println!("  added time ours / governor-headers: median {with_headers:.2}x");
         println!("  added time ours-no-headers / governor: median {without_headers:.2}x");
+        println!("  added time ours-hashmap / governor-headers: median {hashmap:.2}x");
         results.insert(
             label,
             serde_json::json!({
@@ -240,11 +355,44 @@ fn benches(criterion: &mut Criterion) {
                 "median_added_ns": added_medians,
                 "median_ratio_ours_to_governor_headers": with_headers,
                 "median_ratio_ours_no_headers_to_governor": without_headers,
+                "median_ratio_ours_hashmap_to_governor_headers": hashmap,
             }),
         );
     }
     write_paired(env!("CARGO_TARGET_TMPDIR"), "rate-limit", &results.into());
 }
 
+/// `KV_RATE_LIMIT_PROFILE=VARIANT,KEYS,REQUESTS`: one variant alone (see the module docs).
+fn profile(spec: &str) {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [variant, keys, requests] = parts[..] else {
+        panic!("KV_RATE_LIMIT_PROFILE is VARIANT,KEYS,REQUESTS, not {spec:?}");
+    };
+    assert!(VARIANTS.contains(&variant), "variants: {VARIANTS:?}");
+    let keys: usize = keys.parse().expect("KEYS is a number");
+    let requests: usize = requests.parse().expect("REQUESTS is a number");
+    let rt = current_thread_runtime();
+    let addrs = Arc::new(addresses(keys));
+    let mut driver = Driver {
+        router: app(&rt, variant),
+        addrs: addrs.clone(),
+        next: 0,
+    };
+    driver.run(&rt, addrs.len().min(200_000));
+    let elapsed = driver.run(&rt, requests);
+    println!(
+        "{variant} over {keys} keys: {requests} requests, {:?} per request",
+        elapsed / requests.max(1) as u32
+    );
+}
+
 criterion_group!(rate_limit, benches);
-criterion_main!(rate_limit);
+
+fn main() {
+    if let Ok(spec) = std::env::var("KV_RATE_LIMIT_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    rate_limit();
+    Criterion::default().configure_from_args().final_summary();
+}

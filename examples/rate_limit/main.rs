@@ -30,8 +30,9 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use clap::Parser;
 use kv_core::DEFAULT_STORE_URL;
 use kv_middleware::rate_limit::{ClientIp, PeerIp, RateLimitLayer, RateLimiter, StoreErrorPolicy};
@@ -68,8 +69,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -82,10 +82,15 @@ async fn main() -> anyhow::Result<()> {
         .quota("login", args.login_quota.parse().context("--login-quota")?)
         .build()?;
     let api = RateLimiter::builder(limits)
-        .quota("api", args.api_burst_quota.parse().context("--api-burst-quota")?)
+        .quota(
+            "api",
+            args.api_burst_quota.parse().context("--api-burst-quota")?,
+        )
         .quota(
             "api-hourly",
-            args.api_hourly_quota.parse().context("--api-hourly-quota")?,
+            args.api_hourly_quota
+                .parse()
+                .context("--api-hourly-quota")?,
         )
         .build()?;
 
@@ -135,14 +140,22 @@ async fn index() -> &'static str {
     "POST /login (5 per 15 minutes), GET /api/items and /api/items/{id} (10/s, 1000/h)\n"
 }
 
-async fn login_handler() -> Json<Value> {
-    Json(json!({"welcome": true}))
+/// A JSON response.
+fn json(value: Value) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
 }
 
-async fn items() -> Json<Value> {
-    Json(json!([{"id": 1, "name": "tea"}, {"id": 2, "name": "biscuits"}]))
+async fn login_handler() -> impl IntoResponse {
+    json(json!({"welcome": true}))
 }
 
-async fn item(axum::extract::Path(id): axum::extract::Path<u64>) -> Json<Value> {
-    Json(json!({"id": id}))
+async fn items() -> impl IntoResponse {
+    json(json!([{"id": 1, "name": "tea"}, {"id": 2, "name": "biscuits"}]))
+}
+
+async fn item(axum::extract::Path(id): axum::extract::Path<u64>) -> impl IntoResponse {
+    json(json!({"id": id}))
 }

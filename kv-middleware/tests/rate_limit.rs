@@ -13,7 +13,7 @@ use axum::Router;
 use http::{HeaderName, Request, StatusCode};
 use kv_middleware::rate_limit::{
     AllowList, ClientIp, ForwardedHeader, HeaderKey, HeaderStyle, KeyExtractor, MissingKey, PeerIp,
-    RateLimitLayer, RateLimiter, Rejection, StoreErrorPolicy,
+    Quota, RateLimitLayer, RateLimiter, Rejection, StoreErrorPolicy,
 };
 use rate_limit_support::{body_text, get_from, header, request_from, Fixture, START};
 use tower::ServiceExt;
@@ -141,18 +141,12 @@ async fn several_quotas_are_listed_and_the_violated_ones_named() {
 async fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
     let fx = Fixture::memory().await;
     // One request every 100 ms: every wait is under a second.
-    let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota(
-            "fast",
-            "10/s"
-                .parse::<kv_middleware::rate_limit::Quota>()
-                .unwrap()
-                .with_burst(1)
-                .unwrap(),
-        )
+    let fast = Quota::per_second(10).unwrap().with_burst(1).unwrap();
+    let fast = RateLimiter::builder(fx.namespace.clone())
+        .quota("fast", fast)
         .build()
         .unwrap();
-    let app = app(RateLimitLayer::new(limiter));
+    let app = app(RateLimitLayer::new(fast));
     let mut denied = 0;
     for step in 0..200 {
         let response = send(&app, get_from("/", PEER)).await;
@@ -167,20 +161,11 @@ async fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
     assert!(denied > 50, "{denied}");
 
     // Longer waits round up to the next whole second.
-    let slow = limiter_with(&fx, "slow", "1/min");
-    let app = app_with(slow);
+    let app = self::app(RateLimitLayer::new(limiter(&fx, "slow", "1/min")));
     send(&app, get_from("/", PEER)).await;
     fx.clock.advance(Duration::from_millis(1));
     let response = send(&app, get_from("/", PEER)).await;
     assert_eq!(header(&response, "retry-after"), "60", "59.999 s rounds up");
-}
-
-fn limiter_with(fx: &Fixture, name: &str, quota: &str) -> RateLimiter {
-    limiter(fx, name, quota)
-}
-
-fn app_with(limiter: RateLimiter) -> Router {
-    app(RateLimitLayer::new(limiter))
 }
 
 #[tokio::test]
@@ -347,11 +332,11 @@ async fn a_request_without_a_key_gets_a_documented_answer_not_a_500() {
     );
 
     let allow = RateLimitLayer::new(limiter(&fx, "api", "5/min")).on_missing_key(MissingKey::Allow);
-    assert_eq!(status(&app_of(allow), no_peer()).await, 200);
+    assert_eq!(status(&self::app(allow), no_peer()).await, 200);
 
     let shared = RateLimitLayer::new(limiter(&fx, "anon", "1/min"))
         .on_missing_key(MissingKey::Shared("anonymous".into()));
-    let shared = app_of(shared);
+    let shared = self::app(shared);
     assert_eq!(status(&shared, no_peer()).await, 200);
     assert_eq!(status(&shared, no_peer()).await, 429);
     assert!(fx
@@ -364,7 +349,7 @@ async fn a_request_without_a_key_gets_a_documented_answer_not_a_500() {
     // A header key that is absent, or too long, is missing too.
     let api_key = RateLimitLayer::new(limiter(&fx, "k", "5/min"))
         .with_key(HeaderKey::parse("x-api-key").unwrap());
-    let api_key = app_of(api_key);
+    let api_key = self::app(api_key);
     let response = send(&api_key, no_peer()).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(body_text(response).await.contains("no x-api-key header"));
@@ -377,17 +362,13 @@ async fn a_request_without_a_key_gets_a_documented_answer_not_a_500() {
     // A fallback extractor fills in.
     let fallback = RateLimitLayer::new(limiter(&fx, "fb", "5/min"))
         .with_key(HeaderKey::parse("x-api-key").unwrap().or(PeerIp::new()));
-    assert_eq!(status(&app_of(fallback), get_from("/", PEER)).await, 200);
+    assert_eq!(status(&self::app(fallback), get_from("/", PEER)).await, 200);
     assert!(fx
         .namespace
         .get_entry("fb:ip:203.0.113.7")
         .await
         .unwrap()
         .is_some());
-}
-
-fn app_of(layer: RateLimitLayer) -> Router {
-    app(layer)
 }
 
 #[tokio::test]
@@ -527,12 +508,12 @@ async fn legacy_headers_on_request() {
     assert_eq!(header(&response, "ratelimit"), "");
 
     let both = RateLimitLayer::new(limiter(&fx, "both", "10/min")).with_headers(HeaderStyle::Both);
-    let response = send(&app_of(both), get_from("/", PEER)).await;
+    let response = send(&self::app(both), get_from("/", PEER)).await;
     assert_eq!(header(&response, "x-ratelimit-remaining"), "9");
     assert_eq!(header(&response, "ratelimit"), r#""both";r=9;t=6"#);
 
     let none = RateLimitLayer::new(limiter(&fx, "none", "1/min")).with_headers(HeaderStyle::None);
-    let none = app_of(none);
+    let none = self::app(none);
     let response = send(&none, get_from("/", PEER)).await;
     assert!(response
         .headers()
@@ -604,7 +585,7 @@ async fn costs_per_request() {
 
     // More than the burst can never pass: a 429 without Retry-After.
     let huge = RateLimitLayer::new(limiter(&fx, "huge", "10/min")).with_cost(11);
-    let response = send(&app_of(huge), get_from("/", PEER)).await;
+    let response = send(&self::app(huge), get_from("/", PEER)).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&response, "retry-after"), "");
     assert!(body_text(response)

@@ -39,7 +39,10 @@ async fn admitted_concurrently(limiters: &[RateLimiter], total: usize) -> usize 
 
 async fn exactly_the_quota_under_concurrency(fx: Fixture) {
     let limiter = RateLimiter::new(fx.namespace.clone(), "api", quota("50/min")).unwrap();
-    assert_eq!(admitted_concurrently(&[limiter.clone()], 200).await, 50);
+    assert_eq!(
+        admitted_concurrently(std::slice::from_ref(&limiter), 200).await,
+        50
+    );
     let stats = limiter.stats();
     assert_eq!((stats.allowed, stats.denied), (50, 150));
     assert_eq!(

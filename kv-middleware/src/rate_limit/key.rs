@@ -1032,7 +1032,13 @@ mod tests {
 
     #[test]
     fn ipv4_text_is_dotted_decimal() {
-        for text in ["0.0.0.0", "1.2.3.4", "10.100.99.255", "255.255.255.255", "192.0.2.10"] {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.100.99.255",
+            "255.255.255.255",
+            "192.0.2.10",
+        ] {
             let mut out = String::new();
             push_ipv4(&mut out, text.parse().unwrap());
             assert_eq!(out, text);

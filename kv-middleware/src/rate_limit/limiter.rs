@@ -351,9 +351,9 @@ impl RateLimiterBuilder {
     }
 
     /// How many keys the limiter remembers the last stored state and version of (default
-    /// 65 536, about 80 bytes each; 0 turns it off). With the state at hand an admitted request costs the store one
-    /// conditional write instead of a read and a write; a stale memory costs a failed write
-    /// and a read, never a wrong decision.
+    /// 65 536, about 100 bytes each; 0 turns it off). With the state at hand an admitted
+    /// request costs the store one conditional write instead of a read and a write; a stale
+    /// memory costs a failed write and a read, never a wrong decision.
     pub fn cache_capacity(mut self, keys: usize) -> Self {
         self.cache_capacity = keys;
         self
@@ -826,7 +826,10 @@ impl Inner {
     /// error is on the strict side (a unit spent that was not used).
     async fn refund(&self, work: &mut [Work], written: Set, now: Nanos, cost: u32) {
         for i in written.iter() {
-            let amount = self.quotas[i].quota.interval_nanos().saturating_mul(u64::from(cost));
+            let amount = self.quotas[i]
+                .quota
+                .interval_nanos()
+                .saturating_mul(u64::from(cost));
             let mut refunded = false;
             for _ in 0..self.max_attempts {
                 let Some(current) = work[i].slot.stored else {
@@ -834,7 +837,10 @@ impl Inner {
                     break;
                 };
                 let tat = current.tat.saturating_sub(amount).max(now.min(current.tat));
-                match self.write(work[i].key.as_str(), Some(current), tat, now).await {
+                match self
+                    .write(work[i].key.as_str(), Some(current), tat, now)
+                    .await
+                {
                     Ok(PutOutcome::Written(version)) => {
                         work[i].slot.stored = Some(Stored { tat, version });
                         refunded = true;

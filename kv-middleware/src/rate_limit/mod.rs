@@ -141,6 +141,15 @@
 //! another process has changed since costs a failed write and a read, never a wrong decision.
 //! A denial on a remembered state is confirmed by a read before it is answered.
 //!
+//! | request | store round trips |
+//! | --- | --- |
+//! | admitted, key last seen by this process | 1 (a conditional write) |
+//! | admitted, key new to this process | 2 (a read, a conditional write) |
+//! | denied | 1 (a read; nothing is written) |
+//! | each race lost to another process | 2 more (the failed write, a read) |
+//!
+//! With several quotas the reads are one bulk read and each quota is one write.
+//!
 //! With several quotas, a request admitted by all is written to each in turn; if a later
 //! quota's write loses a race and the re-read state denies, the quotas already written are
 //! given their units back, so a denied request still spends nothing (a concurrent request may
