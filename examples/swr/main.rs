@@ -1,9 +1,9 @@
 //! Stale-while-revalidate caching in front of a slow origin, on any store.
 //!
 //! ```text
-//! cargo run -p kv-examples --bin kv-cache                          # the tour, on file:./kv-data
-//! cargo run -p kv-examples --bin kv-cache -- --store memory:
-//! cargo run -p kv-examples --bin kv-cache -- --listen 127.0.0.1:3002   # the tour, then serve
+//! cargo run -p kv-examples --bin kv-swr                          # the tour, on file:./kv-data
+//! cargo run -p kv-examples --bin kv-swr -- --store memory:
+//! cargo run -p kv-examples --bin kv-swr -- --listen 127.0.0.1:3002   # the tour, then serve
 //! ```
 //!
 //! The origin takes 200 ms to build a report and says `Cache-Control: max-age=2,
@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
         .route_layer(layer.clone());
 
     println!(
-        "kv-cache: a {} ms origin behind CacheLayer, cached in namespace {:?} of the {} store {}\n",
+        "kv-swr: a {} ms origin behind CacheLayer, cached in namespace {:?} of the {} store {}\n",
         args.origin_delay_ms,
         args.namespace,
         store.kind(),
