@@ -28,6 +28,9 @@ pub const START: u64 = 1_700_000_000;
 /// backend without compare-and-swap (`plain`) for the bodies that hold there too.
 ///
 /// A body is `async fn name(fx: Fixture)`.
+#[path = "../../../kv-backends/tests/support/redis_server.rs"]
+mod redis_server;
+
 macro_rules! backend_tests {
     (all: [$($name:ident),* $(,)?], cas: [$($cas_name:ident),* $(,)?] $(,)?) => {
         mod memory {
@@ -55,6 +58,20 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $cas_name() {
                     super::$cas_name(super::session_support::Fixture::file().await).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::session_support::Fixture::redis().await).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $cas_name() {
+                    super::$cas_name(super::session_support::Fixture::redis().await).await;
                 }
             )*
         }
@@ -163,7 +180,7 @@ pub struct Fixture {
     pub clock: ManualClock,
     pub ns: Namespace,
     pub counting: Arc<CountingStore>,
-    _guard: Option<tempfile::TempDir>,
+    _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Fixture {
@@ -180,7 +197,7 @@ impl Fixture {
         store: Store,
         clock: ManualClock,
         cas: bool,
-        guard: Option<tempfile::TempDir>,
+        guard: Option<Box<dyn std::any::Any + Send + Sync>>,
     ) -> Self {
         let ns = store.namespace("SESSIONS").await.expect("namespace");
         let counting = Arc::new(CountingStore::new(ns.raw().clone(), cas));
@@ -219,7 +236,33 @@ impl Fixture {
             .clock(clock.shared())
             .open()
             .expect("opening the file store");
-        Self::over("file", Store::new(backend), clock, true, Some(dir)).await
+        Self::over(
+            "file",
+            Store::new(backend),
+            clock,
+            true,
+            Some(Box::new(dir)),
+        )
+        .await
+    }
+
+    /// A private redis-server (started for this test, stopped with the fixture).
+    pub async fn redis() -> Self {
+        let server = redis_server::RedisServer::start();
+        let clock = ManualClock::at_unix_secs(START);
+        let backend = kv_backends::redis::RedisBackend::builder(server.url())
+            .clock(clock.shared())
+            .connect()
+            .await
+            .expect("connecting to the test redis-server");
+        Self::over(
+            "redis",
+            Store::new(backend),
+            clock,
+            true,
+            Some(Box::new(server)),
+        )
+        .await
     }
 
     pub fn has_cas(&self) -> bool {
