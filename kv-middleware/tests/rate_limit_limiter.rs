@@ -445,3 +445,30 @@ async fn several_quotas_stay_exact_across_racing_limiters() {
     let conflicts: u64 = limiters.iter().map(|l| l.stats().conflicts).sum();
     eprintln!("{conflicts} lost races, {refunds} refunds");
 }
+
+#[path = "../../kv-backends/tests/support/redis_server.rs"]
+mod redis_server;
+
+/// Two limiters on two independent Redis connections (as two processes sharing one Redis
+/// would be), 2 x 100 concurrent requests for one key against a quota of 50: exactly 50 pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exact_across_two_redis_clients() {
+    let server = redis_server::RedisServer::start();
+    let clock = kv_core::ManualClock::at_unix_secs(START);
+    let mut limiters = Vec::new();
+    for _ in 0..2 {
+        let backend = kv_backends::redis::RedisBackend::builder(server.url())
+            .clock(clock.shared())
+            .connect()
+            .await
+            .unwrap();
+        let ns = kv_core::Store::new(backend)
+            .namespace("RATE_LIMITS")
+            .await
+            .unwrap();
+        limiters.push(RateLimiter::new(ns, "api", quota("50/min")).unwrap());
+    }
+    assert_eq!(admitted_concurrently(&limiters, 200).await, 50);
+    let allowed: u64 = limiters.iter().map(|l| l.stats().allowed).sum();
+    assert_eq!(allowed, 50);
+}
