@@ -22,7 +22,7 @@ fi
 echo "== build"
 json=$(cargo bench -p kv-benches --bench memory --bench file --bench list --no-run \
   --message-format=json-render-diagnostics)
-json+=$(cargo build --release -p kv-benches --bin bench-summary --example memory-per-entry \
+json+=$'\n'$(cargo build --release -p kv-benches --bin bench-summary --example memory-per-entry \
   --message-format=json-render-diagnostics)
 # The executable cargo just built for target `$1` (a bench, bin or example).
 exe() {
