@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ConfigError;
-use super::refresh::{spawn_refresh_loop, unix_millis, SingleFlight};
+use super::refresh::{lock, record_refresh_error, spawn_refresh_loop, unix_millis, SingleFlight};
 
 /// How often the background task refreshes, by default.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -267,12 +267,6 @@ impl<T> Drop for Inner<T> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// A typed config document stored in a namespace: loaded at start, refreshed in the
 /// background, validated before use, versioned with rollback.
 ///
@@ -383,14 +377,7 @@ where
                             _ => &inner.counters.rejected,
                         }
                         .fetch_add(1, Ordering::Relaxed);
-                        let message = error.to_string();
-                        let mut last = lock(&inner.last_error);
-                        if last.as_deref() == Some(message.as_str()) {
-                            tracing::debug!(%error, "config refresh failed again");
-                        } else {
-                            tracing::warn!(%error, "config refresh failed; keeping the value in use");
-                        }
-                        *last = Some(message);
+                        record_refresh_error(&inner.last_error, &error, "config");
                     }
                 }
                 outcome

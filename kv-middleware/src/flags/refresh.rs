@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Runs at most one refresh at a time; a caller gets the outcome of a refresh that started
@@ -78,4 +78,28 @@ where
         }
     });
     Some(task.abort_handle())
+}
+
+/// Locks a mutex, recovering from a poisoned one (the guarded values stay consistent).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records a failed refresh of `what`: a warning the first time an error is seen, a debug line
+/// while the same error repeats, so a store that stays down does not flood the logs.
+pub(crate) fn record_refresh_error(
+    last: &Mutex<Option<String>>,
+    error: &dyn std::fmt::Display,
+    what: &str,
+) {
+    let message = error.to_string();
+    let mut last = lock(last);
+    if last.as_deref() == Some(message.as_str()) {
+        tracing::debug!(%error, "{what} refresh failed again");
+    } else {
+        tracing::warn!(%error, "{what} refresh failed; keeping the last good value");
+    }
+    *last = Some(message);
 }

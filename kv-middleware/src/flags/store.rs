@@ -20,7 +20,7 @@ use super::error::FlagsError;
 use super::eval::Snapshot;
 use super::handle::Flags;
 use super::model::{FlagDefinition, Segment};
-use super::refresh::{spawn_refresh_loop, unix_millis, SingleFlight};
+use super::refresh::{lock, record_refresh_error, spawn_refresh_loop, unix_millis, SingleFlight};
 
 /// Store keys of flags start with this: flag `new-ui` is the entry `flag:new-ui`.
 pub const FLAG_PREFIX: &str = "flag:";
@@ -194,12 +194,6 @@ impl Drop for Inner {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl fmt::Debug for FlagStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snapshot = self.inner.snapshot.load();
@@ -358,14 +352,7 @@ impl FlagStore {
                             _ => &inner.counters.store_errors,
                         }
                         .fetch_add(1, Ordering::Relaxed);
-                        let message = error.to_string();
-                        let mut last = lock(&inner.last_error);
-                        if last.as_deref() == Some(message.as_str()) {
-                            tracing::debug!(%error, "flags refresh failed again");
-                        } else {
-                            tracing::warn!(%error, "flags refresh failed; keeping the last good snapshot");
-                        }
-                        *last = Some(message);
+                        record_refresh_error(&inner.last_error, &error, "flags");
                     }
                 }
                 outcome
