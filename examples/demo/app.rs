@@ -1,0 +1,151 @@
+//! The demo's state and router: which layer wraps which route.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::middleware;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use kv_core::Store;
+use kv_middleware::cache::CacheLayer;
+use kv_middleware::config::{Config, ConfigLayer};
+use kv_middleware::flags::{FlagStore, FlagsLayer};
+use kv_middleware::rate_limit::{PeerIp, Quota, RateLimitLayer, RateLimiter};
+use kv_middleware::session::SessionLayer;
+
+use crate::config::{validate, DemoConfig};
+use crate::{admin, api, page, Args};
+
+/// The namespaces the demo keeps its data in.
+pub mod namespaces {
+    /// Session records, under the hash of the session ID.
+    pub const SESSIONS: &str = "SESSIONS";
+    /// Rate-limit state: one timestamp per client IP and quota.
+    pub const RATE_LIMITS: &str = "RATE_LIMITS";
+    /// Cached `/api/slow` responses.
+    pub const HTTP_CACHE: &str = "HTTP_CACHE";
+    /// One key per feature flag.
+    pub const FLAGS: &str = "FLAGS";
+    /// The config document and its kept versions.
+    pub const CONFIG: &str = "CONFIG";
+}
+
+/// The key of the config document in the `CONFIG` namespace.
+pub const CONFIG_KEY: &str = "demo";
+
+/// The key in the session that holds the signed-in user's name.
+pub const SESSION_USER: &str = "user";
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Demo {
+    pub sessions: SessionLayer,
+    pub flags: FlagStore,
+    pub config: Config<DemoConfig>,
+    pub cache: CacheLayer,
+    pub login_limit: RateLimitLayer,
+    pub api_limit: RateLimitLayer,
+    /// How many times the `/api/slow` origin ran in this process.
+    pub origin_calls: Arc<AtomicU64>,
+}
+
+impl Demo {
+    /// Opens every namespace and loads flags and config from `store`.
+    pub async fn start(store: &Store, args: &Args, refresh: Duration) -> anyhow::Result<Demo> {
+        let sessions = SessionLayer::new(store.namespace(namespaces::SESSIONS).await?)
+            .with_secure(!args.insecure_cookie);
+        let flags = FlagStore::builder(store.namespace(namespaces::FLAGS).await?)
+            .refresh_interval(refresh)
+            .load()
+            .await
+            .context("loading the flags")?;
+        let config = Config::builder(store.namespace(namespaces::CONFIG).await?, CONFIG_KEY)
+            .default_value(DemoConfig::default())
+            .validate(validate)
+            .refresh_interval(refresh)
+            .load()
+            .await
+            .context("loading the config")?;
+        let cache = CacheLayer::new(store.namespace(namespaces::HTTP_CACHE).await?);
+        let limits = store.namespace(namespaces::RATE_LIMITS).await?;
+        let login_limit = limit_per_ip(limits.clone(), "login", args.login_quota)?;
+        let api_limit = limit_per_ip(limits, "api", args.api_quota)?;
+        Ok(Demo {
+            sessions,
+            flags,
+            config,
+            cache,
+            login_limit,
+            api_limit,
+            origin_calls: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+/// A limiter with one named quota, keyed by the connection's peer IP.
+fn limit_per_ip(
+    namespace: kv_core::Namespace,
+    name: &str,
+    quota: Quota,
+) -> anyhow::Result<RateLimitLayer> {
+    let limiter = RateLimiter::builder(namespace)
+        .quota(name, quota)
+        .build()
+        .with_context(|| format!("building the {name} limiter"))?;
+    Ok(RateLimitLayer::new(limiter).with_key(PeerIp::new()))
+}
+
+/// Every route, each behind the layers it shows.
+///
+/// Outermost first: sessions (so the flags layer can read the signed-in user), config, flags;
+/// then per route the login limit, the API limit or the cache.
+pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
+    let login = Router::new()
+        .route("/login", post(api::login))
+        .route_layer(demo.login_limit.clone());
+    let ping = Router::new()
+        .route("/api/ping", get(api::ping))
+        .route_layer(demo.api_limit.clone());
+    let slow = Router::new()
+        .route("/api/slow", get(api::slow))
+        .route_layer(demo.cache.clone());
+    let mut app = Router::new()
+        .route("/", get(page::home))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/counter", post(api::counter))
+        .route("/api/flags", get(api::flags))
+        .route("/api/config", get(api::config))
+        .merge(login)
+        .merge(ping)
+        .merge(slow);
+    if let Some(token) = &args.admin_token {
+        anyhow::ensure!(!token.is_empty(), "--admin-token must not be empty");
+        let admin = Router::new()
+            .route("/admin/flags/{name}", put(admin::put_flag))
+            .route("/admin/flags/{name}", delete(admin::delete_flag))
+            .route("/admin/config", put(admin::put_config))
+            .route("/admin/config", get(admin::get_config))
+            .route("/admin/config/versions", get(admin::config_versions))
+            .route(
+                "/admin/config/rollback/{version}",
+                post(admin::rollback_config),
+            )
+            .route_layer(middleware::from_fn_with_state(
+                admin::BearerAuth::new(token),
+                admin::require_token,
+            ));
+        app = app.merge(admin);
+    }
+    let flags_layer = FlagsLayer::new(demo.flags.clone()).with_session_user(SESSION_USER);
+    let config_layer = ConfigLayer::new(demo.config.clone());
+    let sessions = demo.sessions.clone();
+    Ok(app
+        .fallback(api::not_found)
+        .with_state(demo)
+        .layer(flags_layer)
+        .layer(config_layer)
+        .layer(sessions))
+}

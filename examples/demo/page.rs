@@ -1,0 +1,116 @@
+//! `GET /`: the one HTML page, built from the session, the flags and the config.
+
+use axum::response::Html;
+use kv_middleware::config::Config;
+use kv_middleware::flags::Flags;
+use kv_middleware::session::Session;
+
+use crate::api::{current_count, evaluate_all, ApiError};
+use crate::app::SESSION_USER;
+use crate::config::DemoConfig;
+use crate::seed::NEW_UI;
+
+/// The page: a sign-in form, or the greeting, the counter and sign-out; the user's flags.
+pub async fn home(
+    session: Session,
+    flags: Flags,
+    config: Config<DemoConfig>,
+) -> Result<Html<String>, ApiError> {
+    let settings = config.get();
+    let user: Option<String> = session.get(SESSION_USER).await?;
+    let account = match &user {
+        Some(user) => format!(
+            "<p id=\"greeting\">Signed in as <strong>{name}</strong></p>\
+             <p><button id=\"counter\" type=\"button\">Count +{step}</button> \
+             <span>count: <output id=\"count\">{count}</output></span></p>\
+             <form method=\"post\" action=\"/logout\"><button id=\"sign-out\">Sign out</button></form>",
+            name = escape(user),
+            step = settings.public.counter_step,
+            count = current_count(&session).await?,
+        ),
+        None => "<form method=\"post\" action=\"/login\" id=\"sign-in-form\">\
+             <label>Name <input id=\"user\" name=\"user\" maxlength=\"64\" required autofocus></label> \
+             <button id=\"sign-in\">Sign in</button></form>"
+            .to_owned(),
+    };
+    let new_ui = flags.is_enabled(NEW_UI);
+    let flag_rows: String = evaluate_all(&flags)
+        .iter()
+        .map(|(name, evaluation)| {
+            format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(name),
+                escape(&evaluation["value"].to_string()),
+                escape(evaluation["variant"].as_str().unwrap_or("-")),
+                escape(evaluation["reason"].as_str().unwrap_or("-")),
+            )
+        })
+        .collect();
+    let banner = settings
+        .public
+        .banner
+        .as_deref()
+        .map(|b| format!("<p class=\"banner\">{}</p>", escape(b)))
+        .unwrap_or_default();
+    let (theme, look) = if new_ui {
+        (NEW_THEME, "<p id=\"look\" class=\"badge\">You see the new UI (flag <code>new-ui</code> is on for you).</p>")
+    } else {
+        (
+            CLASSIC_THEME,
+            "<p id=\"look\">You see the classic UI (flag <code>new-ui</code> is off for you).</p>",
+        )
+    };
+    Ok(Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>{BASE_STYLE}{theme}</style></head>\
+         <body class=\"{class}\"><main><h1>{title}</h1>{banner}{account}{look}\
+         <h2>Your flags</h2><table><thead><tr><th>flag</th><th>value</th><th>variant</th>\
+         <th>reason</th></tr></thead><tbody>{flag_rows}</tbody></table>\
+         <h2>Try</h2><ul>\
+         <li><a href=\"/api/slow\">/api/slow</a>: a 200 ms origin behind the cache (watch the \
+         <code>Age</code> and <code>Cache-Status</code> headers)</li>\
+         <li><a href=\"/api/ping\">/api/ping</a>: rate limited per client IP</li>\
+         <li><a href=\"/api/flags\">/api/flags</a>, <a href=\"/api/config\">/api/config</a>, \
+         <a href=\"/me\">/me</a></li></ul>\
+         <p class=\"foot\">config version {version}</p></main>{COUNTER_SCRIPT}</body></html>",
+        title = escape(&settings.public.title),
+        class = if new_ui { "new-ui" } else { "classic-ui" },
+        version = config.version().map_or("-".to_owned(), |v| v.to_string()),
+    )))
+}
+
+const BASE_STYLE: &str = "body{margin:0;font-family:system-ui,sans-serif}\
+main{max-width:44em;margin:0 auto;padding:2em}table{border-collapse:collapse}\
+td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ccc}\
+.foot{color:#888;font-size:.8em}";
+
+const CLASSIC_THEME: &str = "body{background:#fffdf5;color:#222;font-family:Georgia,serif}";
+
+const NEW_THEME: &str = "body{background:linear-gradient(135deg,#0b1f3a,#26497a);color:#f2f5fa;\
+min-height:100vh}a{color:#9cd3ff}.badge{display:inline-block;background:#ffcc33;color:#0b1f3a;\
+padding:.3em .8em;border-radius:1em}td,th{border-color:#4b6a96}";
+
+/// Presses the counter without leaving the page.
+const COUNTER_SCRIPT: &str = "<script>\
+const b=document.getElementById('counter');\
+if(b){b.addEventListener('click',async()=>{\
+const r=await fetch('/counter',{method:'POST'});\
+if(r.ok){document.getElementById('count').textContent=(await r.json()).count;}});}\
+</script>";
+
+/// Escapes text for HTML.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
