@@ -10,6 +10,7 @@
 //! - [`StoreUrl`] parses the one string that selects a backend.
 //! - With the `conformance` feature, [`conformance`] is the test suite that defines the
 //!   contract; every backend runs all of it through [`conformance_tests!`].
+//! - With the `testing` feature, [`testing`] has a store wrapper that injects faults.
 //!
 //! ```
 //! # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
@@ -41,11 +42,14 @@ mod error;
 mod limits;
 mod namespace;
 mod store;
+mod timeout;
 mod types;
 mod url;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::clock::{is_expired, unix_secs, Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cursor::{collect_page, decode_cursor, encode_cursor, list_start};
@@ -55,6 +59,7 @@ pub use crate::namespace::{
     check_namespace_name, new_namespace_id, Namespace, Store, MAX_NAMESPACE_NAME_BYTES,
 };
 pub use crate::store::{Backend, KvStore};
+pub use crate::timeout::TimeoutStore;
 pub use crate::types::{
     BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage,
     NamespaceInfo, NewEntry, ParseVersionError, PutOptions, PutOutcome, Version, WriteMode,

@@ -266,6 +266,31 @@ impl Namespace {
         &self.inner
     }
 
+    /// The same namespace with every store call bounded by `timeout`: a call that takes longer
+    /// fails with [`KvError::Unavailable`](crate::KvError::Unavailable) (its outcome unknown,
+    /// as with a lost connection). Layers use it so that a store that stops answering cannot
+    /// hang requests. Needs a tokio runtime with its timer.
+    ///
+    /// ```
+    /// # async fn example(namespace: kv_core::Namespace) {
+    /// use std::time::Duration;
+    ///
+    /// let bounded = namespace.with_timeout(Duration::from_secs(2));
+    /// # let _ = bounded;
+    /// # }
+    /// ```
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Namespace {
+        Namespace {
+            id: self.id.clone(),
+            inner: Arc::new(crate::timeout::TimeoutStore::new(
+                self.inner.clone(),
+                timeout,
+            )),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     // ---- reads ----
 
     /// The value's bytes, or `None` when the key is absent or expired.

@@ -27,3 +27,8 @@ pub mod flags;
 pub mod rate_limit;
 #[cfg(feature = "session")]
 pub mod session;
+
+/// How long the layers that have no request deadline of their own (sessions, flags, config)
+/// wait for one store call by default; each has a `store_timeout` setting.
+#[cfg(any(feature = "session", feature = "flags", feature = "config"))]
+pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

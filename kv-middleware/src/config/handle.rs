@@ -86,6 +86,7 @@ pub struct ConfigBuilder<T> {
     refresh_interval: Option<Duration>,
     max_versions: usize,
     clock: SharedClock,
+    store_timeout: Option<Duration>,
 }
 
 impl<T> fmt::Debug for ConfigBuilder<T> {
@@ -142,10 +143,21 @@ where
         self
     }
 
+    /// Bounds each store call by `timeout` (default 5 seconds; `None`: unbounded), so a store
+    /// that stops answering fails a refresh or an update instead of stalling it; readers keep
+    /// the last good value meanwhile.
+    pub fn store_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// Loads the document. Without one in the store, the default value is used, or
     /// [`ConfigError::Missing`] without a default. A document that is invalid falls back to
     /// the default (logged), or fails without one. A store error fails.
-    pub async fn load(self) -> Result<Config<T>, ConfigError> {
+    pub async fn load(mut self) -> Result<Config<T>, ConfigError> {
+        if let Some(timeout) = self.store_timeout {
+            self.namespace = self.namespace.with_timeout(timeout);
+        }
         let first = self.namespace.get_entry(&self.key).await?;
         let mut start_error = None;
         let current = match (first, self.default) {
@@ -307,6 +319,7 @@ where
             validate: None,
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
             max_versions: DEFAULT_MAX_VERSIONS,
+            store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
         }
     }
 

@@ -83,9 +83,18 @@ pub struct FlagStoreBuilder {
     clock: SharedClock,
     refresh_interval: Option<Duration>,
     max_staleness: Duration,
+    store_timeout: Option<Duration>,
 }
 
 impl FlagStoreBuilder {
+    /// Bounds each store call by `timeout` (default 5 seconds; `None`: unbounded), so a store
+    /// that stops answering fails a refresh or a write instead of stalling it; evaluations keep
+    /// the last good snapshot meanwhile.
+    pub fn store_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// Refresh in the background this often (default 30 s).
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = Some(interval.max(Duration::from_millis(10)));
@@ -116,8 +125,12 @@ impl FlagStoreBuilder {
     /// `PROVIDER_NOT_READY` until a refresh succeeds. Inside a tokio runtime the background
     /// task starts now and refreshes at once.
     pub fn build(self) -> FlagStore {
+        let namespace = match self.store_timeout {
+            Some(timeout) => self.namespace.with_timeout(timeout),
+            None => self.namespace,
+        };
         let inner = Arc::new(Inner {
-            namespace: self.namespace,
+            namespace,
             clock: self.clock,
             max_staleness: self.max_staleness,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
@@ -237,6 +250,7 @@ impl FlagStore {
             namespace,
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
             max_staleness: DEFAULT_MAX_STALENESS,
+            store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kv_core::Namespace;
 
@@ -88,6 +89,9 @@ pub(crate) const DEFAULT_MAX_SAVE_ATTEMPTS: u32 = 8;
 /// Everything a session needs besides its own state.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// The namespace as given, without a timeout.
+    unbounded: Namespace,
+    /// The namespace every session call uses: `unbounded` with the store timeout, if any.
     pub(crate) namespace: Namespace,
     pub(crate) cookie: CookieConfig,
     pub(crate) expiry: Expiry,
@@ -102,7 +106,8 @@ pub(crate) struct Config {
 impl Config {
     pub(crate) fn new(namespace: Namespace) -> Self {
         Config {
-            namespace,
+            unbounded: namespace.clone(),
+            namespace: namespace.with_timeout(crate::DEFAULT_STORE_TIMEOUT),
             cookie: CookieConfig::default(),
             expiry: Expiry::default(),
             refresh_fraction: DEFAULT_REFRESH_FRACTION,
@@ -110,6 +115,15 @@ impl Config {
             max_save_attempts: DEFAULT_MAX_SAVE_ATTEMPTS,
             counters: Arc::default(),
         }
+    }
+
+    /// Bounds each store call by `timeout` (`None`: unbounded). A call that runs over is a
+    /// store error, handled as the load and save policies say.
+    pub(crate) fn set_store_timeout(&mut self, timeout: Option<Duration>) {
+        self.namespace = match timeout {
+            Some(timeout) => self.unbounded.with_timeout(timeout),
+            None => self.unbounded.clone(),
+        };
     }
 
     /// The store's clock, in whole seconds since the Unix epoch.

@@ -38,7 +38,8 @@ pub struct SessionLayer {
 impl SessionLayer {
     /// Sessions stored in `namespace`, with the defaults: cookie `session`, `Path=/`,
     /// `Secure`, `HttpOnly`, `SameSite=Strict`, unsigned; rolling expiry after 24 hours of
-    /// inactivity, refreshed when half or less remains; loading failures fail closed.
+    /// inactivity, refreshed when half or less remains; loading failures fail closed; each store
+    /// call bounded by 5 seconds.
     pub fn new(namespace: Namespace) -> Self {
         SessionLayer {
             config: Arc::new(Config::new(namespace)),
@@ -152,6 +153,15 @@ impl SessionLayer {
     /// [`LoadErrorPolicy::Fail`]).
     pub fn with_load_error_policy(mut self, policy: LoadErrorPolicy) -> Self {
         self.config_mut().load_error_policy = policy;
+        self
+    }
+
+    /// Bounds every store call of a session by `timeout` (default 5 seconds; `None` leaves
+    /// calls unbounded). A store that stops answering then fails the call like any store
+    /// error (see [`LoadErrorPolicy`] and the module's "Store failures") instead of hanging
+    /// the request.
+    pub fn with_store_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.config_mut().set_store_timeout(timeout);
         self
     }
 

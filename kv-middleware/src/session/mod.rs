@@ -134,6 +134,8 @@
 //! Nothing panics and nothing hangs on the store's account; every failure is logged with
 //! `tracing` and counted ([`SessionLayer::stats`]).
 //!
+//! - A store call that takes longer than the store timeout (default 5 s,
+//!   [`SessionLayer::with_store_timeout`]) fails like any store error.
 //! - Saving fails: the response becomes `500 Internal Server Error` (empty body).
 //! - Loading fails: by default ([`LoadErrorPolicy::Fail`]) the session call returns
 //!   [`SessionError::Store`], nothing is saved and the response becomes 500 whatever the

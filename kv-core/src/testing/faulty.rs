@@ -1,0 +1,335 @@
+//! [`FaultyStore`]: a namespace store that fails, stalls or hangs when told to.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    Capabilities, DeleteOutcome, Entry, KvError, KvStore, ListOptions, ListPage, Message,
+    Namespace, NewEntry, PutOutcome, Result, WriteMode,
+};
+
+/// What an injected fault does to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The call fails at once with [`KvError::Unavailable`], as a refused connection would.
+    Error,
+    /// The call waits this long (on tokio's timer), then runs normally: a slow store.
+    Delay(Duration),
+    /// The call never returns: a store that stopped answering (callers need a timeout).
+    Hang,
+}
+
+/// Which calls a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ops {
+    /// `get`, `get_many` and `list`.
+    Reads,
+    /// `put`, `delete`, `put_many` and `delete_many`.
+    Writes,
+    /// Every call.
+    All,
+}
+
+impl Ops {
+    fn covers(self, write: bool) -> bool {
+        match self {
+            Ops::Reads => !write,
+            Ops::Writes => write,
+            Ops::All => true,
+        }
+    }
+}
+
+/// When a rule fires.
+#[derive(Debug, Clone, Copy)]
+enum Schedule {
+    Always,
+    /// The next this-many matching calls.
+    Next(u64),
+    /// Each matching call with this probability.
+    Probability(f64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    ops: Ops,
+    fault: Fault,
+    schedule: Schedule,
+}
+
+#[derive(Debug)]
+struct Plan {
+    rules: Vec<Rule>,
+    /// xorshift64* state: deterministic for a given seed.
+    rng: u64,
+    capabilities: Option<Capabilities>,
+}
+
+impl Plan {
+    fn next_unit(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The fault for one call, if any rule fires; spends a `Next` rule's budget.
+    fn pick(&mut self, write: bool) -> Option<Fault> {
+        for i in 0..self.rules.len() {
+            let rule = self.rules[i];
+            if !rule.ops.covers(write) {
+                continue;
+            }
+            let fires = match rule.schedule {
+                Schedule::Always => true,
+                Schedule::Next(0) => false,
+                Schedule::Next(n) => {
+                    self.rules[i].schedule = Schedule::Next(n - 1);
+                    true
+                }
+                Schedule::Probability(p) => self.next_unit() < p,
+            };
+            if fires {
+                return Some(rule.fault);
+            }
+        }
+        None
+    }
+}
+
+/// What a [`FaultyStore`] has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultCounts {
+    /// Read calls (`get`, `get_many`, `list`).
+    pub reads: u64,
+    /// Write calls (`put`, `delete`, `put_many`, `delete_many`).
+    pub writes: u64,
+    /// Calls that got a fault (any kind).
+    pub injected: u64,
+    /// Calls that failed with an injected error.
+    pub errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    reads: AtomicU64,
+    writes: AtomicU64,
+    injected: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// The remote control of a [`FaultyStore`]: cheap to clone, usable from any task.
+///
+/// Rules are checked in the order they were added; the first that fires decides the call.
+#[derive(Clone)]
+pub struct Faults {
+    plan: Arc<Mutex<Plan>>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faults")
+            .field("rules", &self.plan().rules)
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+impl Faults {
+    fn new(seed: u64) -> Self {
+        Faults {
+            plan: Arc::new(Mutex::new(Plan {
+                rules: Vec::new(),
+                // xorshift must not start at zero.
+                rng: seed | 1,
+                capabilities: None,
+            })),
+            counters: Arc::default(),
+        }
+    }
+
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        // A panicking test thread must not hide the plan from the others.
+        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, ops: Ops, fault: Fault, schedule: Schedule) -> &Self {
+        self.plan().rules.push(Rule {
+            ops,
+            fault,
+            schedule,
+        });
+        self
+    }
+
+    /// Every matching call gets `fault` (until [`clear`](Faults::clear)).
+    pub fn always(&self, ops: Ops, fault: Fault) -> &Self {
+        self.add(ops, fault, Schedule::Always)
+    }
+
+    /// The next `n` matching calls get `fault`; later ones run normally.
+    pub fn next(&self, ops: Ops, n: u64, fault: Fault) -> &Self {
+        self.add(ops, fault, Schedule::Next(n))
+    }
+
+    /// Each matching call gets `fault` with probability `p` (0.0 to 1.0), drawn from the
+    /// store's seeded generator.
+    pub fn with_probability(&self, ops: Ops, p: f64, fault: Fault) -> &Self {
+        self.add(ops, fault, Schedule::Probability(p.clamp(0.0, 1.0)))
+    }
+
+    /// Removes every rule: the store behaves again (calls already hanging stay hung).
+    pub fn clear(&self) -> &Self {
+        self.plan().rules.clear();
+        self
+    }
+
+    /// Makes the store report `capabilities` instead of the wrapped store's (for example
+    /// [`Capabilities::plain`] to stand for a store without compare-and-swap).
+    pub fn report_capabilities(&self, capabilities: Capabilities) -> &Self {
+        self.plan().capabilities = Some(capabilities);
+        self
+    }
+
+    /// The calls seen and the faults injected so far.
+    pub fn counts(&self) -> FaultCounts {
+        let c = &self.counters;
+        FaultCounts {
+            reads: c.reads.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            injected: c.injected.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn before(&self, write: bool) -> Result<()> {
+        let counter = if write {
+            &self.counters.writes
+        } else {
+            &self.counters.reads
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let fault = self.plan().pick(write);
+        let Some(fault) = fault else { return Ok(()) };
+        self.counters.injected.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Error => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                Err(KvError::Unavailable {
+                    backend: "faulty",
+                    source: Box::new(Message("injected fault: connection refused".to_owned())),
+                })
+            }
+            Fault::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            Fault::Hang => std::future::pending().await,
+        }
+    }
+}
+
+/// A [`KvStore`] that passes every call to the store it wraps, unless its [`Faults`] say
+/// otherwise.
+pub struct FaultyStore {
+    inner: Arc<dyn KvStore>,
+    faults: Faults,
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("inner", &self.inner.kind())
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl FaultyStore {
+    /// Wraps `inner`; probabilistic rules draw from a generator seeded with `seed`.
+    pub fn new(inner: Arc<dyn KvStore>, seed: u64) -> (Self, Faults) {
+        let faults = Faults::new(seed);
+        (
+            FaultyStore {
+                inner,
+                faults: faults.clone(),
+            },
+            faults,
+        )
+    }
+
+    /// A namespace handle over the same data as `namespace` (same id, limits and clock) whose
+    /// calls go through a new `FaultyStore`, and the faults' remote control.
+    pub fn wrap(namespace: &Namespace) -> (Namespace, Faults) {
+        Self::wrap_seeded(namespace, 0x5EED)
+    }
+
+    /// [`wrap`](FaultyStore::wrap) with a chosen seed for the probabilistic rules.
+    pub fn wrap_seeded(namespace: &Namespace, seed: u64) -> (Namespace, Faults) {
+        let (store, faults) = Self::new(namespace.raw().clone(), seed);
+        let wrapped = Namespace::new(
+            namespace.id(),
+            Arc::new(store),
+            namespace.limits().clone(),
+            namespace.clock().clone(),
+        );
+        (wrapped, faults)
+    }
+}
+
+#[async_trait]
+impl KvStore for FaultyStore {
+    fn kind(&self) -> &'static str {
+        "faulty"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.faults
+            .plan()
+            .capabilities
+            .unwrap_or_else(|| self.inner.capabilities())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        self.faults.before(false).await?;
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        self.faults.before(true).await?;
+        self.inner.put(key, entry, mode).await
+    }
+
+    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
+        self.faults.before(true).await?;
+        self.inner.delete(key, mode).await
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.faults.before(false).await?;
+        self.inner.list(options).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        self.faults.before(false).await?;
+        self.inner.get_many(keys).await
+    }
+
+    async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        self.faults.before(true).await?;
+        self.inner.put_many(items).await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.faults.before(true).await?;
+        self.inner.delete_many(keys).await
+    }
+}

@@ -1,0 +1,25 @@
+//! Test doubles for code built on the store contract (feature `testing`).
+//!
+//! [`FaultyStore`] wraps any namespace store and injects faults on command: errors, delays and
+//! calls that never return, on every call, on the next *n* calls, or with a probability from a
+//! seeded generator (so a failing run can be replayed). Tests of the layers use it to show each
+//! documented store-error policy: what a request gets while the store is unwell, and that it
+//! recovers when the store does.
+//!
+//! ```
+//! # async fn example(namespace: kv_core::Namespace) -> kv_core::Result<()> {
+//! use kv_core::testing::{Fault, FaultyStore, Ops};
+//!
+//! let (namespace, faults) = FaultyStore::wrap(&namespace);
+//! faults.always(Ops::Writes, Fault::Error);
+//! assert!(namespace.put_text("k", "v").await.is_err());
+//! assert!(namespace.get("k").await.is_ok(), "reads still work");
+//! faults.clear();
+//! namespace.put_text("k", "v").await?;
+//! assert_eq!(faults.counts().injected, 1);
+//! # Ok(()) }
+//! ```
+
+mod faulty;
+
+pub use faulty::{Fault, FaultCounts, Faults, FaultyStore, Ops};
