@@ -8,9 +8,11 @@
 //!   (Workers KV's by default) before any I/O, and each violation is its own [`LimitError`].
 //! - Time comes from a [`Clock`]: the system clock, or a [`ManualClock`] in tests.
 //! - [`StoreUrl`] parses the one string that selects a backend.
-//! - With the `conformance` feature, [`conformance`] is the test suite that defines the
-//!   contract; every backend runs all of it through [`conformance_tests!`].
-//! - With the `testing` feature, [`testing`] has a store wrapper that injects faults.
+//! - Coordination patterns on any backend: a [`lock::DistributedLock`] with fencing tokens
+//!   (on compare-and-swap) and an [`event_log::EventLog`] with time-ordered keys and snapshots.
+//! - With the `conformance` feature, `conformance` is the test suite that defines the
+//!   contract; every backend runs all of it through `conformance_tests!`.
+//! - With the `testing` feature, `testing` has a store wrapper that injects faults.
 //!
 //! ```
 //! # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
@@ -48,6 +50,8 @@ mod url;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod event_log;
+pub mod lock;
 #[cfg(feature = "testing")]
 pub mod testing;
 
