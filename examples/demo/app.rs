@@ -12,7 +12,7 @@ use kv_core::Store;
 use kv_middleware::cache::CacheLayer;
 use kv_middleware::config::{Config, ConfigLayer};
 use kv_middleware::flags::{FlagStore, FlagsLayer};
-use kv_middleware::rate_limit::{PeerIp, Quota, RateLimitLayer, RateLimiter};
+use kv_middleware::rate_limit::{PeerIp, Quota, RateLimitLayer, RateLimiter, StoreErrorPolicy};
 use kv_middleware::session::SessionLayer;
 
 use crate::config::{validate, DemoConfig};
@@ -70,7 +70,11 @@ impl Demo {
             .context("loading the config")?;
         let cache = CacheLayer::new(store.namespace(namespaces::HTTP_CACHE).await?);
         let limits = store.namespace(namespaces::RATE_LIMITS).await?;
-        let login_limit = limit_per_ip(limits.clone(), "login", args.login_quota)?;
+        // Login attempts are an abuse target: while the store cannot count them, refuse (503)
+        // rather than let guesses through unchecked. The API limit fails open (the default),
+        // so a store outage does not take the API down with it.
+        let login_limit = limit_per_ip(limits.clone(), "login", args.login_quota)?
+            .on_store_error(StoreErrorPolicy::FailClosed);
         let api_limit = limit_per_ip(limits, "api", args.api_quota)?;
         Ok(Demo {
             sessions,

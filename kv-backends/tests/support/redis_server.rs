@@ -11,11 +11,22 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    durable: bool,
 }
 
 impl RedisServer {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server that writes every command to its append-only file before answering
+    /// (`appendfsync always`), so a kill and [`restart`](Self::restart) lose nothing.
+    pub fn start_durable() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -26,6 +37,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            durable,
         };
         server.spawn();
         server
@@ -44,7 +56,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: nothing was persisted).
+    /// Starts the server again on the same port: empty, or with everything acknowledged when
+    /// started [durable](Self::start_durable).
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -55,7 +68,11 @@ impl RedisServer {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

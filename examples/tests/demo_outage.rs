@@ -1,0 +1,308 @@
+//! Real outages under load: the demo's store (Redis, then a kv-server) is killed while clients
+//! keep calling every route, then restarted. While it is down each route answers only what its
+//! layer's store-error policy promises, every request ends within the layers' timeouts, and the
+//! demo process never stops answering; once the store is back everything works again — with
+//! the sessions made before the outage — without restarting the demo.
+
+mod support;
+
+#[path = "../../kv-backends/tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{client, login, DemoProcess};
+
+/// The longest a request may take while the store is down: the session layer's 5 s store
+/// timeout (the slowest bound of any layer), plus room for a loaded machine.
+const MAX_REQUEST: Duration = Duration::from_secs(9);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Route {
+    Page,
+    Me,
+    Counter,
+    Ping,
+    Slow,
+    Flags,
+    Config,
+    Login,
+}
+
+impl Route {
+    const ALL: [Route; 8] = [
+        Route::Page,
+        Route::Me,
+        Route::Counter,
+        Route::Ping,
+        Route::Slow,
+        Route::Flags,
+        Route::Config,
+        Route::Login,
+    ];
+
+    fn request(self, http: &reqwest::Client, demo: &str, cookie: &str) -> reqwest::RequestBuilder {
+        let url = |path: &str| format!("{demo}{path}");
+        match self {
+            Route::Page => http.get(url("/")),
+            Route::Me => http.get(url("/me")).header("cookie", cookie),
+            Route::Counter => http.post(url("/counter")).header("cookie", cookie),
+            Route::Ping => http.get(url("/api/ping")),
+            Route::Slow => http.get(url("/api/slow")),
+            Route::Flags => http.get(url("/api/flags")).header("x-user-id", "u1"),
+            Route::Config => http.get(url("/api/config")),
+            Route::Login => http.post(url("/login")).form(&[("user", "load")]),
+        }
+    }
+
+    /// What the route answers with a healthy store.
+    fn healthy(self) -> &'static [u16] {
+        match self {
+            Route::Ping => &[200, 429],
+            Route::Login => &[303],
+            _ => &[200],
+        }
+    }
+
+    /// What the policies allow while the store is down.
+    fn during_outage(self) -> &'static [u16] {
+        match self {
+            // Sessions fail closed: the layer answers 500 (handlers' own 503 is overridden).
+            Route::Me | Route::Counter => &[200, 500, 503],
+            // The API limit fails open (200 unchecked), the login limit fails closed (503).
+            Route::Ping => &[200, 429],
+            Route::Login => &[303, 500, 503],
+            // The cache falls back to the origin; flags and config serve their last snapshot;
+            // a signed-out page reads no session.
+            Route::Slow | Route::Flags | Route::Config | Route::Page => &[200],
+        }
+    }
+}
+
+/// Every answer seen, by route and status (0 = the demo did not answer at all).
+type Tally = Arc<Mutex<BTreeMap<(Route, u16), usize>>>;
+
+/// Clients calling every route in a loop until `stop`; panics on a request slower than
+/// `MAX_REQUEST`.
+fn spawn_load(
+    demo: &str,
+    cookie: &str,
+    stop: Arc<AtomicBool>,
+    tally: Tally,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..8)
+        .map(|worker| {
+            let (demo, cookie, stop, tally) = (
+                demo.to_owned(),
+                cookie.to_owned(),
+                stop.clone(),
+                tally.clone(),
+            );
+            tokio::spawn(async move {
+                let http = client();
+                let mut n = worker;
+                while !stop.load(Ordering::SeqCst) {
+                    let route = Route::ALL[n % Route::ALL.len()];
+                    n += 1;
+                    let started = Instant::now();
+                    let status = match route.request(&http, &demo, &cookie).send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    let took = started.elapsed();
+                    assert!(took < MAX_REQUEST, "{route:?} took {took:?}");
+                    *tally.lock().unwrap().entry((route, status)).or_default() += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Runs the load for `duration` and returns what it saw.
+async fn load_for(demo: &str, cookie: &str, duration: Duration) -> BTreeMap<(Route, u16), usize> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Tally::default();
+    let workers = spawn_load(demo, cookie, stop.clone(), tally.clone());
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.expect("a load worker panicked");
+    }
+    let seen = tally.lock().unwrap().clone();
+    seen
+}
+
+fn assert_statuses(
+    seen: &BTreeMap<(Route, u16), usize>,
+    allowed: fn(Route) -> &'static [u16],
+    phase: &str,
+) {
+    assert!(!seen.is_empty(), "{phase}: no requests made");
+    for ((route, status), count) in seen {
+        assert!(
+            allowed(*route).contains(status),
+            "{phase}: {count} x {route:?} answered {status}; all: {seen:?}"
+        );
+    }
+}
+
+/// Waits until every route answers as when healthy.
+async fn wait_for_recovery(demo: &str, cookie: &str) -> Duration {
+    let http = client();
+    let started = Instant::now();
+    'retry: loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no recovery within 30 s"
+        );
+        for route in Route::ALL {
+            let status = match route.request(&http, demo, cookie).send().await {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 0,
+            };
+            if !route.healthy().contains(&status) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'retry;
+            }
+        }
+        return started.elapsed();
+    }
+}
+
+/// The whole scenario over a store whose outage `kill` starts and `restart` ends.
+async fn outage(demo: &DemoProcess, kill: impl FnOnce(), restart: impl FnOnce()) {
+    let http = client();
+    let cookie = login(&http, demo, "ada").await;
+    let healthy = load_for(&demo.url, &cookie, Duration::from_secs(1)).await;
+    assert_statuses(&healthy, Route::healthy, "before the outage");
+
+    kill();
+    let down = load_for(&demo.url, &cookie, Duration::from_secs(3)).await;
+    assert_statuses(&down, Route::during_outage, "store down");
+    // The outage was real: sessions could not be read.
+    assert!(
+        down.keys()
+            .any(|(route, status)| *route == Route::Me && *status >= 500),
+        "{down:?}"
+    );
+
+    restart();
+    let took = wait_for_recovery(&demo.url, &cookie).await;
+    eprintln!("recovered {took:?} after the store came back");
+    let after = load_for(&demo.url, &cookie, Duration::from_secs(1)).await;
+    assert_statuses(&after, Route::healthy, "after the outage");
+    // Nothing acknowledged before the outage was lost: the session is still signed in.
+    let me = support::get_json(&http, &demo.at("/me"), Some(&cookie), 200).await;
+    assert_eq!(me["user"], "ada");
+}
+
+fn demo_args() -> [&'static str; 4] {
+    ["--login-quota", "100000/min", "--api-quota", "100000/min"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_under_load() {
+    let redis = Arc::new(Mutex::new(redis_server::RedisServer::start_durable()));
+    let url = redis.lock().unwrap().url();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = DemoProcess::start(dir.path(), &url, &demo_args());
+    outage(
+        &demo,
+        || redis.lock().unwrap().kill(),
+        || redis.lock().unwrap().restart(),
+    )
+    .await;
+}
+
+/// A kv-server on its own runtime, so killing it closes every socket at once, as a crashed
+/// process would; its memory store outlives it, as a file store outlives a process.
+struct KvServerProcess {
+    addr: SocketAddr,
+    store: kv_core::Store,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl KvServerProcess {
+    fn start(store: kv_core::Store, addr: SocketAddr) -> KvServerProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(listener) => break listener,
+                    Err(error) => {
+                        assert!(Instant::now() < deadline, "rebinding {addr}: {error}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        let addr = listener.local_addr().unwrap();
+        let router = kv_server::router(store.clone(), kv_server::ServerConfig::default());
+        runtime.spawn(kv_server::serve(listener, router, std::future::pending()));
+        KvServerProcess {
+            addr,
+            store,
+            runtime: Some(runtime),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = KvServerProcess::start(self.store.clone(), self.addr);
+    }
+}
+
+impl Drop for KvServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_server_killed_and_restarted_under_load() {
+    let store = kv_backends::open("memory:").await.unwrap();
+    let server =
+        std::thread::spawn(move || KvServerProcess::start(store, "127.0.0.1:0".parse().unwrap()))
+            .join()
+            .unwrap();
+    let url = format!("http://{}", server.addr);
+    let server = Arc::new(Mutex::new(Some(server)));
+    let dir = tempfile::tempdir().unwrap();
+    let demo = DemoProcess::start(dir.path(), &url, &demo_args());
+    // Runtimes are started and stopped off the test's own runtime threads.
+    let on_thread = |server: Arc<Mutex<Option<KvServerProcess>>>, restart: bool| {
+        std::thread::spawn(move || {
+            let mut guard = server.lock().unwrap();
+            let server = guard.as_mut().unwrap();
+            if restart {
+                server.restart();
+            } else {
+                server.kill();
+            }
+        })
+        .join()
+        .unwrap();
+    };
+    outage(
+        &demo,
+        || on_thread(server.clone(), false),
+        || on_thread(server.clone(), true),
+    )
+    .await;
+    std::thread::spawn(move || drop(server)).join().unwrap();
+}
