@@ -66,6 +66,12 @@ impl DemoProcess {
         format!("{}{path}", self.url)
     }
 
+    /// Kills the process with SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
     pub fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
