@@ -3,10 +3,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kv_core::{ListOptions, Namespace};
+use tokio::sync::RwLock;
 
 use crate::report::TargetRecorder;
 
@@ -106,8 +107,9 @@ impl Target for KvServerTarget {
 pub struct DemoTarget {
     http: reqwest::Client,
     url: Arc<str>,
-    /// The sessions' cookies (`session=...`); a re-login replaces one.
-    cookies: Arc<Vec<Mutex<String>>>,
+    /// The sessions' cookies (`session=...`). A re-login cycles the session ID, so it holds
+    /// its slot exclusively: a request still carrying the old ID would rightly get a 401.
+    cookies: Arc<Vec<RwLock<String>>>,
 }
 
 const SESSIONS: usize = 50;
@@ -122,7 +124,7 @@ impl DemoTarget {
         let target = DemoTarget {
             http,
             url: url.into(),
-            cookies: Arc::new((0..SESSIONS).map(|_| Mutex::new(String::new())).collect()),
+            cookies: Arc::new((0..SESSIONS).map(|_| RwLock::new(String::new())).collect()),
         };
         for slot in 0..SESSIONS {
             let outcome = target.login(slot).await;
@@ -131,18 +133,12 @@ impl DemoTarget {
         Ok(target)
     }
 
-    fn cookie(&self, slot: usize) -> String {
-        self.cookies[slot]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     async fn login(&self, slot: usize) -> Outcome {
+        let mut cookie = self.cookies[slot].write().await;
         let response = self
             .http
             .post(format!("{}/login", self.url))
-            .header("cookie", self.cookie(slot))
+            .header("cookie", cookie.as_str())
             .form(&[("user", format!("soak-{slot}"))])
             .send()
             .await;
@@ -156,8 +152,8 @@ impl DemoTarget {
             _ => None,
         };
         match set_cookie {
-            Some(cookie) => {
-                *self.cookies[slot].lock().unwrap_or_else(|e| e.into_inner()) = cookie;
+            Some(new) => {
+                *cookie = new;
                 Outcome::expected("login")
             }
             None => Outcome {
@@ -203,9 +199,12 @@ impl Target for DemoTarget {
         Box::pin(async move {
             let slot = ((dice >> 8) % SESSIONS as u64) as usize;
             let url = |path: &str| format!("{}{path}", self.url);
-            let cookie = self.cookie(slot);
+            if dice % 50 == 0 {
+                return self.login(slot).await;
+            }
+            let guard = self.cookies[slot].read().await;
+            let cookie = guard.clone();
             match dice % 50 {
-                0 => self.login(slot).await,
                 1..=8 => {
                     let request = self.http.get(url("/")).header("cookie", cookie);
                     self.check("page", request, &[200]).await

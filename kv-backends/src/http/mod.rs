@@ -88,9 +88,12 @@
 //!
 //! # Time
 //!
-//! Expirations are sent as absolute times (`expiration=`), computed with the backend's
-//! [`clock`](HttpBackendBuilder::clock); the server checks the 60 s minimum with its own
-//! clock, so the two clocks should agree (NTP) or a TTL of exactly 60 s may be refused.
+//! Expirations are sent as lifetimes (`expiration_ttl=`): the entry's expiration less the
+//! backend's [`clock`](HttpBackendBuilder::clock) at the time of sending. The server turns the
+//! lifetime into an expiration with its own clock, so a TTL at the 60 s minimum is never
+//! refused for a second boundary crossed on the way or a skew between the two clocks; the
+//! price is that an absolute expiration lands shifted by that skew (as on Redis, whose
+//! expiries are relative too).
 //!
 //! # Errors
 //!

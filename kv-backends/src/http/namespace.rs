@@ -154,9 +154,10 @@ impl HttpNamespace {
     }
 
     async fn put_chunk(&self, items: &[(String, NewEntry)]) -> Result<()> {
+        let now = self.shared.clock.unix_secs();
         let body: Vec<Value> = items
             .iter()
-            .map(|(key, entry)| wire::bulk_item(key, entry))
+            .map(|(key, entry)| wire::bulk_item(key, entry, now))
             .collect();
         let call = Call::new(
             Method::PUT,
@@ -253,7 +254,8 @@ impl KvStore for HttpNamespace {
         self.refuse_unless_atomic(mode, "conditional put")?;
         let mut url = self.key_url("values", key);
         if let Some(expiration) = entry.expiration {
-            url.push_str(&format!("?expiration={expiration}"));
+            let ttl = wire::expiration_ttl(expiration, self.shared.clock.unix_secs());
+            url.push_str(&format!("?expiration_ttl={ttl}"));
         }
         let safety = if mode.is_conditional() {
             Safety::Once

@@ -330,8 +330,15 @@ pub(crate) fn multipart(value: &[u8], metadata: &Value) -> (String, Bytes) {
     )
 }
 
-/// One item of a bulk write in Cloudflare's format: text values as they are, others base64.
-pub(crate) fn bulk_item(key: &str, entry: &NewEntry) -> Value {
+/// The relative lifetime sent for an absolute `expiration` at `now_secs` (see the module docs
+/// of the backend, "Time").
+pub(crate) fn expiration_ttl(expiration: u64, now_secs: u64) -> u64 {
+    expiration.saturating_sub(now_secs)
+}
+
+/// One item of a bulk write in Cloudflare's format: text values as they are, others base64;
+/// the expiry as `expiration_ttl` from `now_secs`.
+pub(crate) fn bulk_item(key: &str, entry: &NewEntry, now_secs: u64) -> Value {
     let mut item = serde_json::Map::with_capacity(5);
     item.insert("key".into(), Value::String(key.to_owned()));
     match std::str::from_utf8(&entry.value) {
@@ -344,7 +351,10 @@ pub(crate) fn bulk_item(key: &str, entry: &NewEntry) -> Value {
         }
     }
     if let Some(expiration) = entry.expiration {
-        item.insert("expiration".into(), Value::from(expiration));
+        item.insert(
+            "expiration_ttl".into(),
+            Value::from(expiration_ttl(expiration, now_secs)),
+        );
     }
     if let Some(metadata) = &entry.metadata {
         item.insert("metadata".into(), metadata.clone());
@@ -462,8 +472,8 @@ mod tests {
             expiration: Some(99),
         };
         assert_eq!(
-            bulk_item("k", &text),
-            json!({"key": "k", "value": "hello", "expiration": 99, "metadata": {"m": true}})
+            bulk_item("k", &text, 9),
+            json!({"key": "k", "value": "hello", "expiration_ttl": 90, "metadata": {"m": true}})
         );
         let binary = NewEntry {
             value: Bytes::from_static(&[0xff, 0]),
@@ -471,7 +481,7 @@ mod tests {
             expiration: None,
         };
         assert_eq!(
-            bulk_item("k", &binary),
+            bulk_item("k", &binary, 9),
             json!({"key": "k", "value": "/wA=", "base64": true})
         );
     }
