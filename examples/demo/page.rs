@@ -1,6 +1,7 @@
 //! `GET /`: the one HTML page, built from the session, the flags and the config.
 
 use axum::response::Html;
+use kv_examples::escape_html;
 use kv_middleware::config::Config;
 use kv_middleware::flags::Flags;
 use kv_middleware::session::Session;
@@ -24,7 +25,7 @@ pub async fn home(
              <p><button id=\"counter\" type=\"button\">Count +{step}</button> \
              <span>count: <output id=\"count\">{count}</output></span></p>\
              <form method=\"post\" action=\"/logout\"><button id=\"sign-out\">Sign out</button></form>",
-            name = escape(user),
+            name = escape_html(user),
             step = settings.public.counter_step,
             count = current_count(&session).await?,
         ),
@@ -39,10 +40,10 @@ pub async fn home(
         .map(|(name, evaluation)| {
             format!(
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(name),
-                escape(&evaluation["value"].to_string()),
-                escape(evaluation["variant"].as_str().unwrap_or("-")),
-                escape(evaluation["reason"].as_str().unwrap_or("-")),
+                escape_html(name),
+                escape_html(&evaluation["value"].to_string()),
+                escape_html(evaluation["variant"].as_str().unwrap_or("-")),
+                escape_html(evaluation["reason"].as_str().unwrap_or("-")),
             )
         })
         .collect();
@@ -50,7 +51,7 @@ pub async fn home(
         .public
         .banner
         .as_deref()
-        .map(|b| format!("<p class=\"banner\">{}</p>", escape(b)))
+        .map(|b| format!("<p class=\"banner\">{}</p>", escape_html(b)))
         .unwrap_or_default();
     let (theme, look) = if new_ui {
         (NEW_THEME, "<p id=\"look\" class=\"badge\">You see the new UI (flag <code>new-ui</code> is on for you).</p>")
@@ -74,7 +75,7 @@ pub async fn home(
          <li><a href=\"/api/flags\">/api/flags</a>, <a href=\"/api/config\">/api/config</a>, \
          <a href=\"/me\">/me</a></li></ul>\
          <p class=\"foot\">config version {version}</p></main>{COUNTER_SCRIPT}</body></html>",
-        title = escape(&settings.public.title),
+        title = escape_html(&settings.public.title),
         class = if new_ui { "new-ui" } else { "classic-ui" },
         version = config.version().map_or("-".to_owned(), |v| v.to_string()),
     )))
@@ -98,19 +99,3 @@ if(b){b.addEventListener('click',async()=>{\
 const r=await fetch('/counter',{method:'POST'});\
 if(r.ok){document.getElementById('count').textContent=(await r.json()).count;}});}\
 </script>";
-
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}

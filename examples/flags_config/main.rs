@@ -59,6 +59,7 @@ use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 use kv_core::DEFAULT_STORE_URL;
+use kv_examples::escape_html;
 use kv_middleware::config::{ApiKeyLayer, Config, ConfigLayer};
 use kv_middleware::flags::{
     default_context, FlagDefinition, FlagStore, Flags, FlagsError, FlagsLayer, RequireFlagLayer,
@@ -129,11 +130,7 @@ fn validate(config: &AppConfig) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    kv_examples::init_tracing("info");
     let args = Args::parse();
     let store = kv_backends::open(&args.store)
         .await
@@ -260,12 +257,12 @@ async fn home(flags: Flags, config: Config<AppConfig>) -> Html<String> {
     let banner = settings
         .banner
         .as_deref()
-        .map(|b| format!("<p class=\"banner\">{}</p>", escape(b)))
+        .map(|b| format!("<p class=\"banner\">{}</p>", escape_html(b)))
         .unwrap_or_default();
     let beta_link = if flags.is_enabled("beta-page") {
         format!(
             "<p><a href=\"/beta?user={}\">Try the beta page</a></p>",
-            escape(flags.context().targeting_key().unwrap_or_default())
+            escape_html(flags.context().targeting_key().unwrap_or_default())
         )
     } else {
         String::new()
@@ -287,8 +284,8 @@ async fn home(flags: Flags, config: Config<AppConfig>) -> Html<String> {
          <p>You are {user}. Flag <code>new-homepage</code>: variant {variant:?}, reason {reason}.</p>\
          <p>Config version {version:?}: showing {max} items.</p><ul>{items}</ul>{beta_link}\
          </body></html>",
-        title = escape(&settings.title),
-        user = escape(user),
+        title = escape_html(&settings.title),
+        user = escape_html(user),
         variant = details.variant.unwrap_or("none"),
         reason = details.reason,
         version = config.version(),
@@ -300,7 +297,7 @@ async fn beta_page(flags: Flags) -> Html<String> {
     let user = flags.context().targeting_key().unwrap_or_default();
     Html(format!(
         "<h1>Beta</h1><p>Welcome to the beta, {}.</p>",
-        escape(user)
+        escape_html(user)
     ))
 }
 
@@ -343,11 +340,4 @@ fn json_response(value: Value) -> Response {
         value.to_string(),
     )
         .into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

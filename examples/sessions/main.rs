@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use clap::Parser;
 use kv_core::DEFAULT_STORE_URL;
+use kv_examples::escape_html;
 use kv_middleware::session::{Session, SessionError, SessionLayer};
 use serde::Deserialize;
 
@@ -50,11 +51,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    kv_examples::init_tracing("info");
     let args = Args::parse();
     let store = kv_backends::open(&args.store)
         .await
@@ -98,7 +95,7 @@ async fn home(
                  <p>Signed in at unix time {since}. Reading this page wrote nothing: the store \
                  has seen {writes} session writes since the server started.</p>\
                  <form method=\"post\" action=\"/logout\"><button>Sign out</button></form>",
-                escape(&user)
+                escape_html(&user)
             )
         }
         None => format!(
@@ -150,20 +147,4 @@ fn page(body: &str) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>kv-sessions</title></head>\
          <body style=\"font-family: sans-serif; max-width: 40em; margin: 3em auto\">{body}</body></html>"
     )
-}
-
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }

@@ -117,11 +117,7 @@ async fn show(app: &Router, label: &str, path: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    kv_examples::init_tracing("warn");
     let args = Args::parse();
     let store = kv_backends::open(&args.store)
         .await
