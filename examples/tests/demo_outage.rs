@@ -174,7 +174,7 @@ async fn wait_for_recovery(demo: &str, cookie: &str) -> Duration {
 }
 
 /// The whole scenario over a store whose outage `kill` starts and `restart` ends.
-async fn outage(demo: &DemoProcess, kill: impl FnOnce(), restart: impl FnOnce()) {
+async fn outage(store: &str, demo: &DemoProcess, kill: impl FnOnce(), restart: impl FnOnce()) {
     let http = client();
     let cookie = login(&http, demo, "ada").await;
     let healthy = load_for(&demo.url, &cookie, Duration::from_secs(1)).await;
@@ -192,7 +192,12 @@ async fn outage(demo: &DemoProcess, kill: impl FnOnce(), restart: impl FnOnce())
 
     restart();
     let took = wait_for_recovery(&demo.url, &cookie).await;
-    eprintln!("recovered {took:?} after the store came back");
+    let total = |seen: &BTreeMap<(Route, u16), usize>| seen.values().sum::<usize>();
+    eprintln!(
+        "{store}: {} requests before, {} during the outage ({down:?}); recovered {took:?} after the store came back",
+        total(&healthy),
+        total(&down)
+    );
     let after = load_for(&demo.url, &cookie, Duration::from_secs(1)).await;
     assert_statuses(&after, Route::healthy, "after the outage");
     // Nothing acknowledged before the outage was lost: the session is still signed in.
@@ -211,6 +216,7 @@ async fn redis_killed_and_restarted_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let demo = DemoProcess::start(dir.path(), &url, &demo_args());
     outage(
+        "redis",
         &demo,
         || redis.lock().unwrap().kill(),
         || redis.lock().unwrap().restart(),
@@ -299,6 +305,7 @@ async fn kv_server_killed_and_restarted_under_load() {
         .unwrap();
     };
     outage(
+        "kv-server",
         &demo,
         || on_thread(server.clone(), false),
         || on_thread(server.clone(), true),
