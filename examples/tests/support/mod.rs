@@ -22,8 +22,14 @@ pub struct DemoProcess {
 
 impl DemoProcess {
     /// Starts `kv-demo --listen 127.0.0.1:0 --store STORE ARGS...` in `dir` and waits for the
-    /// line that says where it listens.
+    /// line that says where it listens. Its log (warnings and errors) goes to `dir/kv-demo.log`,
+    /// not into the test output.
     pub fn start(dir: &Path, store: &str, args: &[&str]) -> DemoProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("kv-demo.log"))
+            .expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kv-demo"))
             .current_dir(dir)
             .args(["--listen", "127.0.0.1:0", "--store", store])
@@ -33,7 +39,7 @@ impl DemoProcess {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start kv-demo");
         let stdout = child.stdout.take().expect("stdout");
