@@ -76,7 +76,13 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Memory => f.write_str("memory:"),
-            StoreUrl::File { path } => write!(f, "file:{}", path.display()),
+            StoreUrl::File { path } => {
+                let path = path.display().to_string();
+                // `file://` strips two leading slashes, so a path that starts with them
+                // (`//srv/kv`) needs the `file://` form to read back as itself.
+                let separator = if path.starts_with("//") { "//" } else { "" };
+                write!(f, "file:{separator}{path}")
+            }
             StoreUrl::Redis { url } | StoreUrl::Http { url } => f.write_str(url),
             StoreUrl::Cloudflare { account_id } => write!(f, "cloudflare://{account_id}"),
         }
@@ -266,10 +272,15 @@ mod tests {
         for url in [
             "memory:",
             "file:./kv-data",
+            "file:////srv/kv",
             "redis://h:1/0",
             "cloudflare://abc",
         ] {
             assert_eq!(parse(url).unwrap().to_string(), url);
         }
+        // Two leading slashes survive the round trip (they used to be read as `file://`).
+        let doubled = parse("//srv/kv").unwrap();
+        assert_eq!(doubled.to_string(), "file:////srv/kv");
+        assert_eq!(parse(&doubled.to_string()).unwrap(), doubled);
     }
 }

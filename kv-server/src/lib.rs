@@ -61,7 +61,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
-pub use crate::config::ServerConfig;
+pub use crate::config::{ServerConfig, DEFAULT_HEADER_READ_TIMEOUT};
 pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
 use crate::state::AppState;
 
@@ -143,19 +143,107 @@ fn capabilities_value(state: &AppState) -> Option<HeaderValue> {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
+///
+/// Uses the default [`ServerConfig::header_read_timeout`] (10 s); see [`serve_with_config`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
+    serve_with_config(listener, app, &ServerConfig::default(), shutdown).await
+}
+
+/// Serves `app` on `listener` with the connection settings of `config` (its
+/// [`header_read_timeout`](ServerConfig::header_read_timeout)) until `shutdown` completes,
+/// then finishes in-flight requests: it stops accepting, lets every connection finish the
+/// request it is serving, closes idle ones, and returns once all are closed.
+///
+/// HTTP/1.1 only. A connection that does not send a request's whole header within the timeout
+/// is closed without an answer; a header larger than about 400 KiB (or with more than 100
+/// fields) is answered `431 Request Header Fields Too Large`.
+///
+/// ```no_run
+/// # async fn run(store: kv_core::Store) -> std::io::Result<()> {
+/// use std::time::Duration;
+/// let config = kv_server::ServerConfig::default().with_header_read_timeout(Duration::from_secs(5));
+/// let app = kv_server::router(store, config.clone());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+/// kv_server::serve_with_config(listener, app, &config, kv_server::shutdown_signal()).await
+/// # }
+/// ```
+pub async fn serve_with_config(
+    listener: TcpListener,
+    app: Router,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    // Tells connections to finish: a value is sent (or the sender dropped) at shutdown.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    // Every connection task holds a receiver; `closed()` completes when all are gone.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => tcp,
+                Err(error) => {
+                    accept_error(error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         // Small answers should not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let connection =
+            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(done_rx);
+    let _ = stop_tx.send(());
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Waits out a failed `accept`: at once for errors of one connection, a second for others
+/// (such as running out of file descriptors) so that the loop does not spin.
+async fn accept_error(error: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

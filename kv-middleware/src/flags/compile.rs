@@ -355,7 +355,11 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ValidationError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
+        if path.is_empty() {
+            // An unknown field with an empty name: the error is in the document itself.
+            path.push('.');
+        }
         ValidationError::new(kind, key, path, e.into_inner().to_string())
     })?;
     deserializer

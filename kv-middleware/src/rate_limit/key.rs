@@ -584,18 +584,18 @@ impl KeyExtractor for ClientIp {
 
 /// The entries of every `X-Forwarded-For` line, left to right; `None` for one that is not an
 /// address (an optional port and IPv6 brackets are accepted).
+///
+/// Each entry stands alone: bytes a client put in its own entries (not ASCII, not UTF-8) make
+/// those entries `None` and leave the ones proxies appended after them readable.
 pub fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for line in headers.get_all("x-forwarded-for") {
-        let Ok(line) = line.to_str() else {
-            hops.push(None);
-            continue;
-        };
         hops.extend(
-            line.split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(parse_node),
+            line.as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|entry| !entry.is_empty())
+                .map(|entry| std::str::from_utf8(entry).ok().and_then(parse_node)),
         );
     }
     hops
@@ -603,45 +603,62 @@ pub fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 
 /// The `for=` nodes of every `Forwarded` line (RFC 7239), left to right; `None` for an element
 /// without one or with a node that is not an address (`unknown`, `_hidden`).
+///
+/// A line is split into elements from its end: what trusted proxies appended is on the right
+/// and well formed, so a client that opens a quoted string it never closes (`for="1.2.3.4`,
+/// `x="`) garbles only its own elements and cannot swallow (or forge) the ones after it.
 pub fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for line in headers.get_all(FORWARDED) {
-        let Ok(line) = line.to_str() else {
-            hops.push(None);
-            continue;
-        };
-        for element in split_outside_quotes(line, ',') {
-            if element.trim().is_empty() {
+        for element in split_outside_quotes(line.as_bytes(), b',') {
+            if element.trim_ascii().is_empty() {
                 continue;
             }
-            let node = split_outside_quotes(element, ';')
+            let node = split_outside_quotes(element, b';')
                 .into_iter()
                 .find_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| value.trim().trim_matches('"'))
+                    let equals = pair.iter().position(|&b| b == b'=')?;
+                    let (name, value) = (&pair[..equals], &pair[equals + 1..]);
+                    name.trim_ascii()
+                        .eq_ignore_ascii_case(b"for")
+                        .then(|| trim_quotes(value.trim_ascii()))
                 });
-            hops.push(node.and_then(parse_node));
+            hops.push(
+                node.and_then(|node| std::str::from_utf8(node).ok())
+                    .and_then(parse_node),
+            );
         }
     }
     hops
 }
 
-fn split_outside_quotes(text: &str, separator: char) -> Vec<&str> {
+/// Splits at `separator` where it is outside double quotes, scanning from the end (see
+/// [`forwarded_for`]); the parts in their order in `text`.
+fn split_outside_quotes(text: &[u8], separator: u8) -> Vec<&[u8]> {
     let mut parts = Vec::new();
     let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if c == '"' {
+    let mut end = text.len();
+    for (i, &b) in text.iter().enumerate().rev() {
+        if b == b'"' {
             quoted = !quoted;
-        } else if c == separator && !quoted {
-            parts.push(&text[start..i]);
-            start = i + 1;
+        } else if b == separator && !quoted {
+            parts.push(&text[i + 1..end]);
+            end = i;
         }
     }
-    parts.push(&text[start..]);
+    parts.push(&text[..end]);
+    parts.reverse();
     parts
+}
+
+/// `text` without the double quotes around it.
+fn trim_quotes(text: &[u8]) -> &[u8] {
+    let start = text.iter().position(|&b| b != b'"').unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|&b| b != b'"')
+        .map_or(start, |i| i + 1);
+    &text[start..end.max(start)]
 }
 
 /// An address, with an optional port: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
@@ -1079,6 +1096,40 @@ mod tests {
         assert_eq!(forwarded_for(&h), vec![None, None]);
         let h = headers(&[("forwarded", r#"for="_gazonk;x", for=198.51.100.17:8080"#)]);
         assert_eq!(forwarded_for(&h), vec![None, Some(ip("198.51.100.17"))]);
+    }
+
+    #[test]
+    fn a_client_cannot_forge_or_swallow_entries_appended_after_its_own() {
+        let forwarded = ClientIp::trusting(["10.0.0.0/8"])
+            .unwrap()
+            .header(ForwardedHeader::Forwarded);
+        let peer = ip("10.0.0.2");
+        // The client opened a quoted string and never closed it; proxies appended the client's
+        // real address (203.0.113.9) and their own. Read from the left, the quote swallowed
+        // the appended entries and the forged 6.6.6.6 became the client.
+        for sent in [
+            r#"for=6.6.6.6;x=""#,
+            r#"for="6.6.6.6"#,
+            r#"for=6.6.6.6, x=""#,
+            "\"",
+        ] {
+            let line = format!("{sent}, for=203.0.113.9, for=10.0.0.7");
+            let h = headers(&[("forwarded", &line)]);
+            assert_eq!(
+                forwarded.client_ip(peer, &h),
+                Ok(ip("203.0.113.9")),
+                "{line}"
+            );
+        }
+        // Bytes that are not ASCII in the client's part of X-Forwarded-For.
+        let xff = ClientIp::trusting(["10.0.0.0/8"]).unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe6.6.6.6, 203.0.113.9, 10.0.0.7").unwrap(),
+        );
+        assert_eq!(xff.client_ip(peer, &h), Ok(ip("203.0.113.9")));
+        assert_eq!(x_forwarded_for(&h)[0], None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use kv_core::{ManualClock, Store};
-use kv_server::{router, serve, ServerConfig};
+use kv_server::{router, serve_with_config, ServerConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,15 +26,18 @@ impl TestServer {
         Self::over(Store::new(backend), clock, config).await
     }
 
-    /// A server over `store`.
+    /// A server over `store`, with the connection settings of `config` too.
     pub async fn over(store: Store, clock: ManualClock, config: ServerConfig) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(store.clone(), config);
-        let task = tokio::spawn(serve(listener, app, async {
-            let _ = stopped.await;
-        }));
+        let app = router(store.clone(), config.clone());
+        let task = tokio::spawn(async move {
+            serve_with_config(listener, app, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         TestServer {
             addr,
             clock,

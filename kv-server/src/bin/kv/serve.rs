@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use kv_server::{router, serve, shutdown_signal, ServerConfig};
+use kv_server::{router, serve_with_config, shutdown_signal, ServerConfig};
 
 use crate::{Failure, Outcome};
 
@@ -16,12 +16,18 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "KV_TOKEN")]
     token: Option<String>,
+    /// Close a connection that takes longer than this many seconds to send a request's header
+    /// (also how long an idle keep-alive connection stays open); 0 disables it.
+    #[arg(long, value_name = "SECS", default_value_t = kv_server::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    header_read_timeout: u64,
 }
 
 /// Serves `store_url` (the global `--store`) until SIGINT or SIGTERM.
 pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
     let store = crate::open(store_url).await?;
-    let mut config = ServerConfig::default();
+    let timeout = (args.header_read_timeout > 0)
+        .then(|| std::time::Duration::from_secs(args.header_read_timeout));
+    let mut config = ServerConfig::default().with_header_read_timeout(timeout);
     if let Some(token) = args.token.filter(|t| !t.is_empty()) {
         config = config.with_token(token);
     }
@@ -35,7 +41,8 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
         .map_err(|e| Failure::Error(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr()?;
     println!("kv-server listening on http://{address} (store {store_url}, {auth})");
-    serve(listener, router(store, config), shutdown_signal()).await?;
+    let app = router(store, config.clone());
+    serve_with_config(listener, app, &config, shutdown_signal()).await?;
     println!("kv-server stopped");
     Ok(())
 }
