@@ -196,6 +196,9 @@ pub fn api_base_for_url(url: &str) -> Result<String> {
     }
 }
 
+/// The default of [`HttpBackendBuilder::pool_idle_timeout`].
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Configures an [`HttpBackend`].
 #[derive(Clone)]
 pub struct HttpBackendBuilder {
@@ -232,7 +235,7 @@ impl HttpBackendBuilder {
             clock: SystemClock::shared(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
-            pool_idle_timeout: Duration::from_secs(90),
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             retry: RetryPolicy::default(),
             get_many_concurrency: 16,
             max_response_bytes: 64 * 1024 * 1024,
@@ -264,7 +267,9 @@ impl HttpBackendBuilder {
         self
     }
 
-    /// How long an idle connection is kept for reuse (90 s).
+    /// How long an idle connection is kept for reuse (5 s by default: shorter than kv-server's
+    /// 10 s idle close, so the client never sends on a connection the server is closing, which
+    /// a conditional write could not safely retry).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
         self

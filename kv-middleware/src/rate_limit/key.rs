@@ -109,6 +109,18 @@ impl RateKey {
     }
 }
 
+/// How a key (or a store key, `{quota}:{key}`) appears in logs: client-address keys (`ip:...`)
+/// as they are, any other key (an API key, a user id, ...) only by its length, so secrets never
+/// reach the logs.
+pub(crate) fn loggable(key: &str) -> std::borrow::Cow<'_, str> {
+    let address = |k: &str| k.starts_with("ip:");
+    if address(key) || key.split_once(':').is_some_and(|(_, rest)| address(rest)) {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(format!("<{}-byte key>", key.len()))
+    }
+}
+
 impl fmt::Display for RateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -1000,6 +1012,17 @@ impl AllowList {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_address_keys_are_logged_as_they_are() {
+        assert_eq!(super::loggable("ip:192.0.2.1"), "ip:192.0.2.1");
+        assert_eq!(
+            super::loggable("api:ip:2001:db8::/64"),
+            "api:ip:2001:db8::/64"
+        );
+        assert_eq!(super::loggable("x-api-key:s3cret"), "<16-byte key>");
+        assert_eq!(super::loggable("api:user:ada"), "<12-byte key>");
+    }
+
     use super::*;
     use http::HeaderValue;
 

@@ -858,7 +858,7 @@ impl Inner {
                 bump(&self.counters.refunds);
             } else {
                 tracing::warn!(
-                    key = %work[i].key.as_str(),
+                    key = %super::key::loggable(work[i].key.as_str()),
                     "rate limit: could not give back a unit spent by a denied request"
                 );
             }
@@ -1060,7 +1060,7 @@ fn parse_entry(key: &str, value: &[u8], version: Version) -> Stored {
         Some(tat) => Stored { tat, version },
         None => {
             tracing::warn!(
-                key,
+                key = %super::key::loggable(key),
                 "rate limit: unreadable state, treating it as a full quota"
             );
             Stored { tat: 0, version }

@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::future::{CheckFuture, ResponseFuture, Verdict};
 use super::headers::{HeaderStyle, LimitHeaders};
-use super::key::{Extraction, KeyFuture, RateKey, RequestHead, MAX_KEY_BYTES};
+use super::key::{loggable, Extraction, KeyFuture, RateKey, RequestHead, MAX_KEY_BYTES};
 use super::layer::{Config, MissingKey, StoreErrorPolicy};
 use super::limiter::{bump, RateLimitError};
 use super::response::Rejection;
@@ -200,12 +200,12 @@ fn failed(config: &Config, key: &RateKey, error: &RateLimitError) -> Verdict {
     match config.on_store_error {
         StoreErrorPolicy::FailOpen => {
             bump(&counters.failed_open);
-            tracing::warn!(key = %key, %error, "rate limit: check failed, letting the request through (fail-open)");
+            tracing::warn!(key = %loggable(key.as_str()), %error, "rate limit: check failed, letting the request through (fail-open)");
             Verdict::Allow(None)
         }
         StoreErrorPolicy::FailClosed => {
             bump(&counters.failed_closed);
-            tracing::warn!(key = %key, %error, "rate limit: check failed, answering 503 (fail-closed)");
+            tracing::warn!(key = %loggable(key.as_str()), %error, "rate limit: check failed, answering 503 (fail-closed)");
             Verdict::Reject(config.reject(&Rejection::Unavailable(error)))
         }
     }
