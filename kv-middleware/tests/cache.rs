@@ -4,7 +4,7 @@
 #[macro_use]
 mod cache_support;
 
-use std::sync::atomic::Ordering;
+use kv_core::testing::{Fault, Ops};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -598,7 +598,7 @@ async fn failing_store_falls_back_to_the_origin(fx: Fixture) {
     let app = app(&origin, layer.clone());
     send(&app, get("/ok")).await;
 
-    fx.faults.fail(true, true);
+    fx.faults.clear().always(Ops::All, Fault::Error);
     let r = send(&app, get("/ok")).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "v2"));
     assert_eq!(
@@ -606,7 +606,7 @@ async fn failing_store_falls_back_to_the_origin(fx: Fixture) {
         "kv; fwd=miss; fwd-status=200; detail=store-error"
     );
     // Reads work, writes fail: served, not stored.
-    fx.faults.fail(false, true);
+    fx.faults.clear().always(Ops::Writes, Fault::Error);
     let r = send(&app, get("/new")).await;
     assert_eq!(
         r.cache_status(),
@@ -614,11 +614,11 @@ async fn failing_store_falls_back_to_the_origin(fx: Fixture) {
     );
 
     // A store that hangs is given up on after the store timeout.
-    fx.faults.fail(false, false);
-    fx.faults.hang.store(true, Ordering::SeqCst);
+    fx.faults.clear();
+    fx.faults.always(Ops::All, Fault::Hang);
     let r = send(&app, get("/ok")).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "v4"));
-    fx.faults.hang.store(false, Ordering::SeqCst);
+    fx.faults.clear();
     assert!(layer.stats().store_errors >= 4, "{:?}", layer.stats());
     assert_eq!(send(&app, get("/ok")).await.x_cache(), "HIT");
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod cache_support;
 
+use kv_core::testing::{Fault, Ops};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,7 +204,7 @@ async fn fetch_survives_a_dropped_caller(fx: Fixture) {
         .unwrap();
     assert_eq!(&got[..], b"loaded");
     assert_eq!(f.runs(), 0);
-    cache_support::eventually(|| fx.faults.puts.load(Ordering::SeqCst) == 1).await;
+    cache_support::eventually(|| fx.faults.counts().puts == 1).await;
 }
 
 async fn stale_if_error_with_backoff(fx: Fixture) {
@@ -306,8 +307,8 @@ async fn warm_uses_one_bulk_get_one_loader_call_one_bulk_put(fx: Fixture) {
     cache.set("old", "stale", windows()).await.unwrap();
     fx.advance(11);
     cache.set("a", "fresh", windows()).await.unwrap();
-    let gets = fx.faults.get_manys.load(Ordering::SeqCst);
-    let puts = fx.faults.put_manys.load(Ordering::SeqCst);
+    let gets = fx.faults.counts().get_manys;
+    let puts = fx.faults.counts().put_manys;
     let calls = AtomicUsize::new(0);
     let report = cache
         .warm(&["a", "b", "c", "old", "b"], windows(), |missing| {
@@ -324,16 +325,8 @@ async fn warm_uses_one_bulk_get_one_loader_call_one_bulk_put(fx: Fixture) {
         .await
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        fx.faults.get_manys.load(Ordering::SeqCst) - gets,
-        1,
-        "one bulk get"
-    );
-    assert_eq!(
-        fx.faults.put_manys.load(Ordering::SeqCst) - puts,
-        1,
-        "one bulk put"
-    );
+    assert_eq!(fx.faults.counts().get_manys - gets, 1, "one bulk get");
+    assert_eq!(fx.faults.counts().put_manys - puts, 1, "one bulk put");
     assert_eq!((report.requested, report.fresh, report.loaded), (4, 1, 2));
     assert_eq!(report.not_found, vec!["c".to_owned()]);
     assert!(report.stored);
@@ -351,7 +344,7 @@ async fn warm_uses_one_bulk_get_one_loader_call_one_bulk_put(fx: Fixture) {
 
     // More than 100 keys: one bulk get per 100, still one loader call.
     let keys: Vec<String> = (0..250).map(|i| format!("k{i}")).collect();
-    let gets = fx.faults.get_manys.load(Ordering::SeqCst);
+    let gets = fx.faults.counts().get_manys;
     let report = cache
         .warm_json(&keys, windows(), |missing| async move {
             Ok::<_, std::io::Error>(missing.into_iter().map(|k| (k, 1u32)))
@@ -359,7 +352,7 @@ async fn warm_uses_one_bulk_get_one_loader_call_one_bulk_put(fx: Fixture) {
         .await
         .unwrap();
     assert_eq!(report.loaded, 250);
-    assert_eq!(fx.faults.get_manys.load(Ordering::SeqCst) - gets, 3);
+    assert_eq!(fx.faults.counts().get_manys - gets, 3);
 
     // A failing loader is an error.
     let error = cache
@@ -411,17 +404,17 @@ async fn json_values(fx: Fixture) {
 async fn failing_store_still_fetches(fx: Fixture) {
     let cache = Cache::new(fx.ns.clone()).with_store_timeout(Duration::from_millis(50));
     let f = Fetcher::default();
-    fx.faults.fail(true, true);
+    fx.faults.clear().always(Ops::All, Fault::Error);
     let got = cache
         .get_or_fetch_with_source("k", windows(), f.ok("v"))
         .await
         .unwrap();
     assert_eq!((&got.value[..], got.source), (&b"v1"[..], Source::Fetched));
-    fx.faults.fail(false, false);
-    fx.faults.hang.store(true, Ordering::SeqCst);
+    fx.faults.clear();
+    fx.faults.always(Ops::All, Fault::Hang);
     let got = cache.get_or_fetch("k", windows(), f.ok("v")).await.unwrap();
     assert_eq!(&got[..], b"v2");
-    fx.faults.hang.store(false, Ordering::SeqCst);
+    fx.faults.clear();
     assert!(cache.stats().store_errors >= 4, "{:?}", cache.stats());
     // A key the store refuses is fetched every time, never an error.
     let long = "k".repeat(600);

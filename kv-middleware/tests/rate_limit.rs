@@ -5,6 +5,7 @@
 
 mod rate_limit_support;
 
+use kv_core::testing::{Fault, Ops};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -90,7 +91,7 @@ async fn a_store_that_answers_later_gives_the_same_answers() {
     // Each store call yields once: the check completes in the response future, which then
     // calls the inner service (the path of remote stores).
     let fx = Fixture::faulty(true).await;
-    fx.faults().set_yielding(true);
+    fx.faults().always(Ops::All, Fault::Yield);
     let app = app(RateLimitLayer::new(limiter(&fx, "api", "2/min")));
     let response = send(&app, get_from("/", PEER)).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -101,7 +102,7 @@ async fn a_store_that_answers_later_gives_the_same_answers() {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&response, "retry-after"), "30");
     assert_eq!(header(&response, "ratelimit"), r#""api";r=0;t=60"#);
-    assert!(fx.faults().calls().1 >= 2);
+    assert!(fx.calls().1 >= 2);
 }
 
 #[tokio::test]
@@ -287,7 +288,7 @@ async fn allow_listed_requests_bypass_the_limiter() {
         assert_eq!(status(&app, get_from("/", "[::1]:1")).await, 200);
         assert_eq!(status(&app, get_from("/health", PEER)).await, 200);
     }
-    assert_eq!(fx.faults().calls(), (0, 0), "the store never asked");
+    assert_eq!(fx.calls(), (0, 0), "the store never asked");
     assert_eq!(status(&app, get_from("/", PEER)).await, 200);
     assert_eq!(status(&app, get_from("/", PEER)).await, 429);
     assert_eq!(layer.stats().bypassed, 15);
@@ -376,7 +377,7 @@ async fn store_errors_fail_open_by_default() {
     let fx = Fixture::faulty(true).await;
     let layer = RateLimitLayer::new(limiter(&fx, "api", "1/min"));
     let app = app(layer.clone());
-    fx.faults().set_failing(true);
+    fx.faults().always(Ops::All, Fault::Error);
     for _ in 0..3 {
         let response = send(&app, get_from("/", PEER)).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -388,7 +389,7 @@ async fn store_errors_fail_open_by_default() {
     }
     let stats = layer.stats();
     assert_eq!((stats.store_errors, stats.failed_open), (3, 3));
-    fx.faults().set_failing(false);
+    fx.faults().clear();
     assert_eq!(status(&app, get_from("/", PEER)).await, 200);
     assert_eq!(status(&app, get_from("/", PEER)).await, 429);
 }
@@ -399,7 +400,7 @@ async fn store_errors_fail_closed_on_request() {
     let layer = RateLimitLayer::new(limiter(&fx, "login", "5/min"))
         .on_store_error(StoreErrorPolicy::FailClosed);
     let app = app(layer.clone());
-    fx.faults().set_failing(true);
+    fx.faults().always(Ops::All, Fault::Error);
     let response = send(&app, get_from("/", PEER)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -424,7 +425,7 @@ async fn a_hanging_store_is_cut_off_by_the_timeout() {
     let closed =
         app(RateLimitLayer::new(limiter.clone()).on_store_error(StoreErrorPolicy::FailClosed));
     let open = app(RateLimitLayer::new(limiter.clone()));
-    fx.faults().set_hanging(true);
+    fx.faults().always(Ops::All, Fault::Hang);
     assert_eq!(status(&closed, get_from("/", PEER)).await, 503);
     assert_eq!(status(&open, get_from("/", PEER)).await, 200);
     assert_eq!(limiter.stats().timeouts, 2);

@@ -5,6 +5,7 @@
 
 mod rate_limit_support;
 
+use kv_core::testing::{Fault, Ops};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,37 +216,29 @@ async fn an_admitted_request_costs_one_write_when_this_process_saw_the_key_last(
     let fx = Fixture::faulty(true).await;
     let limiter = RateLimiter::new(fx.namespace.clone(), "api", quota("10/min")).unwrap();
     limiter.check("k", 1).await.unwrap();
-    assert_eq!(
-        fx.faults().calls(),
-        (1, 1),
-        "a new key: one read, one write"
-    );
+    assert_eq!(fx.calls(), (1, 1), "a new key: one read, one write");
     limiter.check("k", 1).await.unwrap();
-    assert_eq!(fx.faults().calls(), (1, 2), "a known key: one write");
+    assert_eq!(fx.calls(), (1, 2), "a known key: one write");
 
     // Another process changes the state: the remembered version fails, a read follows.
     let other = RateLimiter::new(fx.namespace.clone(), "api", quota("10/min")).unwrap();
     other.check("k", 1).await.unwrap();
-    assert_eq!(fx.faults().calls(), (2, 3));
+    assert_eq!(fx.calls(), (2, 3));
     let outcome = limiter.check("k", 1).await.unwrap();
     assert_eq!(
         outcome.remaining(),
         6,
         "decided on the other process's state"
     );
-    assert_eq!(
-        fx.faults().calls(),
-        (3, 5),
-        "a failed write, a read, a write"
-    );
+    assert_eq!(fx.calls(), (3, 5), "a failed write, a read, a write");
     let stats = limiter.stats();
     assert_eq!((stats.reads, stats.writes, stats.conflicts), (2, 4, 1));
 
     // A denial on a remembered state is confirmed by a read, and writes nothing.
     limiter.check("k", 6).await.unwrap();
-    let before = fx.faults().calls();
+    let before = fx.calls();
     assert!(!limiter.check("k", 1).await.unwrap().is_allowed());
-    assert_eq!(fx.faults().calls(), (before.0 + 1, before.1));
+    assert_eq!(fx.calls(), (before.0 + 1, before.1));
 
     // Without the memory, every check reads.
     let forgetful = RateLimiter::builder(fx.namespace.clone())
@@ -253,10 +246,10 @@ async fn an_admitted_request_costs_one_write_when_this_process_saw_the_key_last(
         .cache_capacity(0)
         .build()
         .unwrap();
-    let before = fx.faults().calls();
+    let before = fx.calls();
     forgetful.check("other", 1).await.unwrap();
     forgetful.check("other", 1).await.unwrap();
-    assert_eq!(fx.faults().calls(), (before.0 + 2, before.1 + 2));
+    assert_eq!(fx.calls(), (before.0 + 2, before.1 + 2));
 }
 
 #[tokio::test]
@@ -277,12 +270,12 @@ async fn cost_zero_reports_without_writing_and_too_costly_is_never_admitted() {
     let peek = limiter.check("k", 0).await.unwrap();
     assert!(peek.is_allowed());
     assert_eq!(peek.remaining(), 10);
-    assert_eq!(fx.faults().calls().1, 0, "no write");
+    assert_eq!(fx.calls().1, 0, "no write");
     let too_costly = limiter.check("k", 11).await.unwrap();
     assert!(!too_costly.is_allowed());
     assert_eq!(too_costly.retry_after(), None);
     assert_eq!(too_costly.remaining(), 10);
-    assert_eq!(fx.faults().calls().1, 0, "a denial writes nothing");
+    assert_eq!(fx.calls().1, 0, "a denial writes nothing");
 }
 
 #[tokio::test]
@@ -290,7 +283,7 @@ async fn a_store_without_compare_and_swap_needs_the_approximate_opt_in() {
     let fx = Fixture::faulty(false).await;
     let refused = RateLimiter::new(fx.namespace.clone(), "api", quota("10/min"));
     let error = refused.unwrap_err();
-    assert_eq!(error, ConfigError::NotAtomic { backend: "faulty" });
+    assert_eq!(error, ConfigError::NotAtomic { backend: "memory" });
     assert!(error.to_string().contains("approximate()"), "{error}");
 
     let limiter = RateLimiter::builder(fx.namespace.clone())
@@ -362,10 +355,10 @@ async fn an_unreadable_state_counts_as_a_full_quota_and_is_replaced() {
 async fn store_errors_are_errors_never_admissions() {
     let fx = Fixture::faulty(true).await;
     let limiter = RateLimiter::new(fx.namespace.clone(), "api", quota("10/min")).unwrap();
-    fx.faults().set_failing(true);
+    fx.faults().always(Ops::All, Fault::Error);
     let error = limiter.check("k", 1).await.unwrap_err();
     assert!(matches!(error, RateLimitError::Store(_)), "{error}");
-    fx.faults().set_failing(false);
+    fx.faults().clear();
     assert!(limiter.check("k", 1).await.unwrap().is_allowed());
     let stats = limiter.stats();
     assert_eq!((stats.store_errors, stats.allowed), (1, 1));
@@ -379,14 +372,14 @@ async fn a_hanging_store_is_bounded_by_the_timeout() {
         .timeout(Duration::from_millis(250))
         .build()
         .unwrap();
-    fx.faults().set_hanging(true);
+    fx.faults().always(Ops::All, Fault::Hang);
     let started = tokio::time::Instant::now();
     let error = limiter.check("k", 1).await.unwrap_err();
     assert!(matches!(error, RateLimitError::Timeout(d) if d == Duration::from_millis(250)));
     assert_eq!(started.elapsed(), Duration::from_millis(250));
     assert_eq!(limiter.stats().timeouts, 1);
     // The lock of the key was released with the abandoned check.
-    fx.faults().set_hanging(false);
+    fx.faults().clear();
     assert!(limiter.check("k", 1).await.unwrap().is_allowed());
 }
 

@@ -373,7 +373,7 @@ async fn a_store_without_atomic_compare_and_swap_is_refused() {
     let namespace = support::plain_namespace(clock.shared()).await;
     match DistributedLock::new(namespace) {
         Err(KvError::Unsupported { backend, operation }) => {
-            assert_eq!(backend, "plain");
+            assert_eq!(backend, "memory", "names the real backend");
             assert!(operation.contains("compare-and-swap"), "{operation}");
         }
         other => panic!("expected Unsupported, got {other:?}"),

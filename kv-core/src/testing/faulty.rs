@@ -21,6 +21,9 @@ pub enum Fault {
     Delay(Duration),
     /// The call never returns: a store that stopped answering (callers need a timeout).
     Hang,
+    /// The call yields to the runtime once, then runs normally: a store whose calls suspend,
+    /// as a remote store's do, so concurrent tasks interleave as they would over a network.
+    Yield,
 }
 
 /// Which calls a rule applies to.
@@ -32,6 +35,27 @@ pub enum Ops {
     Writes,
     /// Every call.
     All,
+}
+
+/// One kind of store call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Get,
+    GetMany,
+    List,
+    Put,
+    PutMany,
+    Delete,
+    DeleteMany,
+}
+
+impl Call {
+    fn is_write(self) -> bool {
+        matches!(
+            self,
+            Call::Put | Call::PutMany | Call::Delete | Call::DeleteMany
+        )
+    }
 }
 
 impl Ops {
@@ -103,7 +127,7 @@ impl Plan {
     }
 }
 
-/// What a [`FaultyStore`] has seen.
+/// What a [`FaultyStore`] has seen: every call that reached it, faulted or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FaultCounts {
@@ -111,16 +135,30 @@ pub struct FaultCounts {
     pub reads: u64,
     /// Write calls (`put`, `delete`, `put_many`, `delete_many`).
     pub writes: u64,
+    /// `get` calls.
+    pub gets: u64,
+    /// `get_many` calls.
+    pub get_manys: u64,
+    /// `list` calls.
+    pub lists: u64,
+    /// `put` calls.
+    pub puts: u64,
+    /// `put_many` calls.
+    pub put_manys: u64,
+    /// `delete` calls.
+    pub deletes: u64,
+    /// `delete_many` calls.
+    pub delete_manys: u64,
     /// Calls that got a fault (any kind).
     pub injected: u64,
     /// Calls that failed with an injected error.
     pub errors: u64,
 }
 
+/// One counter per [`Call`], then injected faults and errors.
 #[derive(Debug, Default)]
 struct Counters {
-    reads: AtomicU64,
-    writes: AtomicU64,
+    calls: [AtomicU64; 7],
     injected: AtomicU64,
     errors: AtomicU64,
 }
@@ -143,8 +181,24 @@ impl fmt::Debug for Faults {
     }
 }
 
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::seeded(DEFAULT_SEED)
+    }
+}
+
+/// The seed of [`FaultyStore::wrap`] and [`Faults::default`].
+const DEFAULT_SEED: u64 = 0x5EED;
+
 impl Faults {
-    fn new(seed: u64) -> Self {
+    /// A remote control with no rules, for [`FaultyStore::wrap_with`]: one handle can steer
+    /// several namespaces (every namespace of a test's store, say).
+    pub fn new() -> Self {
+        Faults::default()
+    }
+
+    /// [`new`](Faults::new) with a chosen seed for the probabilistic rules.
+    pub fn seeded(seed: u64) -> Self {
         Faults {
             plan: Arc::new(Mutex::new(Plan {
                 rules: Vec::new(),
@@ -202,22 +256,28 @@ impl Faults {
     /// The calls seen and the faults injected so far.
     pub fn counts(&self) -> FaultCounts {
         let c = &self.counters;
+        let calls = |call: Call| c.calls[call as usize].load(Ordering::Relaxed);
+        let (gets, get_manys, lists) = (calls(Call::Get), calls(Call::GetMany), calls(Call::List));
+        let (puts, put_manys) = (calls(Call::Put), calls(Call::PutMany));
+        let (deletes, delete_manys) = (calls(Call::Delete), calls(Call::DeleteMany));
         FaultCounts {
-            reads: c.reads.load(Ordering::Relaxed),
-            writes: c.writes.load(Ordering::Relaxed),
+            reads: gets + get_manys + lists,
+            writes: puts + put_manys + deletes + delete_manys,
+            gets,
+            get_manys,
+            lists,
+            puts,
+            put_manys,
+            deletes,
+            delete_manys,
             injected: c.injected.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
         }
     }
 
-    async fn before(&self, write: bool) -> Result<()> {
-        let counter = if write {
-            &self.counters.writes
-        } else {
-            &self.counters.reads
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let fault = self.plan().pick(write);
+    async fn before(&self, call: Call) -> Result<()> {
+        self.counters.calls[call as usize].fetch_add(1, Ordering::Relaxed);
+        let fault = self.plan().pick(call.is_write());
         let Some(fault) = fault else { return Ok(()) };
         self.counters.injected.fetch_add(1, Ordering::Relaxed);
         match fault {
@@ -233,6 +293,10 @@ impl Faults {
                 Ok(())
             }
             Fault::Hang => std::future::pending().await,
+            Fault::Yield => {
+                tokio::task::yield_now().await;
+                Ok(())
+            }
         }
     }
 }
@@ -254,41 +318,42 @@ impl fmt::Debug for FaultyStore {
 }
 
 impl FaultyStore {
-    /// Wraps `inner`; probabilistic rules draw from a generator seeded with `seed`.
-    pub fn new(inner: Arc<dyn KvStore>, seed: u64) -> (Self, Faults) {
-        let faults = Faults::new(seed);
-        (
-            FaultyStore {
-                inner,
-                faults: faults.clone(),
-            },
-            faults,
-        )
+    /// Wraps `inner`, steered by `faults`.
+    pub fn new(inner: Arc<dyn KvStore>, faults: &Faults) -> Self {
+        FaultyStore {
+            inner,
+            faults: faults.clone(),
+        }
     }
 
     /// A namespace handle over the same data as `namespace` (same id, limits and clock) whose
     /// calls go through a new `FaultyStore`, and the faults' remote control.
     pub fn wrap(namespace: &Namespace) -> (Namespace, Faults) {
-        Self::wrap_seeded(namespace, 0x5EED)
+        Self::wrap_seeded(namespace, DEFAULT_SEED)
     }
 
     /// [`wrap`](FaultyStore::wrap) with a chosen seed for the probabilistic rules.
     pub fn wrap_seeded(namespace: &Namespace, seed: u64) -> (Namespace, Faults) {
-        let (store, faults) = Self::new(namespace.raw().clone(), seed);
-        let wrapped = Namespace::new(
+        let faults = Faults::seeded(seed);
+        (Self::wrap_with(namespace, &faults), faults)
+    }
+
+    /// `namespace` seen through a `FaultyStore` steered by an existing `faults` handle.
+    pub fn wrap_with(namespace: &Namespace, faults: &Faults) -> Namespace {
+        Namespace::new(
             namespace.id(),
-            Arc::new(store),
+            Arc::new(Self::new(namespace.raw().clone(), faults)),
             namespace.limits().clone(),
             namespace.clock().clone(),
-        );
-        (wrapped, faults)
+        )
     }
 }
 
 #[async_trait]
 impl KvStore for FaultyStore {
     fn kind(&self) -> &'static str {
-        "faulty"
+        // Transparent: code that reports the backend keeps reporting the real one.
+        self.inner.kind()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -299,37 +364,37 @@ impl KvStore for FaultyStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.faults.before(false).await?;
+        self.faults.before(Call::Get).await?;
         self.inner.get(key).await
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        self.faults.before(true).await?;
+        self.faults.before(Call::Put).await?;
         self.inner.put(key, entry, mode).await
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
-        self.faults.before(true).await?;
+        self.faults.before(Call::Delete).await?;
         self.inner.delete(key, mode).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.faults.before(false).await?;
+        self.faults.before(Call::List).await?;
         self.inner.list(options).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
-        self.faults.before(false).await?;
+        self.faults.before(Call::GetMany).await?;
         self.inner.get_many(keys).await
     }
 
     async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
-        self.faults.before(true).await?;
+        self.faults.before(Call::PutMany).await?;
         self.inner.put_many(items).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        self.faults.before(true).await?;
+        self.faults.before(Call::DeleteMany).await?;
         self.inner.delete_many(keys).await
     }
 }

@@ -1,19 +1,18 @@
 //! Test support for the cache tests: one fixture per backend (memory, file) on a manual clock,
-//! a store wrapper that counts calls and fails or hangs on demand, and a scriptable origin.
+//! every namespace seen through kv_core's fault injector (it counts calls, and fails or hangs
+//! them on demand), and a scriptable origin.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use kv_backends::file::FileBackend;
 use kv_backends::memory::MemoryBackend;
-use kv_core::{
-    async_trait, Capabilities, DeleteOutcome, Entry, KvError, KvStore, Limits, ListOptions,
-    ListPage, ManualClock, Message, Namespace, NewEntry, PutOutcome, Result, Store, WriteMode,
-};
+use kv_core::testing::{Faults, FaultyStore};
+use kv_core::{ListOptions, ManualClock, Namespace, Store};
 use tokio::sync::Semaphore;
 
 /// The manual clock's start: 2023-11-14T22:13:20Z.
@@ -47,7 +46,7 @@ macro_rules! backend_tests {
 pub struct Fixture {
     pub clock: ManualClock,
     pub ns: Namespace,
-    pub faults: Arc<FaultyStore>,
+    pub faults: Faults,
     pub backend: &'static str,
     _dir: Option<tempfile::TempDir>,
     _store: Store,
@@ -77,13 +76,7 @@ impl Fixture {
         backend: &'static str,
     ) -> Fixture {
         let real = store.namespace("CACHE").await.expect("namespace");
-        let faults = Arc::new(FaultyStore::new(real.raw().clone()));
-        let ns = Namespace::new(
-            real.id().to_owned(),
-            faults.clone(),
-            Limits::default(),
-            clock.shared(),
-        );
+        let (ns, faults) = FaultyStore::wrap(&real);
         Fixture {
             clock,
             ns,
@@ -102,103 +95,6 @@ impl Fixture {
     pub async fn keys(&self) -> Vec<String> {
         let page = self.ns.list(&ListOptions::new()).await.expect("list");
         page.keys.into_iter().map(|k| k.name).collect()
-    }
-}
-
-/// Counts the calls that reach a store, and fails or hangs reads or writes on demand.
-#[derive(Debug)]
-pub struct FaultyStore {
-    inner: Arc<dyn KvStore>,
-    pub gets: AtomicUsize,
-    pub get_manys: AtomicUsize,
-    pub puts: AtomicUsize,
-    pub put_manys: AtomicUsize,
-    pub deletes: AtomicUsize,
-    pub fail_reads: AtomicBool,
-    pub fail_writes: AtomicBool,
-    pub hang: AtomicBool,
-}
-
-impl FaultyStore {
-    pub fn new(inner: Arc<dyn KvStore>) -> Self {
-        FaultyStore {
-            inner,
-            gets: AtomicUsize::new(0),
-            get_manys: AtomicUsize::new(0),
-            puts: AtomicUsize::new(0),
-            put_manys: AtomicUsize::new(0),
-            deletes: AtomicUsize::new(0),
-            fail_reads: AtomicBool::new(false),
-            fail_writes: AtomicBool::new(false),
-            hang: AtomicBool::new(false),
-        }
-    }
-
-    pub fn fail(&self, reads: bool, writes: bool) {
-        self.fail_reads.store(reads, Ordering::SeqCst);
-        self.fail_writes.store(writes, Ordering::SeqCst);
-    }
-
-    async fn check(&self, read: bool) -> Result<()> {
-        if self.hang.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        let flag = if read {
-            &self.fail_reads
-        } else {
-            &self.fail_writes
-        };
-        if flag.load(Ordering::SeqCst) {
-            return Err(KvError::Unavailable {
-                backend: "faulty",
-                source: Box::new(Message("injected failure".to_owned())),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KvStore for FaultyStore {
-    fn kind(&self) -> &'static str {
-        "faulty"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.check(true).await?;
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        self.check(false).await?;
-        self.inner.put(key, entry, mode).await
-    }
-    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.check(false).await?;
-        self.inner.delete(key, mode).await
-    }
-    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.check(true).await?;
-        self.inner.list(options).await
-    }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
-        self.get_manys.fetch_add(1, Ordering::SeqCst);
-        self.check(true).await?;
-        self.inner.get_many(keys).await
-    }
-    async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
-        self.put_manys.fetch_add(1, Ordering::SeqCst);
-        self.check(false).await?;
-        self.inner.put_many(items).await
-    }
-    async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.check(false).await?;
-        self.inner.delete_many(keys).await
     }
 }
 

@@ -1,9 +1,10 @@
-//! Test support for the session tests: one fixture per backend, a counting (and failing on
-//! demand) store wrapper, an axum app exercising every handle method, and a small client.
+//! Test support for the session tests: one fixture per backend (seen through kv_core's fault
+//! injector, which counts calls and fails them on demand), an axum app exercising every handle
+//! method, and a small client.
 #![allow(dead_code)]
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,10 +14,8 @@ use axum::Router;
 use http::{header, Request, StatusCode};
 use kv_backends::file::FileBackend;
 use kv_backends::memory::MemoryBackend;
-use kv_core::{
-    async_trait, Capabilities, DeleteOutcome, Entry, KvError, KvStore, ListOptions, ListPage,
-    ManualClock, Message, Namespace, NewEntry, PutOutcome, Result, Store, WriteMode,
-};
+use kv_core::testing::{Fault, Faults, FaultyStore, Ops};
+use kv_core::{Capabilities, Entry, ManualClock, Namespace, Store};
 use kv_middleware::session::{Session, SessionError, SessionId, SessionLayer};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -86,86 +85,6 @@ macro_rules! backend_tests {
     };
 }
 
-/// Counts the calls that reach a store, and fails reads or writes on demand.
-#[derive(Debug)]
-pub struct CountingStore {
-    inner: Arc<dyn KvStore>,
-    cas: bool,
-    pub gets: AtomicUsize,
-    pub puts: AtomicUsize,
-    pub deletes: AtomicUsize,
-    pub fail_reads: AtomicBool,
-    pub fail_writes: AtomicBool,
-}
-
-impl CountingStore {
-    /// Wraps `inner`; with `cas: false` it claims no compare-and-swap (so the namespace refuses
-    /// conditional writes, as over a store without it).
-    pub fn new(inner: Arc<dyn KvStore>, cas: bool) -> Self {
-        CountingStore {
-            inner,
-            cas,
-            gets: AtomicUsize::new(0),
-            puts: AtomicUsize::new(0),
-            deletes: AtomicUsize::new(0),
-            fail_reads: AtomicBool::new(false),
-            fail_writes: AtomicBool::new(false),
-        }
-    }
-
-    fn injected(&self, what: &str) -> Result<()> {
-        let flag = if what == "read" {
-            &self.fail_reads
-        } else {
-            &self.fail_writes
-        };
-        if flag.load(Ordering::SeqCst) {
-            return Err(KvError::Unavailable {
-                backend: "counting",
-                source: Box::new(Message(format!("injected {what} failure"))),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KvStore for CountingStore {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        if self.cas {
-            self.inner.capabilities()
-        } else {
-            Capabilities::plain()
-        }
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.injected("read")?;
-        self.inner.get(key).await
-    }
-
-    async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        self.injected("write")?;
-        self.inner.put(key, entry, mode).await
-    }
-
-    async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.injected("write")?;
-        self.inner.delete(key, mode).await
-    }
-
-    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.inner.list(options).await
-    }
-}
-
 /// Calls that reached the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -174,12 +93,15 @@ pub struct Counts {
     pub deletes: usize,
 }
 
-/// A namespace on one backend, behind a [`CountingStore`], on a manual clock.
+/// A namespace on one backend, seen through kv_core's fault injector (which counts the calls
+/// and fails reads or writes on demand), on a manual clock.
 pub struct Fixture {
     pub backend: &'static str,
     pub clock: ManualClock,
     pub ns: Namespace,
-    pub counting: Arc<CountingStore>,
+    pub faults: Faults,
+    failing_reads: AtomicBool,
+    failing_writes: AtomicBool,
     _guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -200,18 +122,18 @@ impl Fixture {
         guard: Option<Box<dyn std::any::Any + Send + Sync>>,
     ) -> Self {
         let ns = store.namespace("SESSIONS").await.expect("namespace");
-        let counting = Arc::new(CountingStore::new(ns.raw().clone(), cas));
-        let ns = Namespace::new(
-            ns.id(),
-            counting.clone(),
-            ns.limits().clone(),
-            ns.clock().clone(),
-        );
+        let (ns, faults) = FaultyStore::wrap(&ns);
+        if !cas {
+            // The namespace then refuses conditional writes, as over a store without them.
+            faults.report_capabilities(Capabilities::plain());
+        }
         Fixture {
             backend,
             clock,
             ns,
-            counting,
+            faults,
+            failing_reads: AtomicBool::new(false),
+            failing_writes: AtomicBool::new(false),
             _guard: guard,
         }
     }
@@ -280,10 +202,11 @@ impl Fixture {
     }
 
     pub fn counts(&self) -> Counts {
+        let counts = self.faults.counts();
         Counts {
-            gets: self.counting.gets.load(Ordering::SeqCst),
-            puts: self.counting.puts.load(Ordering::SeqCst),
-            deletes: self.counting.deletes.load(Ordering::SeqCst),
+            gets: counts.gets as usize,
+            puts: counts.puts as usize,
+            deletes: counts.deletes as usize,
         }
     }
 
@@ -294,11 +217,23 @@ impl Fixture {
     }
 
     pub fn fail_reads(&self, fail: bool) {
-        self.counting.fail_reads.store(fail, Ordering::SeqCst);
+        self.failing_reads.store(fail, Ordering::SeqCst);
+        self.apply_failures();
     }
 
     pub fn fail_writes(&self, fail: bool) {
-        self.counting.fail_writes.store(fail, Ordering::SeqCst);
+        self.failing_writes.store(fail, Ordering::SeqCst);
+        self.apply_failures();
+    }
+
+    fn apply_failures(&self) {
+        self.faults.clear();
+        if self.failing_reads.load(Ordering::SeqCst) {
+            self.faults.always(Ops::Reads, Fault::Error);
+        }
+        if self.failing_writes.load(Ordering::SeqCst) {
+            self.faults.always(Ops::Writes, Fault::Error);
+        }
     }
 
     pub fn now(&self) -> u64 {
@@ -311,7 +246,7 @@ impl Fixture {
     }
 
     /// The stored record and entry of the session whose cookie value is `id`, read around the
-    /// counting wrapper.
+    /// fault injector.
     pub async fn record(&self, id: &str) -> Option<(Value, Entry)> {
         let id: SessionId = id.parse().expect("a session id");
         let entry = self
