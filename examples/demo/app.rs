@@ -103,8 +103,8 @@ fn limit_per_ip(
 
 /// Every route, each behind the layers it shows.
 ///
-/// Outermost first: sessions (so the flags layer can read the signed-in user), config, flags;
-/// then per route the login limit, the API limit or the cache.
+/// Outermost first: sessions (so the flags layer can read the signed-in user), config; then per
+/// route the flags (the page and `/api/flags`), the login limit, the API limit or the cache.
 pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
     let login = Router::new()
         .route("/login", post(api::login))
@@ -115,13 +115,18 @@ pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
     let slow = Router::new()
         .route("/api/slow", get(api::slow))
         .route_layer(demo.cache.clone());
-    let mut app = Router::new()
+    // Only the routes that evaluate flags get them: reading the signed-in user costs a session
+    // load, which the cached and rate-limited routes should not pay.
+    let flagged = Router::new()
         .route("/", get(page::home))
+        .route("/api/flags", get(api::flags))
+        .route_layer(FlagsLayer::new(demo.flags.clone()).with_session_user(SESSION_USER));
+    let mut app = Router::new()
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
         .route("/counter", post(api::counter))
-        .route("/api/flags", get(api::flags))
         .route("/api/config", get(api::config))
+        .merge(flagged)
         .merge(login)
         .merge(ping)
         .merge(slow);
@@ -143,13 +148,11 @@ pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
             ));
         app = app.merge(admin);
     }
-    let flags_layer = FlagsLayer::new(demo.flags.clone()).with_session_user(SESSION_USER);
     let config_layer = ConfigLayer::new(demo.config.clone());
     let sessions = demo.sessions.clone();
     Ok(app
         .fallback(api::not_found)
         .with_state(demo)
-        .layer(flags_layer)
         .layer(config_layer)
         .layer(sessions))
 }
