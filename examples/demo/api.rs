@@ -49,8 +49,9 @@ impl IntoResponse for ApiError {
 
 impl From<SessionError> for ApiError {
     fn from(error: SessionError) -> Self {
-        // The detail goes to the log; the client learns only that the store is unwell.
-        tracing::error!(%error, "session store error");
+        // The session layer logs store failures; the client learns only that the store is
+        // unwell.
+        tracing::debug!(%error, "session store error");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the session store is unavailable",

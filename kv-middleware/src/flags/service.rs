@@ -76,7 +76,8 @@ where
                         Ok(Some(serde_json::Value::Number(user))) => Some(user.to_string()),
                         Ok(_) => None,
                         Err(error) => {
-                            tracing::warn!(%error, "flags: could not read the user from the session");
+                            // The session layer has logged the store failure itself.
+                            tracing::debug!(%error, "flags: could not read the user from the session");
                             None
                         }
                     }
