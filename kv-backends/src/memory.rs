@@ -1,10 +1,12 @@
 //! The in-memory backend: concurrent, ordered, gone when the process exits.
 //!
-//! Each namespace is a lock-free skip list ordered by key bytes, so reads never take a lock and
-//! a listing walks only the page it returns. Writes to one key are serialized by one of 64
-//! striped mutexes, which makes compare-and-swap atomic without a global lock; no lock is ever
-//! held across an `.await`. Expired entries are invisible at once and removed by a background
-//! sweeper (or [`MemoryBackend::purge_expired`]).
+//! Each namespace is a lock-free skip list ordered by key bytes, so a listing walks only the
+//! page it returns and no lock guards the whole namespace. Writes to one key are serialized by
+//! one of 64 striped mutexes, which makes compare-and-swap atomic without a global lock; no lock
+//! is ever held across an `.await`. A write to a key that is already in the list rewrites its
+//! entry in place (one search, no allocation for the key or the node), under a lock of that
+//! entry alone, which a read holds only to copy the entry out. Expired entries are invisible at
+//! once and removed by a background sweeper (or [`MemoryBackend::purge_expired`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -22,7 +24,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -250,6 +252,15 @@ struct Stored {
 }
 
 impl Stored {
+    fn new(entry: NewEntry, version: u64) -> Self {
+        Stored {
+            value: entry.value,
+            metadata: entry.metadata.map(Box::new),
+            expiration: entry.expiration,
+            version,
+        }
+    }
+
     fn to_entry(&self) -> Entry {
         Entry {
             value: self.value.clone(),
@@ -263,9 +274,12 @@ impl Stored {
 /// One namespace of the memory backend.
 #[derive(Debug)]
 pub struct MemoryNamespace {
-    map: SkipMap<Box<str>, Stored>,
+    /// Each entry behind its own lock: a write to an existing key replaces the contents in
+    /// place (under the key's write stripe too), a read copies them out.
+    map: SkipMap<Box<str>, RwLock<Stored>>,
     write_locks: Box<[Mutex<()>]>,
-    hasher: RandomState,
+    /// A random seed for the stripe of a key.
+    seed: u64,
     clock: SharedClock,
     versions: Arc<AtomicU64>,
     /// Set when the namespace is deleted: writes through old handles fail.
@@ -277,28 +291,32 @@ impl MemoryNamespace {
         MemoryNamespace {
             map: SkipMap::new(),
             write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::new(),
+            seed: RandomState::new().build_hasher().finish(),
             clock,
             versions,
             retired: AtomicBool::new(false),
         }
     }
 
+    /// The stripe of a key: a seeded multiply-rotate hash of its 8-byte words (keys that
+    /// collide only share a lock that is never held across an `.await`, so a keyed hash as
+    /// strong as SipHash would buy nothing here but its cost on every write).
     fn write_lock(&self, key: &str) -> &Mutex<()> {
-        let stripe = self.hasher.hash_one(key) as usize % self.write_locks.len();
+        let mut hash = self.seed ^ key.len() as u64;
+        for chunk in key.as_bytes().chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            hash = (hash.rotate_left(23) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        // Fold the last word's high bytes down before taking the high bits.
+        let hash = (hash ^ (hash >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let stripe = (hash >> 32) as usize % self.write_locks.len();
         &self.write_locks[stripe]
     }
 
     fn next_version(&self) -> u64 {
         self.versions.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// The version of the key's live entry; call with the key's write lock held.
-    fn live_version(&self, key: &str) -> Option<Version> {
-        self.map
-            .get(key)
-            .filter(|e| !self.is_expired(e.value()))
-            .map(|e| Version::from_raw(e.value().version))
     }
 
     /// Whether an entry is expired; the clock is read only for entries that can expire, which
@@ -307,32 +325,51 @@ impl MemoryNamespace {
         stored.expiration.is_some() && is_expired(stored.expiration, self.clock.now())
     }
 
-    fn insert(&self, key: &str, entry: NewEntry) -> Version {
-        let version = self.next_version();
-        self.map.insert(
-            key.into(),
-            Stored {
-                value: entry.value,
-                metadata: entry.metadata.map(Box::new),
-                expiration: entry.expiration,
-                version,
-            },
-        );
-        Version::from_raw(version)
+    /// Writes `entry` under `mode`; call with the key's write lock held. One search of the
+    /// list: an entry already there (live or expired) is checked and rewritten in place, so
+    /// only a new key allocates (its node and its key).
+    fn write(&self, key: &str, entry: NewEntry, mode: WriteMode) -> PutOutcome {
+        match self.map.get(key) {
+            Some(existing) => {
+                let mut stored = existing.value().write();
+                if mode.is_conditional() {
+                    let current =
+                        (!self.is_expired(&stored)).then(|| Version::from_raw(stored.version));
+                    if !mode.allows(current) {
+                        return PutOutcome::ConditionFailed;
+                    }
+                }
+                let version = self.next_version();
+                let old = std::mem::replace(&mut *stored, Stored::new(entry, version));
+                drop(stored);
+                // The old value is freed outside the entry's lock.
+                drop(old);
+                PutOutcome::Written(Version::from_raw(version))
+            }
+            None => {
+                if !mode.allows(None) {
+                    return PutOutcome::ConditionFailed;
+                }
+                let version = self.next_version();
+                self.map
+                    .insert(key.into(), RwLock::new(Stored::new(entry, version)));
+                PutOutcome::Written(Version::from_raw(version))
+            }
+        }
     }
 
     fn purge_expired(&self) -> usize {
         let now = self.clock.now();
         let mut removed = 0;
         for item in self.map.iter() {
-            if !is_expired(item.value().expiration, now) {
+            if !is_expired(item.value().read().expiration, now) {
                 continue;
             }
             let key = item.key();
             let _guard = self.write_lock(key).lock();
             // Re-check under the lock: the key may have been rewritten since.
             if let Some(current) = self.map.get(&**key) {
-                if is_expired(current.value().expiration, now) {
+                if is_expired(current.value().read().expiration, now) {
                     current.remove();
                     removed += 1;
                 }
@@ -368,27 +405,31 @@ impl KvStore for MemoryNamespace {
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         Ok(self.map.get(key).and_then(|e| {
-            let stored = e.value();
-            (!self.is_expired(stored)).then(|| stored.to_entry())
+            let stored = e.value().read();
+            (!self.is_expired(&stored)).then(|| stored.to_entry())
         }))
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
         self.check_live()?;
         let _guard = self.write_lock(key).lock();
-        if mode.is_conditional() && !mode.allows(self.live_version(key)) {
-            return Ok(PutOutcome::ConditionFailed);
-        }
-        Ok(PutOutcome::Written(self.insert(key, entry)))
+        Ok(self.write(key, entry, mode))
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         let _guard = self.write_lock(key).lock();
-        let current = self.live_version(key);
+        // One search: the entry found is the one checked and removed.
+        let entry = self.map.get(key);
+        let current = entry.as_ref().and_then(|e| {
+            let stored = e.value().read();
+            (!self.is_expired(&stored)).then(|| Version::from_raw(stored.version))
+        });
         if !mode.allows(current) {
             return Ok(DeleteOutcome::ConditionFailed);
         }
-        self.map.remove(key);
+        if let Some(entry) = entry {
+            entry.remove();
+        }
         Ok(DeleteOutcome::Deleted {
             existed: current.is_some(),
         })
@@ -406,7 +447,7 @@ impl KvStore for MemoryNamespace {
             .map
             .range::<str, _>((start, Bound::Unbounded))
             .map(|e| {
-                let stored = e.value();
+                let stored = e.value().read();
                 Ok(KeyInfo {
                     name: e.key().to_string(),
                     expiration: stored.expiration,

@@ -395,9 +395,11 @@ impl Namespace {
         value: impl Into<Bytes>,
         options: PutOptions,
     ) -> Result<PutOutcome> {
-        let entry = self.new_entry(key, value.into(), &options)?;
-        self.check_mode(options.mode, "conditional put")?;
-        self.inner.put(key, entry, options.mode).await
+        let mode = options.mode;
+        // The options are moved into the entry (the metadata is not copied).
+        let entry = self.new_entry(key, value.into(), options)?;
+        self.check_mode(mode, "conditional put")?;
+        self.inner.put(key, entry, mode).await
     }
 
     /// Deletes a key unconditionally; deleting an absent key is a no-op.
@@ -425,7 +427,7 @@ impl Namespace {
                     operation: "conditional writes in a bulk put",
                 });
             }
-            let entry = self.new_entry(&item.key, item.value, &item.options)?;
+            let entry = self.new_entry(&item.key, item.value, item.options)?;
             checked.push((item.key, entry));
         }
         if checked.is_empty() {
@@ -488,7 +490,7 @@ impl Namespace {
         .try_flatten()
     }
 
-    fn new_entry(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<NewEntry> {
+    fn new_entry(&self, key: &str, value: Bytes, options: PutOptions) -> Result<NewEntry> {
         self.limits.check_key(key)?;
         self.limits.check_value(key, value.len())?;
         if let Some(metadata) = &options.metadata {
@@ -505,7 +507,7 @@ impl Namespace {
             .resolve_expiry(options.expiry, self.clock.now())?;
         Ok(NewEntry {
             value,
-            metadata: options.metadata.clone(),
+            metadata: options.metadata,
             expiration,
         })
     }

@@ -61,6 +61,41 @@ pub struct Decision {
 /// # Ok::<(), kv_middleware::rate_limit::QuotaError>(())
 /// ```
 pub fn decide(stored_tat: Option<Nanos>, now: Nanos, quota: &Quota, cost: u32) -> Decision {
+    let interval = quota.interval_nanos();
+    // The same in 64 bits when the tolerance, the cost and the new TAT fit (nearly always;
+    // this runs for every request).
+    let burst = quota.burst();
+    if let (Some(tolerance), Some(spend)) = (
+        interval.checked_mul(u64::from(burst)),
+        interval.checked_mul(u64::from(cost)),
+    ) {
+        let tat = stored_tat.unwrap_or(now).max(now);
+        if let Some(new_tat) = tat.checked_add(spend) {
+            let ahead = new_tat - now;
+            if ahead <= tolerance {
+                return Decision {
+                    allowed: true,
+                    tat: new_tat,
+                    remaining: (tolerance - ahead) / interval,
+                    reset: Duration::from_nanos(ahead),
+                    retry_after: None,
+                };
+            }
+            let backlog = tat - now;
+            return Decision {
+                allowed: false,
+                tat,
+                remaining: tolerance.saturating_sub(backlog) / interval,
+                reset: Duration::from_nanos(backlog),
+                retry_after: (cost <= burst).then(|| Duration::from_nanos(ahead - tolerance)),
+            };
+        }
+    }
+    decide_wide(stored_tat, now, quota, cost)
+}
+
+/// [`decide`] in 128 bits, for values near the ends of the range.
+fn decide_wide(stored_tat: Option<Nanos>, now: Nanos, quota: &Quota, cost: u32) -> Decision {
     let interval = u128::from(quota.interval_nanos());
     let tolerance = interval * u128::from(quota.burst());
     let now_wide = u128::from(now);
@@ -278,6 +313,59 @@ mod tests {
         let d = decide(None, u64::MAX, &quota, 1);
         assert!(d.allowed);
         assert_eq!(d.tat, u64::MAX);
+    }
+
+    #[test]
+    fn the_64_bit_path_agrees_with_the_128_bit_one() {
+        let quotas: Vec<Quota> = [
+            "1/s",
+            "3/s",
+            "100/min",
+            "5 per 15 minutes",
+            "4000000000/s",
+            "1/day",
+        ]
+        .iter()
+        .map(|q| q.parse().unwrap())
+        .chain([
+            Quota::per_second(10).unwrap().with_burst(1).unwrap(),
+            Quota::new(7, Duration::from_secs(400 * 365 * 86_400)).unwrap(),
+            Quota::new(u32::MAX, Duration::from_secs(1)).unwrap(),
+        ])
+        .collect();
+        let mut seed = 0x5eed_u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            seed
+        };
+        for quota in &quotas {
+            for _ in 0..2_000 {
+                let now = match next() % 3 {
+                    0 => T0 + next() % (100 * SEC),
+                    1 => next(),
+                    _ => u64::MAX - next() % (10 * SEC),
+                };
+                let stored = match next() % 4 {
+                    0 => None,
+                    1 => Some(now.saturating_sub(next() % (10 * SEC))),
+                    2 => Some(now.saturating_add(next() % (100 * SEC))),
+                    _ => Some(next()),
+                };
+                let cost = match next() % 4 {
+                    0 => 0,
+                    1 => 1,
+                    2 => (next() % 20) as u32,
+                    _ => next() as u32,
+                };
+                assert_eq!(
+                    decide(stored, now, quota, cost),
+                    decide_wide(stored, now, quota, cost),
+                    "{quota} stored {stored:?} now {now} cost {cost}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -98,10 +98,11 @@ pub fn ratelimit_value(outcome: &Outcome) -> HeaderValue {
     HeaderValue::from_bytes(out.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Bytes gathered in a stack buffer, spilling to the heap when it is full.
+/// Bytes gathered in a stack buffer (enough for one quota with a long name, or a few with
+/// short ones), spilling to the heap when it is full.
 struct Text {
     len: usize,
-    buf: [u8; 256],
+    buf: [u8; 128],
     spilled: Vec<u8>,
 }
 
@@ -109,23 +110,30 @@ impl Default for Text {
     fn default() -> Self {
         Text {
             len: 0,
-            buf: [0; 256],
+            buf: [0; 128],
             spilled: Vec::new(),
         }
     }
 }
 
 impl Text {
+    // Inlined: most pushes are of constants, a few byte stores each.
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
         if self.spilled.is_empty() && self.len + bytes.len() <= self.buf.len() {
             self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
             self.len += bytes.len();
         } else {
-            if self.spilled.is_empty() {
-                self.spilled.extend_from_slice(&self.buf[..self.len]);
-            }
-            self.spilled.extend_from_slice(bytes);
+            self.spill(bytes);
         }
+    }
+
+    #[cold]
+    fn spill(&mut self, bytes: &[u8]) {
+        if self.spilled.is_empty() {
+            self.spilled.extend_from_slice(&self.buf[..self.len]);
+        }
+        self.spilled.extend_from_slice(bytes);
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -147,12 +155,13 @@ fn header_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The headers one check adds to its response.
+/// The headers one check adds to its response. Kept small (the legacy ones, rarely chosen,
+/// on the heap): it travels in the response future of every request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LimitHeaders {
     policy: Option<HeaderValue>,
     ratelimit: Option<HeaderValue>,
-    legacy: Option<[HeaderValue; 3]>,
+    legacy: Option<Box<[HeaderValue; 3]>>,
     retry_after: Option<HeaderValue>,
 }
 
@@ -171,11 +180,11 @@ impl LimitHeaders {
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default(),
                 );
-                headers.legacy = Some([
+                headers.legacy = Some(Box::new([
                     HeaderValue::from(binding.quota().count()),
                     HeaderValue::from(binding.remaining()),
                     HeaderValue::from(reset_secs),
-                ]);
+                ]));
             }
         }
         if let Some(retry_after) = outcome.retry_after() {
@@ -194,7 +203,7 @@ impl LimitHeaders {
         if let Some(ratelimit) = self.ratelimit {
             headers.append(RATELIMIT.clone(), ratelimit);
         }
-        if let Some([limit, remaining, reset]) = self.legacy {
+        if let Some([limit, remaining, reset]) = self.legacy.map(|legacy| *legacy) {
             for (name, value) in [
                 (&X_RATELIMIT_LIMIT, limit),
                 (&X_RATELIMIT_REMAINING, remaining),

@@ -105,11 +105,10 @@ impl Quota {
     /// The emission interval in nanoseconds: the time one unit takes to refill, rounded up so
     /// that rounding never admits more than the quota.
     pub fn interval_nanos(&self) -> u64 {
-        let nanos = self.period.as_nanos();
-        let count = u128::from(self.count);
-        // At least 1 ns; at most the period (checked to fit a u64 in `new`).
-        let interval = nanos.div_ceil(count).max(1);
-        u64::try_from(interval).unwrap_or(u64::MAX)
+        // The period fits a u64 of nanoseconds (checked in `new`), so 64-bit arithmetic does.
+        let nanos = u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX);
+        // At least 1 ns; at most the period.
+        nanos.div_ceil(u64::from(self.count)).max(1)
     }
 
     /// The period in whole seconds, rounded up (at least 1): the `w` of `RateLimit-Policy`.
