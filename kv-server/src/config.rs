@@ -5,6 +5,9 @@ use std::time::Duration;
 /// How long a client may take to send a request's header, by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request body may go without sending anything, by default.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How a kv-server behaves beyond the store it serves.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -22,6 +25,11 @@ pub struct ServerConfig {
     /// keep-alive connection stays open. Applied by
     /// [`serve_with_config`](crate::serve_with_config); [`serve`](crate::serve) uses the default.
     pub header_read_timeout: Option<Duration>,
+    /// How long a request body may go without sending any data (default 30 s; `None`: wait
+    /// forever). The clock restarts with every piece received, so a large upload over a slow
+    /// link is fine; a client that sends its header and then stalls its body gets 400 and its
+    /// connection closed instead of holding it. Applied by [`router`](crate::router).
+    pub body_read_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +39,7 @@ impl Default for ServerConfig {
             max_bulk_body_bytes: 100 * 1024 * 1024,
             multipart_overhead_bytes: 64 * 1024,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
         }
     }
 }
@@ -46,6 +55,13 @@ impl ServerConfig {
     /// [`header_read_timeout`](Self::header_read_timeout).
     pub fn with_header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
+        self
+    }
+
+    /// The same settings with another body read timeout (`None`: none); see
+    /// [`body_read_timeout`](Self::body_read_timeout).
+    pub fn with_body_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.body_read_timeout = timeout.into();
         self
     }
 }

@@ -50,18 +50,21 @@ mod state;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::{from_fn_with_state, map_request, map_response};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
 use axum::Router;
 use kv_core::Store;
 use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutBody;
 use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
-pub use crate::config::{ServerConfig, DEFAULT_HEADER_READ_TIMEOUT};
+pub use crate::config::{ServerConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT};
 pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
 use crate::state::AppState;
 
@@ -81,6 +84,7 @@ pub const METADATA_HEADER_CAPABILITY: &str = "metadata-header";
 pub fn router(store: Store, config: ServerConfig) -> Router {
     let value_limit = store.limits().max_value_bytes + config.multipart_overhead_bytes;
     let bulk_limit = config.max_bulk_body_bytes;
+    let body_read_timeout = config.body_read_timeout;
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
     let capabilities = capabilities_value(&state);
 
@@ -128,6 +132,13 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
                     response.headers_mut().insert(CAPABILITIES_HEADER, value);
                 }
                 response
+            }
+        }))
+        // A body that stalls fails its read (400) instead of holding the connection.
+        .layer(map_request(move |request: Request| async move {
+            match body_read_timeout {
+                Some(timeout) => request.map(|body| Body::new(TimeoutBody::new(timeout, body))),
+                None => request,
             }
         }))
         .with_state(state)

@@ -475,3 +475,72 @@ async fn a_stalled_client_does_not_hold_up_shutdown() {
         "no longer listening"
     );
 }
+
+#[test]
+fn the_default_body_read_timeout_is_thirty_seconds() {
+    assert_eq!(
+        kv_server::DEFAULT_BODY_READ_TIMEOUT,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        ServerConfig::default().body_read_timeout,
+        Some(kv_server::DEFAULT_BODY_READ_TIMEOUT)
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_400_after_the_body_timeout_and_nothing_is_stored() {
+    let config = ServerConfig::default().with_body_read_timeout(SHORT);
+    let store = kv_core::Store::new(kv_backends::memory::MemoryBackend::new());
+    let clock = kv_core::ManualClock::at_unix_secs(1_700_000_000);
+    let server = TestServer::over(store, clock, config).await;
+    let client = reqwest::Client::new();
+    let id = server.create_namespace(&client, "SLOWBODY").await;
+    let path = path_of(&server, &format!("{}/{id}", server.base()));
+
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    // A header promising 1 000 bytes, then 10 of them, then nothing.
+    let head = format!(
+        "PUT {path}/values/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let received = read_until_closed(&mut stream).await;
+    let waited = started.elapsed();
+    let (status, body) = parse_answer(&received);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&received));
+    assert_eq!(body.unwrap()["success"], false);
+    assert!(
+        waited >= SHORT - Duration::from_millis(50),
+        "early: {waited:?}"
+    );
+    assert!(waited < SHORT + Duration::from_secs(1), "late: {waited:?}");
+
+    let missing = client
+        .get(format!("{}/{id}/values/k", server.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "the half-sent value was not stored");
+
+    // A body that keeps coming, slower than the timeout in total but never idle that long,
+    // is read whole.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!("PUT {path}/values/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for byte in b"trickled" {
+        tokio::time::sleep(SHORT / 4).await;
+        stream.write_all(&[*byte]).await.unwrap();
+    }
+    let (status, _) = parse_answer(&read_until_closed(&mut stream).await);
+    assert_eq!(status, 200);
+    let stored = client
+        .get(format!("{}/{id}/values/slow", server.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stored, "trickled");
+}

@@ -20,14 +20,19 @@ pub struct ServeArgs {
     /// (also how long an idle keep-alive connection stays open); 0 disables it.
     #[arg(long, value_name = "SECS", default_value_t = kv_server::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
     header_read_timeout: u64,
+    /// Answer 400 and close a connection whose request body sends nothing for this many
+    /// seconds; 0 disables it.
+    #[arg(long, value_name = "SECS", default_value_t = kv_server::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    body_read_timeout: u64,
 }
 
 /// Serves `store_url` (the global `--store`) until SIGINT or SIGTERM.
 pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
     let store = crate::open(store_url).await?;
-    let timeout = (args.header_read_timeout > 0)
-        .then(|| std::time::Duration::from_secs(args.header_read_timeout));
-    let mut config = ServerConfig::default().with_header_read_timeout(timeout);
+    let seconds = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+    let mut config = ServerConfig::default()
+        .with_header_read_timeout(seconds(args.header_read_timeout))
+        .with_body_read_timeout(seconds(args.body_read_timeout));
     if let Some(token) = args.token.filter(|t| !t.is_empty()) {
         config = config.with_token(token);
     }
