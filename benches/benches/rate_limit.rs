@@ -31,12 +31,10 @@
 //! `valgrind --tool=callgrind target/release/deps/rate_limit-* ` with `ours,1,1000` and
 //! `ours,1,11000`: the difference of the two totals / 10 000 is the instructions per request.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -46,12 +44,10 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
 use kv_backends::memory::MemoryBackend;
 use kv_benches::{
-    bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, Timing,
+    bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, HashStore,
+    Timing,
 };
-use kv_core::{
-    is_expired, Capabilities, DeleteOutcome, Entry, KvStore, Limits, ListOptions, ListPage,
-    Namespace, NewEntry, PutOutcome, Store, SystemClock, Version, WriteMode,
-};
+use kv_core::Store;
 use kv_middleware::rate_limit::{HeaderStyle, RateLimitLayer, RateLimiter};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
@@ -84,7 +80,7 @@ fn app(rt: &Runtime, variant: &str) -> Router {
         "bare" => handler_app(),
         "ours" | "ours-no-headers" | "ours-hashmap" => {
             let ns = if variant == "ours-hashmap" {
-                HashStore::namespace()
+                HashStore::namespace("RATE_LIMITS")
             } else {
                 rt.block_on(async {
                     let store = Store::new(MemoryBackend::new());
@@ -119,95 +115,6 @@ fn app(rt: &Runtime, variant: &str) -> Router {
         }
         other => unreachable!("unknown variant {other}"),
     })
-}
-
-/// The simplest store with compare-and-swap: one mutex around a `HashMap`, entries with
-/// versions and expiry (the shape of the per-key state governor keeps in its map).
-#[derive(Debug, Default)]
-struct HashStore {
-    map: Mutex<HashMap<String, Entry>>,
-    versions: AtomicU64,
-}
-
-impl HashStore {
-    fn namespace() -> Namespace {
-        Namespace::new(
-            "RATE_LIMITS",
-            Arc::new(HashStore::default()),
-            Limits::default(),
-            SystemClock::shared(),
-        )
-    }
-
-    fn live(map: &HashMap<String, Entry>, key: &str) -> Option<Version> {
-        map.get(key)
-            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
-            .map(|entry| entry.version)
-    }
-}
-
-#[kv_core::async_trait]
-impl KvStore for HashStore {
-    fn kind(&self) -> &'static str {
-        "hashmap"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic()
-    }
-
-    async fn get(&self, key: &str) -> kv_core::Result<Option<Entry>> {
-        let map = self.map.lock().expect("not poisoned");
-        Ok(map
-            .get(key)
-            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
-            .cloned())
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        entry: NewEntry,
-        mode: WriteMode,
-    ) -> kv_core::Result<PutOutcome> {
-        let mut map = self.map.lock().expect("not poisoned");
-        if !mode.allows(Self::live(&map, key)) {
-            return Ok(PutOutcome::ConditionFailed);
-        }
-        let version = Version::from_raw(self.versions.fetch_add(1, Ordering::Relaxed) + 1);
-        let stored = Entry {
-            value: entry.value,
-            metadata: entry.metadata,
-            expiration: entry.expiration,
-            version,
-        };
-        match map.get_mut(key) {
-            Some(slot) => *slot = stored,
-            None => {
-                map.insert(key.to_owned(), stored);
-            }
-        }
-        Ok(PutOutcome::Written(version))
-    }
-
-    async fn delete(&self, key: &str, mode: WriteMode) -> kv_core::Result<DeleteOutcome> {
-        let mut map = self.map.lock().expect("not poisoned");
-        let current = Self::live(&map, key);
-        if !mode.allows(current) {
-            return Ok(DeleteOutcome::ConditionFailed);
-        }
-        map.remove(key);
-        Ok(DeleteOutcome::Deleted {
-            existed: current.is_some(),
-        })
-    }
-
-    async fn list(&self, _: &ListOptions) -> kv_core::Result<ListPage> {
-        Ok(ListPage {
-            list_complete: true,
-            ..ListPage::default()
-        })
-    }
 }
 
 /// The client addresses of `n` keys, in the order requests use them.

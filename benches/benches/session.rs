@@ -22,12 +22,11 @@
 //! `cargo bench -p kv-benches --bench session` prints the medians and the ratios at the end
 //! (from criterion's estimates of this run).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::routing::get;
@@ -36,11 +35,8 @@ use criterion::{criterion_group, Criterion};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request};
 use kv_backends::memory::MemoryBackend;
-use kv_benches::{current_thread_runtime, Timing};
-use kv_core::{
-    is_expired, Capabilities, DeleteOutcome, Entry, KvStore, Limits, ListOptions, ListPage,
-    ManualClock, Namespace, NewEntry, PutOutcome, Store, SystemClock, Version, WriteMode,
-};
+use kv_benches::{current_thread_runtime, HashStore, Timing};
+use kv_core::{ManualClock, Store};
 use kv_middleware::session::{Session as OurSession, SessionLayer};
 use tower::ServiceExt;
 use tower_sessions::session::{Id, Record};
@@ -180,8 +176,8 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Vec<Contender> {
             SessionLayer::new(store.namespace("SESSIONS").await.expect("namespace"))
                 .with_secure(false),
         );
-        let ours_hashmap =
-            our_routes().layer(SessionLayer::new(HashStore::namespace()).with_secure(false));
+        let ours_hashmap = our_routes()
+            .layer(SessionLayer::new(HashStore::namespace("SESSIONS")).with_secure(false));
         let theirs = their_routes()
             .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false));
         let our_cookie = seed(&ours).await;
@@ -214,92 +210,6 @@ fn contenders(rt: &tokio::runtime::Runtime) -> Vec<Contender> {
     })
 }
 
-/// The simplest store with compare-and-swap: one mutex around a `HashMap`, like
-/// tower-sessions' `MemoryStore`. Running our layer over it as well separates the layer's own
-/// cost from the memory backend's (an ordered, lock-free skip list built for listing and
-/// concurrency, whose point operations cost more than a hash map's).
-#[derive(Debug, Default)]
-struct HashStore {
-    map: Mutex<HashMap<String, Entry>>,
-    versions: AtomicU64,
-}
-
-impl HashStore {
-    fn namespace() -> Namespace {
-        Namespace::new(
-            "SESSIONS",
-            Arc::new(HashStore::default()),
-            Limits::default(),
-            SystemClock::shared(),
-        )
-    }
-
-    fn live(map: &HashMap<String, Entry>, key: &str) -> Option<Version> {
-        map.get(key)
-            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
-            .map(|entry| entry.version)
-    }
-}
-
-#[async_trait::async_trait]
-impl KvStore for HashStore {
-    fn kind(&self) -> &'static str {
-        "hashmap"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::atomic()
-    }
-
-    async fn get(&self, key: &str) -> kv_core::Result<Option<Entry>> {
-        let map = self.map.lock().expect("not poisoned");
-        Ok(map
-            .get(key)
-            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
-            .cloned())
-    }
-
-    async fn put(
-        &self,
-        key: &str,
-        entry: NewEntry,
-        mode: WriteMode,
-    ) -> kv_core::Result<PutOutcome> {
-        let mut map = self.map.lock().expect("not poisoned");
-        if !mode.allows(Self::live(&map, key)) {
-            return Ok(PutOutcome::ConditionFailed);
-        }
-        let version = Version::from_raw(self.versions.fetch_add(1, Ordering::Relaxed) + 1);
-        let stored = Entry {
-            value: entry.value,
-            metadata: entry.metadata,
-            expiration: entry.expiration,
-            version,
-        };
-        map.insert(key.to_owned(), stored);
-        Ok(PutOutcome::Written(version))
-    }
-
-    async fn delete(&self, key: &str, mode: WriteMode) -> kv_core::Result<DeleteOutcome> {
-        let mut map = self.map.lock().expect("not poisoned");
-        let current = Self::live(&map, key);
-        if !mode.allows(current) {
-            return Ok(DeleteOutcome::ConditionFailed);
-        }
-        map.remove(key);
-        Ok(DeleteOutcome::Deleted {
-            existed: current.is_some(),
-        })
-    }
-
-    async fn list(&self, _: &ListOptions) -> kv_core::Result<ListPage> {
-        Ok(ListPage {
-            list_complete: true,
-            ..ListPage::default()
-        })
-    }
-}
-
 /// A contender's app over a new, empty store (for `create`).
 async fn fresh_app(name: &str) -> Router {
     match name {
@@ -311,9 +221,8 @@ async fn fresh_app(name: &str) -> Router {
                     .with_secure(false),
             )
         }
-        "ours-hashmap" => {
-            our_routes().layer(SessionLayer::new(HashStore::namespace()).with_secure(false))
-        }
+        "ours-hashmap" => our_routes()
+            .layer(SessionLayer::new(HashStore::namespace("SESSIONS")).with_secure(false)),
         _ => their_routes()
             .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false)),
     }

@@ -4,10 +4,17 @@
 //! The benchmarks themselves live in `benches/benches/` (see `BENCHMARKS.md` at the workspace
 //! root for how to run them and the latest figures).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use kv_core::{
+    is_expired, Capabilities, DeleteOutcome, Entry, KvStore, Limits, ListOptions, ListPage,
+    Namespace, NewEntry, PutOutcome, SystemClock, Version, WriteMode,
+};
 
 /// Shortest precomputed key-selection pattern (a power of two).
 pub const MIN_PATTERN_LEN: usize = 1 << 16;
@@ -296,5 +303,98 @@ mod tests {
         assert_eq!(cursor.next(), keys.get(p[0] as usize));
         assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-9);
         assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-9);
+    }
+}
+
+/// The simplest store with compare-and-swap: one mutex around a `HashMap`, entries with
+/// versions and expiry. Benches run a layer over it beside the memory backend to separate the
+/// layer's own cost from the backend's (an ordered skip list built for listing and concurrency,
+/// whose point operations cost more than a hash map's); its shape is the per-key state
+/// governor keeps in its map.
+#[derive(Debug, Default)]
+pub struct HashStore {
+    map: Mutex<HashMap<String, Entry>>,
+    versions: AtomicU64,
+}
+
+impl HashStore {
+    /// A namespace `id` over a new, empty `HashStore`, on the system clock.
+    pub fn namespace(id: &str) -> Namespace {
+        Namespace::new(
+            id,
+            Arc::new(HashStore::default()),
+            Limits::default(),
+            SystemClock::shared(),
+        )
+    }
+
+    fn live(map: &HashMap<String, Entry>, key: &str) -> Option<Version> {
+        map.get(key)
+            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
+            .map(|entry| entry.version)
+    }
+}
+
+#[kv_core::async_trait]
+impl KvStore for HashStore {
+    fn kind(&self) -> &'static str {
+        "hashmap"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::atomic()
+    }
+
+    async fn get(&self, key: &str) -> kv_core::Result<Option<Entry>> {
+        let map = self.map.lock().expect("not poisoned");
+        Ok(map
+            .get(key)
+            .filter(|entry| !is_expired(entry.expiration, SystemTime::now()))
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> kv_core::Result<PutOutcome> {
+        let mut map = self.map.lock().expect("not poisoned");
+        if !mode.allows(Self::live(&map, key)) {
+            return Ok(PutOutcome::ConditionFailed);
+        }
+        let version = Version::from_raw(self.versions.fetch_add(1, Ordering::Relaxed) + 1);
+        let stored = Entry {
+            value: entry.value,
+            metadata: entry.metadata,
+            expiration: entry.expiration,
+            version,
+        };
+        match map.get_mut(key) {
+            Some(slot) => *slot = stored,
+            None => {
+                map.insert(key.to_owned(), stored);
+            }
+        }
+        Ok(PutOutcome::Written(version))
+    }
+
+    async fn delete(&self, key: &str, mode: WriteMode) -> kv_core::Result<DeleteOutcome> {
+        let mut map = self.map.lock().expect("not poisoned");
+        let current = Self::live(&map, key);
+        if !mode.allows(current) {
+            return Ok(DeleteOutcome::ConditionFailed);
+        }
+        map.remove(key);
+        Ok(DeleteOutcome::Deleted {
+            existed: current.is_some(),
+        })
+    }
+
+    async fn list(&self, _: &ListOptions) -> kv_core::Result<ListPage> {
+        Ok(ListPage {
+            list_complete: true,
+            ..ListPage::default()
+        })
     }
 }
