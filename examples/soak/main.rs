@@ -127,8 +127,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
         None => {
-            temp = TempDir::new()?;
-            temp.0.clone()
+            temp = tempfile::Builder::new().prefix("kv-soak-").tempdir()?;
+            temp.path().to_owned()
         }
     };
     let exe = std::env::current_exe()?;
@@ -233,24 +233,4 @@ async fn serve_kv(store_url: &str) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> std::io::Result<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("kv-soak-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

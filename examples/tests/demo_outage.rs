@@ -10,12 +10,11 @@ mod support;
 mod redis_server;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{client, login, DemoProcess};
+use support::{client, login, DemoProcess, KvServerProcess};
 
 /// The longest a request may take while the store is down: the session layer's 5 s store
 /// timeout (the slowest bound of any layer), plus room for a loaded machine.
@@ -229,92 +228,18 @@ async fn redis_killed_and_restarted_under_load() {
     .await;
 }
 
-/// A kv-server on its own runtime, so killing it closes every socket at once, as a crashed
-/// process would; its memory store outlives it, as a file store outlives a process.
-struct KvServerProcess {
-    addr: SocketAddr,
-    store: kv_core::Store,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl KvServerProcess {
-    fn start(store: kv_core::Store, addr: SocketAddr) -> KvServerProcess {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match tokio::net::TcpListener::bind(addr).await {
-                    Ok(listener) => break listener,
-                    Err(error) => {
-                        assert!(Instant::now() < deadline, "rebinding {addr}: {error}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
-        let addr = listener.local_addr().unwrap();
-        let router = kv_server::router(store.clone(), kv_server::ServerConfig::default());
-        runtime.spawn(kv_server::serve(listener, router, std::future::pending()));
-        KvServerProcess {
-            addr,
-            store,
-            runtime: Some(runtime),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        *self = KvServerProcess::start(self.store.clone(), self.addr);
-    }
-}
-
-impl Drop for KvServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_server_killed_and_restarted_under_load() {
     let store = kv_backends::open("memory:").await.unwrap();
-    let server =
-        std::thread::spawn(move || KvServerProcess::start(store, "127.0.0.1:0".parse().unwrap()))
-            .join()
-            .unwrap();
-    let url = format!("http://{}", server.addr);
-    let server = Arc::new(Mutex::new(Some(server)));
+    let server = Arc::new(Mutex::new(KvServerProcess::start(store)));
+    let url = server.lock().unwrap().url();
     let dir = tempfile::tempdir().unwrap();
     let demo = DemoProcess::start(dir.path(), &url, &demo_args());
-    // Runtimes are started and stopped off the test's own runtime threads.
-    let on_thread = |server: Arc<Mutex<Option<KvServerProcess>>>, restart: bool| {
-        std::thread::spawn(move || {
-            let mut guard = server.lock().unwrap();
-            let server = guard.as_mut().unwrap();
-            if restart {
-                server.restart();
-            } else {
-                server.kill();
-            }
-        })
-        .join()
-        .unwrap();
-    };
     outage(
         "kv-server",
         &demo,
-        || on_thread(server.clone(), false),
-        || on_thread(server.clone(), true),
+        || server.lock().unwrap().kill(),
+        || server.lock().unwrap().restart(),
     )
     .await;
-    std::thread::spawn(move || drop(server)).join().unwrap();
 }

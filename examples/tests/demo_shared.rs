@@ -9,29 +9,9 @@ mod redis_server;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{client, get_json, login, DemoProcess};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use support::{client, get_json, login, DemoProcess, KvServerProcess};
 
 const ADMIN: &str = "shared-admin";
-
-/// A kv-server over a memory store, in this test process; stops when dropped.
-struct KvServer {
-    url: String,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn kv_server() -> KvServer {
-    let store = kv_backends::open("memory:").await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let router = kv_server::router(store, kv_server::ServerConfig::default());
-    tokio::spawn(kv_server::serve(listener, router, async move {
-        let _ = stopped.await;
-    }));
-    KvServer { url, _stop: stop }
-}
 
 /// Two demos on `store`, each in its own working directory.
 fn two_demos(store: &str) -> (tempfile::TempDir, DemoProcess, DemoProcess) {
@@ -136,8 +116,8 @@ async fn shared_store_behaves_as_one(store: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_demos_share_one_kv_server() {
-    let server = kv_server().await;
-    shared_store_behaves_as_one(&server.url).await;
+    let server = KvServerProcess::start(kv_backends::open("memory:").await.unwrap());
+    shared_store_behaves_as_one(&server.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

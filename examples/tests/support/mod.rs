@@ -3,10 +3,11 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{COOKIE, SET_COOKIE};
 use http::HeaderMap;
@@ -168,4 +169,77 @@ pub async fn get_json(
         "GET {url}"
     );
     response.json().await.expect("json body")
+}
+
+/// A kv-server over `store` on its own runtime, as its own process would be: killing it closes
+/// every socket at once, as a crash would, while the store (a memory store here) outlives it, as
+/// a file store outlives a process. Usable from async tests: its runtimes start on their own
+/// threads.
+pub struct KvServerProcess {
+    addr: SocketAddr,
+    store: kv_core::Store,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl KvServerProcess {
+    /// A kv-server over `store` on a free loopback port.
+    pub fn start(store: kv_core::Store) -> KvServerProcess {
+        Self::start_on(store, "127.0.0.1:0".parse().expect("address"))
+    }
+
+    fn start_on(store: kv_core::Store, addr: SocketAddr) -> KvServerProcess {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let listener = runtime.block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(listener) => break listener,
+                        Err(error) => {
+                            assert!(Instant::now() < deadline, "rebinding {addr}: {error}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            });
+            let addr = listener.local_addr().expect("local address");
+            let router = kv_server::router(store.clone(), kv_server::ServerConfig::default());
+            runtime.spawn(kv_server::serve(listener, router, std::future::pending()));
+            KvServerProcess {
+                addr,
+                store,
+                runtime: Some(runtime),
+            }
+        })
+        .join()
+        .expect("kv-server start")
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Drops the server's runtime: every connection is cut.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Starts it again on the same port, over the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = KvServerProcess::start_on(self.store.clone(), self.addr);
+    }
+}
+
+impl Drop for KvServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
