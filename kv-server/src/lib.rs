@@ -50,7 +50,7 @@ mod state;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -134,11 +134,14 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
                 response
             }
         }))
-        // A body that stalls fails its read (400) instead of holding the connection.
+        // A body that stalls fails its read (400) instead of holding the connection. Requests
+        // without a body (reads, the hot path) are left as they are: nothing to time, no box.
         .layer(map_request(move |request: Request| async move {
             match body_read_timeout {
-                Some(timeout) => request.map(|body| Body::new(TimeoutBody::new(timeout, body))),
-                None => request,
+                Some(timeout) if !HttpBody::is_end_stream(request.body()) => {
+                    request.map(|body| Body::new(TimeoutBody::new(timeout, body)))
+                }
+                _ => request,
             }
         }))
         .with_state(state)
