@@ -269,7 +269,8 @@ impl Namespace {
     /// The same namespace with every store call bounded by `timeout`: a call that takes longer
     /// fails with [`KvError::Unavailable`](crate::KvError::Unavailable) (its outcome unknown,
     /// as with a lost connection). Layers use it so that a store that stops answering cannot
-    /// hang requests. Needs a tokio runtime with its timer.
+    /// hang requests. `None` gives the namespace unchanged. Needs a tokio runtime with its
+    /// timer.
     ///
     /// ```
     /// # async fn example(namespace: kv_core::Namespace) {
@@ -279,13 +280,18 @@ impl Namespace {
     /// # let _ = bounded;
     /// # }
     /// ```
-    pub fn with_timeout(&self, timeout: std::time::Duration) -> Namespace {
-        Namespace {
-            id: self.id.clone(),
-            inner: Arc::new(crate::timeout::TimeoutStore::new(
+    pub fn with_timeout(&self, timeout: impl Into<Option<std::time::Duration>>) -> Namespace {
+        let inner = match timeout.into() {
+            Some(timeout) => Arc::new(crate::timeout::TimeoutStore::new(
                 self.inner.clone(),
                 timeout,
-            )),
+            )) as Arc<dyn KvStore>,
+            // No bound: the same store, for settings that make the timeout optional.
+            None => self.inner.clone(),
+        };
+        Namespace {
+            id: self.id.clone(),
+            inner,
             limits: self.limits.clone(),
             clock: self.clock.clone(),
         }

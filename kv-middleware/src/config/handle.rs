@@ -155,9 +155,7 @@ where
     /// [`ConfigError::Missing`] without a default. A document that is invalid falls back to
     /// the default (logged), or fails without one. A store error fails.
     pub async fn load(mut self) -> Result<Config<T>, ConfigError> {
-        if let Some(timeout) = self.store_timeout {
-            self.namespace = self.namespace.with_timeout(timeout);
-        }
+        self.namespace = self.namespace.with_timeout(self.store_timeout);
         let first = self.namespace.get_entry(&self.key).await?;
         let mut start_error = None;
         let current = match (first, self.default) {

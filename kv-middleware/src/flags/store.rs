@@ -125,10 +125,7 @@ impl FlagStoreBuilder {
     /// `PROVIDER_NOT_READY` until a refresh succeeds. Inside a tokio runtime the background
     /// task starts now and refreshes at once.
     pub fn build(self) -> FlagStore {
-        let namespace = match self.store_timeout {
-            Some(timeout) => self.namespace.with_timeout(timeout),
-            None => self.namespace,
-        };
+        let namespace = self.namespace.with_timeout(self.store_timeout);
         let inner = Arc::new(Inner {
             namespace,
             clock: self.clock,

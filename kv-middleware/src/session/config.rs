@@ -120,10 +120,7 @@ impl Config {
     /// Bounds each store call by `timeout` (`None`: unbounded). A call that runs over is a
     /// store error, handled as the load and save policies say.
     pub(crate) fn set_store_timeout(&mut self, timeout: Option<Duration>) {
-        self.namespace = match timeout {
-            Some(timeout) => self.unbounded.with_timeout(timeout),
-            None => self.unbounded.clone(),
-        };
+        self.namespace = self.unbounded.with_timeout(timeout);
     }
 
     /// The store's clock, in whole seconds since the Unix epoch.
