@@ -1,7 +1,6 @@
 //! First-start defaults: the config document and the `new-ui` flag, written only when absent.
 
-use kv_core::KvError;
-use kv_middleware::flags::{FlagDefinition, FlagsError, Rule};
+use kv_middleware::flags::{FlagDefinition, Rule};
 
 use crate::app::Demo;
 use crate::config::DemoConfig;
@@ -29,17 +28,8 @@ pub async fn defaults(demo: &Demo) -> anyhow::Result<()> {
         tracing::info!(key = config.key(), "seeded the default config");
     }
     let flags = &demo.flags;
-    match flags.set_flag_if(NEW_UI, &new_ui_flag(), None).await {
-        Ok(_) => tracing::info!(flag = NEW_UI, "seeded the flag"),
-        // Already there (another process or an earlier run wrote it).
-        Err(FlagsError::Conflict { .. }) => {}
-        // No compare-and-swap: check, then write.
-        Err(FlagsError::Store(error)) if matches!(*error, KvError::Unsupported { .. }) => {
-            if flags.get_flag(NEW_UI).await?.is_none() {
-                flags.set_flag(NEW_UI, &new_ui_flag()).await?;
-            }
-        }
-        Err(error) => return Err(error.into()),
+    if flags.set_flag_if_absent(NEW_UI, &new_ui_flag()).await? {
+        tracing::info!(flag = NEW_UI, "seeded the flag");
     }
     flags.refresh().await?;
     Ok(())

@@ -62,8 +62,7 @@ use kv_core::DEFAULT_STORE_URL;
 use kv_examples::escape_html;
 use kv_middleware::config::{ApiKeyLayer, Config, ConfigLayer};
 use kv_middleware::flags::{
-    default_context, FlagDefinition, FlagStore, Flags, FlagsError, FlagsLayer, RequireFlagLayer,
-    Rule,
+    default_context, FlagDefinition, FlagStore, Flags, FlagsLayer, RequireFlagLayer, Rule,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -144,24 +143,24 @@ async fn main() -> anyhow::Result<()> {
         .load()
         .await
         .context("loading the flags")?;
-    seed_flag(
-        &flags,
-        "new-homepage",
-        FlagDefinition::boolean(false)
-            .with_rule(Rule::split([("on", 50), ("off", 50)]))
-            .with_metadata("owner", "web-team")
-            .with_metadata(
-                "description",
-                "the redesigned home page, to half of the users",
-            ),
-    )
-    .await?;
-    seed_flag(
-        &flags,
-        "beta-page",
-        FlagDefinition::boolean(false).with_targets("on", ["ada"]),
-    )
-    .await?;
+    flags
+        .set_flag_if_absent(
+            "new-homepage",
+            &FlagDefinition::boolean(false)
+                .with_rule(Rule::split([("on", 50), ("off", 50)]))
+                .with_metadata("owner", "web-team")
+                .with_metadata(
+                    "description",
+                    "the redesigned home page, to half of the users",
+                ),
+        )
+        .await?;
+    flags
+        .set_flag_if_absent(
+            "beta-page",
+            &FlagDefinition::boolean(false).with_targets("on", ["ada"]),
+        )
+        .await?;
 
     // Config: the stored document, or the default (written once so `kv key get` shows it).
     let config = Config::builder(store.namespace(&args.config_namespace).await?, "app")
@@ -227,21 +226,6 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// Writes a flag only if no one has (compare-and-swap on absence).
-async fn seed_flag(flags: &FlagStore, key: &str, flag: FlagDefinition) -> anyhow::Result<()> {
-    match flags.set_flag_if(key, &flag, None).await {
-        Ok(_) | Err(FlagsError::Conflict { .. }) => Ok(()),
-        Err(FlagsError::Store(error)) if matches!(*error, kv_core::KvError::Unsupported { .. }) => {
-            // A store without compare-and-swap: seed only when missing, accepting a race.
-            if flags.get_flag(key).await?.is_none() {
-                flags.set_flag(key, &flag).await?;
-            }
-            Ok(())
-        }
-        Err(error) => Err(error.into()),
-    }
 }
 
 async fn home(flags: Flags, config: Config<AppConfig>) -> Html<String> {

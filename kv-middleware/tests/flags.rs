@@ -1219,3 +1219,36 @@ fn flag_documents_round_trip() {
 fn flags_is_send_sync_clone(flags: Flags) -> impl Send + Sync + Clone + 'static {
     flags
 }
+
+#[tokio::test]
+async fn set_flag_if_absent_seeds_once_with_and_without_compare_and_swap() {
+    for cas in [true, false] {
+        let fx = Fixture::memory();
+        let namespace = fx.namespace("FLAGS").await;
+        if !cas {
+            fx.faults
+                .report_capabilities(kv_core::Capabilities::plain());
+        }
+        let flags = FlagStore::builder(namespace).manual_refresh().build();
+        let seeded = FlagDefinition::boolean(false);
+        assert!(
+            flags.set_flag_if_absent("f", &seeded).await.unwrap(),
+            "cas {cas}"
+        );
+        // An admin changes it; a later seed leaves the change alone.
+        flags
+            .set_flag("f", &FlagDefinition::boolean(true))
+            .await
+            .unwrap();
+        assert!(
+            !flags.set_flag_if_absent("f", &seeded).await.unwrap(),
+            "cas {cas}"
+        );
+        let stored = flags.get_flag("f").await.unwrap().unwrap();
+        assert_eq!(
+            stored.definition,
+            FlagDefinition::boolean(true),
+            "cas {cas}"
+        );
+    }
+}

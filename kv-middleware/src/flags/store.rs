@@ -449,6 +449,33 @@ impl FlagStore {
     pub async fn set_flag(&self, key: &str, flag: &FlagDefinition) -> Result<Version, FlagsError> {
         self.write_flag(key, flag, WriteMode::Overwrite).await
     }
+    /// Writes `flag` unless the store already holds `key` (seeding a default at start); whether
+    /// it was written. On a store with compare-and-swap this is one only-if-absent write, safe
+    /// when several processes seed at once; without, it reads first and then writes, so two
+    /// processes seeding the same key at the same moment may both write (the same default).
+    pub async fn set_flag_if_absent(
+        &self,
+        key: &str,
+        flag: &FlagDefinition,
+    ) -> Result<bool, FlagsError> {
+        if !self
+            .inner
+            .namespace
+            .capabilities()
+            .atomic_conditional_writes
+        {
+            if self.get_flag(key).await?.is_some() {
+                return Ok(false);
+            }
+            self.set_flag(key, flag).await?;
+            return Ok(true);
+        }
+        match self.set_flag_if(key, flag, None).await {
+            Ok(_) => Ok(true),
+            Err(FlagsError::Conflict { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
 
     /// Validates and writes a flag only if it is still at `expected` (`None`: only if it does
     /// not exist yet); [`FlagsError::Conflict`] otherwise. Needs a store with compare-and-swap
