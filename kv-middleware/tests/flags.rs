@@ -54,7 +54,7 @@ fn bool_flag_with_rule(rule: Value) -> Value {
 
 fn vectors() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/flagd_fractional_vectors.json");
+        .join("tests/data/flagd_fractional_vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
