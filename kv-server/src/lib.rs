@@ -45,27 +45,24 @@ pub mod error;
 mod extract;
 pub mod metrics;
 mod routes;
+mod serve;
 mod state;
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::{Body, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::{from_fn_with_state, map_request, map_response};
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
 use axum::Router;
 use kv_core::Store;
-use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutBody;
 use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
 pub use crate::config::{ServerConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT};
 pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
+pub use crate::serve::{serve, serve_with_config, shutdown_signal};
 use crate::state::AppState;
 
 /// The REST API's base path; `{account_id}` may be anything.
@@ -84,7 +81,6 @@ pub const METADATA_HEADER_CAPABILITY: &str = "metadata-header";
 pub fn router(store: Store, config: ServerConfig) -> Router {
     let value_limit = store.limits().max_value_bytes + config.multipart_overhead_bytes;
     let bulk_limit = config.max_bulk_body_bytes;
-    let body_read_timeout = config.body_read_timeout;
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
     let capabilities = capabilities_value(&state);
 
@@ -134,16 +130,6 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
                 response
             }
         }))
-        // A body that stalls fails its read (400) instead of holding the connection. Requests
-        // without a body (reads, the hot path) are left as they are: nothing to time, no box.
-        .layer(map_request(move |request: Request| async move {
-            match body_read_timeout {
-                Some(timeout) if !HttpBody::is_end_stream(request.body()) => {
-                    request.map(|body| Body::new(TimeoutBody::new(timeout, body)))
-                }
-                _ => request,
-            }
-        }))
         .with_state(state)
 }
 
@@ -154,137 +140,4 @@ fn capabilities_value(state: &AppState) -> Option<HeaderValue> {
         METADATA_HEADER_CAPABILITY
     };
     Some(HeaderValue::from_static(value))
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
-///
-/// Uses the default [`ServerConfig::header_read_timeout`] (10 s); see [`serve_with_config`].
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with_config(listener, app, &ServerConfig::default(), shutdown).await
-}
-
-/// Serves `app` on `listener` with the connection settings of `config` (its
-/// [`header_read_timeout`](ServerConfig::header_read_timeout)) until `shutdown` completes,
-/// then finishes in-flight requests: it stops accepting, lets every connection finish the
-/// request it is serving, closes idle ones, and returns once all are closed.
-///
-/// HTTP/1.1 only. A connection that does not send a request's whole header within the timeout
-/// is closed without an answer; a header larger than about 400 KiB (or with more than 100
-/// fields) is answered `431 Request Header Fields Too Large`.
-///
-/// ```no_run
-/// # async fn run(store: kv_core::Store) -> std::io::Result<()> {
-/// use std::time::Duration;
-/// let config = kv_server::ServerConfig::default().with_header_read_timeout(Duration::from_secs(5));
-/// let app = kv_server::router(store, config.clone());
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-/// kv_server::serve_with_config(listener, app, &config, kv_server::shutdown_signal()).await
-/// # }
-/// ```
-pub async fn serve_with_config(
-    listener: TcpListener,
-    app: Router,
-    config: &ServerConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
-    // Tells connections to finish: a value is sent (or the sender dropped) at shutdown.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-    // Every connection task holds a receiver; `closed()` completes when all are gone.
-    let (done_tx, done_rx) = tokio::sync::watch::channel(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
-                Err(error) => {
-                    accept_error(error).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Small answers should not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-        let connection =
-            builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app.clone()));
-        let mut stop = stop_rx.clone();
-        let done = done_rx.clone();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                }
-            }
-            drop(done);
-        });
-    }
-    drop(listener);
-    drop(done_rx);
-    let _ = stop_tx.send(());
-    done_tx.closed().await;
-    Ok(())
-}
-
-/// Waits out a failed `accept`: at once for errors of one connection, a second for others
-/// (such as running out of file descriptors) so that the loop does not spin.
-async fn accept_error(error: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
