@@ -65,15 +65,16 @@ pub struct Args {
     /// localhost; browsers accept `Secure` cookies on `http://localhost` and `127.0.0.1`).
     #[arg(long)]
     insecure_cookie: bool,
+    /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
+    #[command(flatten)]
+    timeouts: kv_server::TimeoutArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     kv_examples::init_tracing("info");
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let refresh = Duration::from_secs(args.refresh_secs.max(1));
     let demo = app::Demo::start(&store, &args, refresh).await?;
     seed::defaults(&demo)
@@ -87,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "kv-demo listening on http://{} (store: {}, {} backend; admin routes {})",
         listener.local_addr()?,
-        args.store,
+        kv_core::redact_store_url(&args.store),
         store.kind(),
         if args.admin_token.is_some() {
             "on"
@@ -95,12 +96,7 @@ async fn main() -> anyhow::Result<()> {
             "off: set --admin-token or KV_ADMIN_TOKEN"
         }
     );
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(kv_server::shutdown_signal())
-    .await?;
+    kv_examples::serve(listener, router, &args.timeouts).await?;
     println!("kv-demo stopped");
     Ok(())
 }

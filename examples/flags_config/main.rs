@@ -85,6 +85,9 @@ struct Args {
     /// Seconds between background refreshes of flags and config.
     #[arg(long, default_value_t = 5)]
     refresh_secs: u64,
+    /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
+    #[command(flatten)]
+    timeouts: kv_server::TimeoutArgs,
 }
 
 /// The runtime config: one JSON document under the key `app`.
@@ -131,9 +134,7 @@ fn validate(config: &AppConfig) -> Result<(), String> {
 async fn main() -> anyhow::Result<()> {
     kv_examples::init_tracing("info");
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let interval = Duration::from_secs(args.refresh_secs.max(1));
 
     // Flags: load (a bad flag in the store would refuse to start: fix it, or use `build()` to
@@ -217,14 +218,10 @@ async fn main() -> anyhow::Result<()> {
         args.flags_namespace,
         args.config_namespace,
         store.kind(),
-        args.store,
+        kv_core::redact_store_url(&args.store),
         interval.as_secs()
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    kv_examples::serve(listener, app, &args.timeouts).await?;
     Ok(())
 }
 

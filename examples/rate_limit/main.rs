@@ -63,15 +63,16 @@ struct Args {
     /// address those proxies forward in `X-Forwarded-For`.
     #[arg(long = "trust-proxy")]
     trusted_proxies: Vec<String>,
+    /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
+    #[command(flatten)]
+    timeouts: kv_server::TimeoutArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     kv_examples::init_tracing("info");
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let limits = store.namespace(&args.namespace).await?;
 
     let login = RateLimiter::builder(limits.clone())
@@ -113,13 +114,9 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         args.namespace,
         store.kind(),
-        args.store
+        kv_core::redact_store_url(&args.store)
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    kv_examples::serve(listener, app, &args.timeouts).await?;
     Ok(())
 }
 

@@ -47,15 +47,16 @@ struct Args {
     /// Send the cookie without `Secure` (for plain HTTP on a host other than localhost).
     #[arg(long)]
     insecure_cookie: bool,
+    /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
+    #[command(flatten)]
+    timeouts: kv_server::TimeoutArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     kv_examples::init_tracing("info");
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let namespace = store.namespace(&args.namespace).await?;
     let sessions = SessionLayer::new(namespace).with_secure(!args.insecure_cookie);
 
@@ -74,9 +75,9 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         args.namespace,
         store.kind(),
-        args.store
+        kv_core::redact_store_url(&args.store)
     );
-    axum::serve(listener, app).await?;
+    kv_examples::serve(listener, app, &args.timeouts).await?;
     Ok(())
 }
 

@@ -10,6 +10,29 @@
 //!
 //! This library holds the little the programs share.
 
+/// Opens the store at `url` (any store URL); an error names the store without its password.
+pub async fn open_store(url: &str) -> anyhow::Result<kv_core::Store> {
+    use anyhow::Context as _;
+    kv_backends::open(url)
+        .await
+        .with_context(|| format!("opening store {}", kv_core::redact_store_url(url)))
+}
+
+/// Serves `app` on `listener` until SIGINT or SIGTERM with the connection protections of
+/// `kv serve` (see [`kv_server::serve_with_config`]): a connection that does not send a whole
+/// request header within `timeouts`' header read timeout (a slow or idle one) is closed, a
+/// request body that stalls fails with 400, and handlers see the peer's address
+/// (`ConnectInfo<SocketAddr>`) for client-IP rate limits.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    timeouts: &kv_server::TimeoutArgs,
+) -> anyhow::Result<()> {
+    let config = timeouts.apply(kv_server::ServerConfig::default());
+    kv_server::serve_with_config(listener, app, &config, kv_server::shutdown_signal()).await?;
+    Ok(())
+}
+
 /// Logs to stderr at `default` (`info`, `warn`, ...) unless `RUST_LOG` says otherwise.
 pub fn init_tracing(default: &str) {
     tracing_subscriber::fmt()

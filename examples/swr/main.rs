@@ -51,6 +51,9 @@ struct Args {
     /// After the tour, serve the app on this address.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
+    #[command(flatten)]
+    timeouts: kv_server::TimeoutArgs,
 }
 
 /// The slow origin: counts its calls.
@@ -119,9 +122,7 @@ async fn show(app: &Router, label: &str, path: &str) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     kv_examples::init_tracing("warn");
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let namespace = store.namespace(&args.namespace).await?;
     let layer = CacheLayer::new(namespace.clone()).with_x_cache(true);
     let origin = Origin {
@@ -150,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         args.origin_delay_ms,
         args.namespace,
         store.kind(),
-        args.store
+        kv_core::redact_store_url(&args.store)
     );
     // Start from a cold cache (a file store keeps entries from earlier runs).
     layer.purge("/report").await?;
@@ -236,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
             "\nserving on http://{0}: try `curl -i http://{0}/report` a few times",
             listener.local_addr()?
         );
-        axum::serve(listener, app).await?;
+        kv_examples::serve(listener, app, &args.timeouts).await?;
     }
     Ok(())
 }

@@ -65,7 +65,7 @@ pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
         StoreUrl::Cloudflare { account_id } => {
             let token = env_token(crate::http::CLOUDFLARE_TOKEN_ENV).ok_or_else(|| {
                 KvError::BackendNotAvailable {
-                    url: url.to_string(),
+                    url: url.redacted(),
                     backend: "cloudflare",
                     reason: "needs an API token in the CLOUDFLARE_API_TOKEN environment variable",
                 }
@@ -108,7 +108,7 @@ fn unavailable(url: &StoreUrl, which: &StoreUrl) -> KvError {
         _ => "is not available in this version of kv-backends",
     };
     KvError::BackendNotAvailable {
-        url: url.to_string(),
+        url: url.redacted(),
         backend,
         reason,
     }

@@ -458,3 +458,72 @@ async fn corrupt_records_are_typed_errors() {
     ns.delete("m-json").await.unwrap();
     assert_eq!(ns.list(&ListOptions::new()).await.unwrap().keys.len(), 3);
 }
+
+/// Deleted and expired entries leave their space in the file (redb reuses it for later writes);
+/// `compact` gives it back once the store is closed, and keeps every live entry.
+#[tokio::test]
+async fn compact_gives_back_the_space_of_deleted_and_expired_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = kv_core::unix_secs(std::time::SystemTime::now());
+    // Written an hour ago by the backend's clock with a two-minute TTL: expired by the system
+    // clock that `compact` judges with.
+    let clock = kv_core::ManualClock::at_unix_secs(now - 3_600);
+    let backend = kv_backends::file::FileBackend::builder(dir.path())
+        .clock(clock.shared())
+        .sweep_interval(Duration::ZERO)
+        .open()
+        .unwrap();
+    let store = kv_core::Store::new(backend);
+    let ns = store.namespace("BIG").await.unwrap();
+    let value = bytes::Bytes::from(vec![7u8; 16 * 1024]);
+    let expiring = (0..400)
+        .map(|i| {
+            kv_core::BulkPut::new(format!("expiring/{i}"), value.clone())
+                .with_options(kv_core::PutOptions::new().ttl(Duration::from_secs(120)))
+        })
+        .collect();
+    ns.put_many(expiring).await.unwrap();
+    let deleted: Vec<String> = (0..400).map(|i| format!("deleted/{i}")).collect();
+    let items = deleted
+        .iter()
+        .map(|key| kv_core::BulkPut::new(key.clone(), value.clone()))
+        .collect();
+    ns.put_many(items).await.unwrap();
+    let _ = ns.put("kept", "still here").await.unwrap();
+    ns.delete_many(&deleted).await.unwrap();
+    drop((ns, store));
+    let file = dir.path().join(kv_backends::file::STORE_FILE_NAME);
+    let grown = std::fs::metadata(&file).unwrap().len();
+    assert!(grown > 8 * 1024 * 1024, "the file grew to {grown} bytes");
+
+    let compaction = kv_backends::file::compact(dir.path()).unwrap();
+    assert_eq!(compaction.bytes_before, grown);
+    assert!(
+        compaction.bytes_after * 4 < compaction.bytes_before,
+        "{compaction:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        compaction.bytes_after
+    );
+
+    let store = kv_core::Store::new(kv_backends::file::FileBackend::open(dir.path()).unwrap());
+    let ns = store.namespace("BIG").await.unwrap();
+    assert_eq!(
+        ns.get_text("kept").await.unwrap().as_deref(),
+        Some("still here")
+    );
+    assert_eq!(
+        ns.list(&kv_core::ListOptions::default())
+            .await
+            .unwrap()
+            .keys
+            .len(),
+        1
+    );
+    // While the store is open, compaction is refused, not forced.
+    assert!(matches!(
+        kv_backends::file::compact(dir.path()),
+        Err(kv_core::KvError::StoreLocked { .. })
+    ));
+}

@@ -68,7 +68,7 @@ pub use crate::types::{
     BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage,
     NamespaceInfo, NewEntry, ParseVersionError, PutOptions, PutOutcome, Version, WriteMode,
 };
-pub use crate::url::{StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
+pub use crate::url::{redact_store_url, StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
 
 /// Re-exported for implementing [`KvStore`] and [`Backend`].
 pub use async_trait::async_trait;

@@ -72,6 +72,14 @@ impl StoreUrl {
     }
 }
 
+impl StoreUrl {
+    /// The URL as [`Display`](fmt::Display) shows it, with passwords and tokens replaced by
+    /// `***` (see [`redact_store_url`]): what banners and logs should print.
+    pub fn redacted(&self) -> String {
+        redact_store_url(&self.to_string())
+    }
+}
+
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -94,7 +102,7 @@ impl FromStr for StoreUrl {
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let invalid = |reason: &str| KvError::InvalidStoreUrl {
-            url: input.to_owned(),
+            url: redact_store_url(input),
             reason: reason.to_owned(),
         };
         let url = input.trim();
@@ -154,6 +162,63 @@ impl FromStr for StoreUrl {
             ))),
         }
     }
+}
+
+/// Query parameters whose values are secrets wherever a store URL carries them.
+const SECRET_PARAMETERS: &[&str] = &[
+    "password",
+    "pass",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "access_token",
+];
+
+/// `url` fit for logs, banners and error messages: the user information (`user:password@`)
+/// becomes `***@` and the values of secret query parameters (`password`, `token`, ...) become
+/// `***`; everything else is kept, so the URL still says which store it is. Works on any text,
+/// parsable or not, and never shortens what it cannot recognise.
+///
+/// ```
+/// use kv_core::redact_store_url;
+///
+/// assert_eq!(redact_store_url("redis://:hunter2@cache:6379/0"), "redis://***@cache:6379/0");
+/// assert_eq!(redact_store_url("rediss://app:pw@h/1?protocol=resp3"), "rediss://***@h/1?protocol=resp3");
+/// assert_eq!(redact_store_url("http://h:8787?token=abc&x=1"), "http://h:8787?token=***&x=1");
+/// assert_eq!(redact_store_url("file:./kv-data"), "file:./kv-data");
+/// ```
+pub fn redact_store_url(url: &str) -> String {
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        // The last `@` ends the user information even when a password holds `/` or `@`; one in
+        // a path or query hides a little more than needed, which is the safe side.
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    };
+    if let Some(query_start) = out.find('?') {
+        let (head, query) = out.split_at(query_start + 1);
+        let (query, fragment) = match query.find('#') {
+            Some(hash) => query.split_at(hash),
+            None => (query, ""),
+        };
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if SECRET_PARAMETERS
+                        .iter()
+                        .any(|secret| name.eq_ignore_ascii_case(secret)) =>
+                {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}{fragment}", redacted.join("&"));
+    }
+    out
 }
 
 /// Splits `scheme:rest` when the text starts with a URL scheme (letters, digits, `+-.`, at
@@ -265,6 +330,31 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn secrets_never_reach_messages() {
+        for (url, shown) in [
+            ("redis://:pw@h:1/0", "redis://***@h:1/0"),
+            ("redis://user:p%40ss@h:1/0", "redis://***@h:1/0"),
+            ("redis://user:a/b@c@h:1", "redis://***@h:1"),
+            ("https://tok@kv.example", "https://***@kv.example"),
+            (
+                "redis://h:1/0?password=pw&protocol=resp3",
+                "redis://h:1/0?password=***&protocol=resp3",
+            ),
+            ("http://h?TOKEN=t#frag", "http://h?TOKEN=***#frag"),
+            ("redis://h:1/0", "redis://h:1/0"),
+            ("memory:", "memory:"),
+        ] {
+            assert_eq!(redact_store_url(url), shown, "{url}");
+        }
+        // A rejected URL's error names it without its secret.
+        let error = parse("redis://:hunter2@:6379").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+        let parsed = parse("redis://:hunter2@h:6379").unwrap();
+        assert_eq!(parsed.redacted(), "redis://***@h:6379");
     }
 
     #[test]

@@ -16,6 +16,45 @@ use tower_http::timeout::TimeoutBody;
 
 use crate::ServerConfig;
 
+/// The connection timeouts as command-line options, for every program that serves (`kv serve`,
+/// the demo and the examples), so they are spelt and defaulted the same everywhere.
+///
+/// ```
+/// use clap::Parser;
+///
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     timeouts: kv_server::TimeoutArgs,
+/// }
+///
+/// let cli = Cli::parse_from(["app", "--header-read-timeout", "5", "--body-read-timeout", "0"]);
+/// let config = cli.timeouts.apply(kv_server::ServerConfig::default());
+/// assert_eq!(config.header_read_timeout, Some(std::time::Duration::from_secs(5)));
+/// assert_eq!(config.body_read_timeout, None);
+/// ```
+#[derive(Debug, Clone, clap::Args)]
+pub struct TimeoutArgs {
+    /// Close a connection that takes longer than this many seconds to send a request's header
+    /// (also how long an idle keep-alive connection stays open); 0 disables it.
+    #[arg(long, value_name = "SECS", default_value_t = crate::DEFAULT_HEADER_READ_TIMEOUT.as_secs())]
+    pub header_read_timeout: u64,
+    /// Answer 400 and close a connection whose request body sends nothing for this many
+    /// seconds; 0 disables it.
+    #[arg(long, value_name = "SECS", default_value_t = crate::DEFAULT_BODY_READ_TIMEOUT.as_secs())]
+    pub body_read_timeout: u64,
+}
+
+impl TimeoutArgs {
+    /// `config` with these timeouts (0 seconds: none).
+    pub fn apply(&self, config: ServerConfig) -> ServerConfig {
+        let seconds = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        config
+            .with_header_read_timeout(seconds(self.header_read_timeout))
+            .with_body_read_timeout(seconds(self.body_read_timeout))
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests.
 ///
 /// Uses the default [`ServerConfig`] timeouts (header 10 s, body 30 s); see

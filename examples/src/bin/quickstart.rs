@@ -29,15 +29,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let store = kv_backends::open(&args.store)
-        .await
-        .with_context(|| format!("opening store {}", args.store))?;
+    let store = kv_examples::open_store(&args.store).await?;
     let ns = store.namespace(&args.namespace).await?;
     let now = store.clock().unix_secs();
     println!(
         "opened the {} store {} (namespace {:?})",
         store.kind(),
-        args.store,
+        kv_core::redact_store_url(&args.store),
         args.namespace
     );
 

@@ -68,6 +68,11 @@ impl DemoProcess {
         DemoProcess { child, url, banner }
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `URL` + `path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)

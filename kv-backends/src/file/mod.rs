@@ -19,6 +19,10 @@
 //!   inside a tokio runtime) removes expired entries physically every
 //!   [`sweep_interval`](FileBackendBuilder::sweep_interval); [`FileBackend::purge_expired`] does
 //!   so on demand.
+//! - **File size**: the file keeps the space that deleted and expired entries free and reuses
+//!   it for later writes, so it stays at its largest size but does not grow while the live data
+//!   fits; [`compact()`] (the `kv compact` command) gives the free space back while the store is
+//!   not open.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -42,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+mod compact;
 mod record;
 mod store;
 
@@ -55,6 +60,8 @@ use kv_core::{
     Result, SharedClock, SystemClock,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+
+pub use compact::{compact, Compaction};
 
 use crate::sweeper::{spawn_sweeper, DEFAULT_SWEEP_INTERVAL};
 use store::{

@@ -173,7 +173,7 @@ pub const CLOUDFLARE_TOKEN_ENV: &str = "CLOUDFLARE_API_TOKEN";
 /// ```
 pub fn api_base_for_url(url: &str) -> Result<String> {
     let invalid = |reason: &str| KvError::InvalidStoreUrl {
-        url: url.to_owned(),
+        url: kv_core::redact_store_url(url),
         reason: reason.to_owned(),
     };
     let trimmed = url.trim().trim_end_matches('/');

@@ -376,7 +376,7 @@ fn unavailable(error: RemoteError) -> KvError {
 
 fn invalid_base(base: &str, reason: impl Into<String>) -> KvError {
     KvError::InvalidStoreUrl {
-        url: base.to_owned(),
+        url: kv_core::redact_store_url(base),
         reason: reason.into(),
     }
 }

@@ -12,6 +12,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     durable: bool,
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -26,26 +27,42 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// A server that requires `password` (`requirepass`); [`url`](Self::url) carries it.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let mut server = Self::unstarted(false);
+        server.password = Some(password.to_owned());
+        server.spawn();
+        server
+    }
+
     fn start_with(durable: bool) -> RedisServer {
+        let mut server = Self::unstarted(durable);
+        server.spawn();
+        server
+    }
+
+    fn unstarted(durable: bool) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut server = RedisServer {
+        RedisServer {
             child: None,
             port,
             dir,
             durable,
-        };
-        server.spawn();
-        server
+            password: None,
+        }
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0` (`redis://:PASSWORD@...` when it has a password).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Kills the server (as a crash would).
@@ -73,6 +90,11 @@ impl RedisServer {
             } else {
                 ["--appendonly", "no", "--appendfsync", "everysec"]
             })
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass", password.as_str()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

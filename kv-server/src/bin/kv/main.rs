@@ -6,6 +6,7 @@
 //! kv key put KEY [VALUE | --path FILE | <stdin] [--ttl S] [--expiration UNIX] [--metadata JSON]
 //! kv key get KEY | kv key delete KEY | kv key list [--prefix P] [--json]
 //! kv bulk put FILE.json | kv bulk delete FILE.json
+//! kv compact                      (a file store that no process has open)
 //! ```
 //!
 //! Every client command takes `--store URL` (default `./kv-data`, or `KV_STORE`) and
@@ -20,7 +21,7 @@ mod serve;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kv_core::{KvError, Namespace, Store};
+use kv_core::{redact_store_url, KvError, Namespace, Store};
 
 /// Serve a key-value store over the Workers KV REST API, or use one from the shell.
 #[derive(Debug, Parser)]
@@ -49,6 +50,9 @@ enum Command {
     /// Write or delete many keys from a JSON file in Cloudflare's bulk format.
     #[command(subcommand)]
     Bulk(bulk::BulkCommand),
+    /// Give a file store's free space (of deleted and expired entries) back to the file
+    /// system; the store must not be open elsewhere.
+    Compact,
 }
 
 /// How a command failed, which decides the exit code.
@@ -123,13 +127,39 @@ async fn run(cli: Cli) -> Outcome {
             let store = open(&cli.store).await?;
             bulk::run(&store, &cli.namespace, command).await
         }
+        Command::Compact => compact(&cli.store).await,
     }
+}
+
+/// `kv compact`: only file stores keep freed space in their file.
+async fn compact(url: &str) -> Outcome {
+    let path = match url.parse::<kv_core::StoreUrl>() {
+        Ok(kv_core::StoreUrl::File { path }) => path,
+        Ok(other) => {
+            return Err(Failure::Usage(format!(
+                "`kv compact` works on file stores; {} is a {} store",
+                other.redacted(),
+                other.backend()
+            )))
+        }
+        Err(error) => return Err(Failure::Usage(error.to_string())),
+    };
+    let compaction = tokio::task::spawn_blocking(move || kv_backends::file::compact(&path))
+        .await
+        .map_err(anyhow::Error::new)??;
+    println!(
+        "compacted: {} -> {} bytes",
+        compaction.bytes_before, compaction.bytes_after
+    );
+    Ok(())
 }
 
 async fn open(url: &str) -> Result<Store, Failure> {
     kv_backends::open(url).await.map_err(|error| match error {
         KvError::InvalidStoreUrl { .. } => Failure::Usage(error.to_string()),
-        other => Failure::Error(anyhow::Error::new(other).context(format!("opening {url}"))),
+        other => Failure::Error(
+            anyhow::Error::new(other).context(format!("opening {}", redact_store_url(url))),
+        ),
     })
 }
 
