@@ -1,6 +1,6 @@
 //! No session ID or cookie value in the logs: `tracing` output captured at TRACE and at the
-//! default INFO level during login / logout flows (rotations, tampered and stale cookies,
-//! signed and unsigned), then searched for every 16-character piece of every ID and cookie.
+//! default INFO level during login / logout flows (rotations, tampered, stale and conflicting
+//! cookies, signed and unsigned), then searched for every 16-character piece of every ID and cookie.
 //!
 //! One test in its own binary: `tracing` caches per-callsite interest across threads, so
 //! captures with different filters must not run in parallel.
@@ -104,6 +104,12 @@ async fn flow(signed: bool) -> Vec<String> {
     );
     let (new_id, new_cookie) = send(&app, "POST", "/rotate", Some(&cookie)).await;
     secrets.extend([new_id, new_cookie.clone()]);
+    // Two cookies naming different sessions (cookie tossing): neither is used.
+    let tossed = format!("{cookie}; session={new_cookie}");
+    assert_eq!(
+        send(&app, "GET", "/whoami", Some(&tossed)).await.0,
+        "anonymous"
+    );
     assert_eq!(
         send(&app, "POST", "/logout", Some(&new_cookie)).await.0,
         "bye"
@@ -184,6 +190,10 @@ fn ids_and_cookie_values_are_not_logged() {
     assert!(
         logs.contains("ignoring a malformed or badly signed session cookie"),
         "the session layer's debug logs are captured: {logs}"
+    );
+    assert!(
+        logs.contains("the request names more than one session"),
+        "the conflicting cookies are logged: {logs}"
     );
     assert_no_secrets(&logs, &secrets);
 

@@ -52,6 +52,9 @@ pub struct SessionStats {
     pub conflicts: u64,
     /// Saves that failed (the response became a 500).
     pub save_errors: u64,
+    /// Requests whose cookies named more than one session (cookie tossing, or a stale cookie
+    /// of another path or domain): none of them was used, the request had a new session.
+    pub conflicting_cookies: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +65,7 @@ pub(crate) struct Counters {
     pub(crate) deletes: AtomicU64,
     pub(crate) conflicts: AtomicU64,
     pub(crate) save_errors: AtomicU64,
+    pub(crate) conflicting_cookies: AtomicU64,
 }
 
 impl Counters {
@@ -77,6 +81,7 @@ impl Counters {
             deletes: self.deletes.load(Ordering::Relaxed),
             conflicts: self.conflicts.load(Ordering::Relaxed),
             save_errors: self.save_errors.load(Ordering::Relaxed),
+            conflicting_cookies: self.conflicting_cookies.load(Ordering::Relaxed),
         }
     }
 }

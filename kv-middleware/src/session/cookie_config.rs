@@ -11,7 +11,9 @@ use http::{HeaderMap, HeaderValue};
 use super::error::SessionError;
 use super::id::SessionId;
 
-/// At most this many cookies of our name are considered per request (each may cost an HMAC).
+/// At most this many cookies of our name are read per request (each may cost an HMAC). A
+/// request with more is a conflict (see [`Presented::Conflicting`]): otherwise an attacker's
+/// padding could push the victim's cookie out of view and leave only the attacker's.
 const MAX_CANDIDATES: usize = 4;
 /// Longer values cannot be ours (an ID is 43 bytes, a signed one 87); they are ignored unread.
 const MAX_VALUE_LEN: usize = 128;
@@ -22,6 +24,8 @@ const MAX_VALUE_LEN: usize = 128;
 pub(crate) struct RawCookies {
     first: Option<(HeaderValue, Range<usize>)>,
     more: Vec<Box<str>>,
+    /// More than [`MAX_CANDIDATES`] values were present; the rest were not kept.
+    overflow: bool,
 }
 
 impl RawCookies {
@@ -52,6 +56,17 @@ impl RawCookies {
             .into_iter()
             .chain(self.more.iter().map(|value| &**value))
     }
+}
+
+/// What the request's cookies of our name present, after verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// No valid session ID (no cookie, or only malformed or badly signed ones).
+    None,
+    /// Exactly one session ID (perhaps in several cookies).
+    One(SessionId),
+    /// Several different session IDs, or more cookies than are read.
+    Conflicting,
 }
 
 /// The cookie's name, attributes and signing keys.
@@ -229,15 +244,56 @@ impl CookieConfig {
                 if value.is_empty() || value.len() > MAX_VALUE_LEN {
                     continue;
                 }
+                if found.len() == MAX_CANDIDATES {
+                    found.overflow = true;
+                    return found;
+                }
                 // `value` is a slice of `text`: keep the header and the range, not a copy.
                 let start = value.as_ptr() as usize - text.as_ptr() as usize;
                 found.push(header, start..start + value.len());
-                if found.len() == MAX_CANDIDATES {
-                    return found;
-                }
             }
         }
         found
+    }
+
+    /// Which session the request's cookies of our name present.
+    ///
+    /// Values that are not a well-formed (with signing: correctly signed) ID are ignored, and
+    /// one ID presented twice (the same value twice, or signed by an old and the current key)
+    /// is one session. Two different IDs are a conflict, and so is a request with more values
+    /// than are read: the request cannot tell its own session from one planted by another
+    /// site (cookie tossing), so it uses neither.
+    pub(crate) fn resolve(&self, cookies: &RawCookies) -> Presented {
+        if cookies.overflow {
+            return Presented::Conflicting;
+        }
+        let mut found: Option<SessionId> = None;
+        for raw in cookies.iter() {
+            let Some(id) = self.decode(raw) else {
+                continue;
+            };
+            match &found {
+                None => found = Some(id),
+                Some(first) if *first == id => {}
+                Some(_) => return Presented::Conflicting,
+            }
+        }
+        match found {
+            Some(id) => Presented::One(id),
+            None => Presented::None,
+        }
+    }
+
+    /// The different session IDs the request's cookies of our name carry, in request order
+    /// (only the values that are read).
+    pub(crate) fn ids(&self, cookies: &RawCookies) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = Vec::new();
+        for id in cookies.iter().filter_map(|raw| self.decode(raw)) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     /// The session ID a raw cookie value carries, when it is well formed and (with signing)
@@ -383,12 +439,45 @@ mod tests {
         let long = format!("session={}", "a".repeat(500));
         assert!(config.candidates(&headers(&[&long])).is_empty());
         let many = "session=1; session=2; session=3; session=4; session=5";
+        let found = config.candidates(&headers(&[many]));
+        assert_eq!(found.iter().collect::<Vec<_>>(), vec!["1", "2", "3", "4"]);
+        assert!(found.overflow);
+        let four = "session=1; session=2; session=3; session=4; other=5";
+        assert!(!config.candidates(&headers(&[four])).overflow);
+    }
+
+    #[test]
+    fn resolves_one_session_or_a_conflict() {
+        let config = CookieConfig::default();
+        let (a, b) = (
+            SessionId::generate().unwrap(),
+            SessionId::generate().unwrap(),
+        );
+        let resolve = |values: &[&str]| config.resolve(&config.candidates(&headers(values)));
+        assert_eq!(resolve(&[]), Presented::None);
+        assert_eq!(resolve(&["session=bad; session=x"]), Presented::None);
         assert_eq!(
-            config
-                .candidates(&headers(&[many]))
-                .iter()
-                .collect::<Vec<_>>(),
-            vec!["1", "2", "3", "4"]
+            resolve(&[&format!("session={a}")]),
+            Presented::One(a.clone())
+        );
+        assert_eq!(
+            resolve(&[&format!("session=bad; session={a}; session={a}")]),
+            Presented::One(a.clone())
+        );
+        assert_eq!(
+            resolve(&[&format!("session={a}; session={b}")]),
+            Presented::Conflicting
+        );
+        assert_eq!(
+            resolve(&[&format!("session={b}"), &format!("session={a}")]),
+            Presented::Conflicting
+        );
+        let padded = format!("session=1; session=2; session=3; session={a}; session={b}");
+        assert_eq!(resolve(&[&padded]), Presented::Conflicting);
+        let text = format!("session={b}; session={a}; session={b}");
+        assert_eq!(
+            config.ids(&config.candidates(&headers(&[&text]))),
+            vec![b, a]
         );
     }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::config::{Config, Counters, LoadErrorPolicy};
-use super::cookie_config::RawCookies;
+use super::cookie_config::{Presented, RawCookies};
 use super::error::SessionError;
 use super::expiry::Expiry;
 use super::expiry::StoredExpiry;
@@ -437,14 +437,32 @@ impl Session {
         Self::with_incoming(config, Incoming::None)
     }
 
-    /// The ID the request presented (verified and well formed), if any.
+    /// The ID the request presented (verified and well formed), if any: `None` also when its
+    /// cookies name several sessions (logged and counted here).
     fn incoming_id(&self) -> Option<SessionId> {
-        match &self.inner.incoming {
-            Incoming::Cookies(values) => values
-                .iter()
-                .find_map(|raw| self.inner.config.cookie.decode(raw)),
-            Incoming::Id(id) => Some(id.clone()),
-            Incoming::None => None,
+        let values = match &self.inner.incoming {
+            Incoming::Cookies(values) => values,
+            Incoming::Id(id) => return Some(id.clone()),
+            Incoming::None => return None,
+        };
+        match self.inner.config.cookie.resolve(values) {
+            Presented::One(id) => Some(id),
+            Presented::None => {
+                if !values.is_empty() {
+                    tracing::debug!("ignoring a malformed or badly signed session cookie");
+                }
+                None
+            }
+            Presented::Conflicting => {
+                // Which one is the user's own cannot be told: taking either could sign the
+                // user in as whoever planted the other (cookie tossing). No value is logged.
+                Counters::bump(&self.inner.config.counters.conflicting_cookies);
+                tracing::debug!(
+                    "ignoring the session cookies: the request names more than one session \
+                     (a cookie planted by another site?)"
+                );
+                None
+            }
         }
     }
 
@@ -462,9 +480,6 @@ impl Session {
             Phase::Unloaded => {
                 state.has_cookie = self.has_incoming_cookie();
                 let id = self.incoming_id();
-                if id.is_none() && state.has_cookie {
-                    tracing::debug!("ignoring a malformed or badly signed session cookie");
-                }
                 state.load(&self.inner.config, id).await?;
                 Ok(state)
             }
@@ -607,6 +622,17 @@ impl Session {
                     });
                 }
                 state.phase = Phase::Ready;
+            }
+        }
+        // Cookies naming several sessions load none of them; logging out still ends them all,
+        // so that the user's own session does not outlive the logout in the store. (The other
+        // is the planter's: ending it harms nobody else.)
+        if let Incoming::Cookies(values) = &self.inner.incoming {
+            if config.cookie.resolve(values) == Presented::Conflicting {
+                for id in config.cookie.ids(values) {
+                    config.namespace.delete(&id.store_key()).await?;
+                    Counters::bump(&config.counters.deletes);
+                }
             }
         }
         state.delete_records(config).await

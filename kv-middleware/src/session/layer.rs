@@ -103,6 +103,9 @@ impl SessionLayer {
     /// Names the cookie `__Host-<name>` (default off). Browsers then accept it only when it is
     /// `Secure`, has `Path=/` and no `Domain`, so the cookie is sent that way whatever the
     /// path, domain and secure settings say; no other host or path can overwrite it.
+    ///
+    /// Recommended: it is what stops a sibling subdomain from planting a session cookie in
+    /// your users' browsers (cookie tossing; see the [module docs](super)).
     pub fn with_host_prefix(mut self, host_prefix: bool) -> Self {
         self.config_mut().cookie.set_host_prefix(host_prefix);
         self

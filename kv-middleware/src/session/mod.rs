@@ -72,6 +72,33 @@
 //! empty session, a fresh one (with a fresh ID: a client-chosen ID is never adopted) is issued
 //! only if the handler writes, and the bad value is never echoed, nor logged.
 //!
+//! # Several cookies of the session's name (cookie tossing)
+//!
+//! A browser may send two cookies of the same name: one set by this host and one set by a
+//! sibling subdomain for the parent domain (`Domain=example.com`), or by anyone who could
+//! answer a plain-HTTP request for the site. Nothing in the `Cookie` header says which is
+//! which, and the planted one can come first (a longer `Path` sorts first). Taking the first
+//! would sign the user in as the planter, whose session then records what the user does.
+//!
+//! So when a request's cookies name **more than one session** (different valid IDs, or more
+//! cookies of the name than the layer reads, 4), the layer uses none of them: the handler sees
+//! an empty session, as with no cookie; a write saves a new session under a fresh ID and sets
+//! its cookie; [`destroy`](Session::destroy) (logout) deletes every session the request named.
+//! The event is logged at `debug` (without the values) and counted
+//! ([`SessionStats::conflicting_cookies`]). Values that are not a valid ID (malformed, badly
+//! signed) are ignored, and one ID sent twice (also signed by an old and by the current key)
+//! is one session.
+//!
+//! This protects a signed-in user, but while the planted cookie lives the user's requests
+//! keep naming two sessions and stay anonymous, and a browser that holds no cookie of its own
+//! accepts the planted one as its session. What prevents both is the `__Host-` prefix
+//! ([`SessionLayer::with_host_prefix`]): browsers accept a `__Host-` cookie only from this
+//! very host, over HTTPS, with `Path=/` and no `Domain`, so no other subdomain can set one, and
+//! the layer does not read the bare name. **Use it whenever the site shares its registrable
+//! domain with hosts you do not fully control** (and it costs nothing otherwise). Against
+//! cross-site requests that use the user's own cookie, see the origin check
+//! (`OriginCheckLayer`, feature `origin`).
+//!
 //! # Expiry
 //!
 //! Three kinds ([`Expiry`]), set per layer ([`SessionLayer::with_expiry`]) and per session
