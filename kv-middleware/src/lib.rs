@@ -8,6 +8,7 @@
 //! | `cache` | [`cache`] | stale-while-revalidate caching: an HTTP response cache layer (RFC 9111, `Vary`, `Age`, `Cache-Status`, coalescing, background refresh) and a programmatic get-or-fetch cache |
 //! | `flags` | [`flags`] | feature flags evaluated from an in-memory snapshot: flagd's format and bucketing, rules and segments, a layer giving each request a `Flags` handle, `RequireFlagLayer` |
 //! | `config` | [`config`] | a typed, versioned config document with validation, compare-and-swap updates and rollback; `ConfigLayer`, `ApiKeyLayer` |
+//! | `origin` | [`origin`] | cross-site request forgery protection without tokens or a store: `OriginCheckLayer` refuses state-changing requests a browser makes for another origin (`Sec-Fetch-Site`, `Origin`) |
 //!
 //! The `axum` feature adds axum extractors for the handles of the enabled middleware, and `full`
 //! enables everything. Nothing requires axum: every layer works with any tower or hyper service,
@@ -23,6 +24,8 @@ pub mod cache;
 pub mod config;
 #[cfg(feature = "flags")]
 pub mod flags;
+#[cfg(feature = "origin")]
+pub mod origin;
 #[cfg(feature = "rate_limit")]
 pub mod rate_limit;
 #[cfg(feature = "session")]
