@@ -635,7 +635,10 @@ async fn head_purge_and_keys(fx: Fixture) {
     for path in ["/a", "/a?x=1", "/ab", "/b"] {
         send(&app, get(path)).await;
     }
-    assert_eq!(layer.cache_key(&get("/a?x=1")), "/a?x=1#GET@example.com");
+    assert_eq!(
+        layer.cache_key(&get("/a?x=1")).as_deref(),
+        Some("/a?x=1#GET@example.com")
+    );
     assert_eq!(fx.keys().await.len(), 5);
 
     assert_eq!(layer.purge("/a").await.unwrap(), 2, "GET and HEAD of /a");

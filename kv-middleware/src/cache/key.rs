@@ -11,6 +11,11 @@
 //! one URL). A key longer than the store's key limit keeps its first bytes and ends in the
 //! SHA-256 of the whole key; the stored entry records the whole key and is checked on every
 //! read, so two long URLs never share a response.
+//!
+//! What a client can put into a key is bounded: the query is reduced by [`QueryKey`], the host
+//! checked against the allow-list ([`HostPolicy`]), and a request whose keyed URL (path, kept
+//! query, keyed host) is longer than [`KeyConfig::max_url`] has no key at all and bypasses the
+//! cache, so every recorded whole key is short.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -19,8 +24,11 @@ use http::header::{self, HeaderMap};
 use http::{Method, Uri};
 use sha2::{Digest, Sha256};
 
-/// Which parts of the request besides method, path and query the key holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+use super::host::HostPolicy;
+use super::query::QueryKey;
+
+/// How a request becomes its key: the parts besides the method, and the limits on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyConfig {
     /// Prepended to every key (empty by default: give the cache its own namespace).
     pub prefix: String,
@@ -28,27 +36,99 @@ pub(crate) struct KeyConfig {
     pub host: bool,
     /// Key by the scheme too (the URI's, else `http`); only with `host`.
     pub scheme: bool,
+    /// Which part of the query string the key holds.
+    pub query: QueryKey,
+    /// The hosts that may be keyed, and what happens to the others; `None`: any host.
+    pub hosts: Option<HostPolicy>,
+    /// The longest keyed URL (path, kept query and keyed host), in bytes; longer requests
+    /// bypass the cache.
+    pub max_url: usize,
 }
 
-/// The whole (unshortened) base key of a request, before fitting it to the key limit.
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            prefix: String::new(),
+            host: true,
+            scheme: false,
+            query: QueryKey::keep(),
+            hosts: None,
+            max_url: DEFAULT_MAX_URL_SIZE,
+        }
+    }
+}
+
+/// The default longest keyed URL, in bytes: 2 KiB
+/// ([`CacheLayer::with_max_url_size`](super::CacheLayer::with_max_url_size)).
+pub const DEFAULT_MAX_URL_SIZE: usize = 2048;
+
+/// The most bytes of request header values a stored response may record for its `Vary`
+/// fields; a response varying on more is not stored.
+pub(crate) const MAX_VARY_VALUES: usize = 8 * 1024;
+
+/// Why a request is not keyed, and so bypasses the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unkeyed {
+    /// The keyed URL is longer than [`KeyConfig::max_url`].
+    UrlTooLong,
+    /// The host is not on the allow-list and other hosts bypass.
+    HostNotAllowed,
+}
+
+impl Unkeyed {
+    /// The `Cache-Status` detail.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unkeyed::UrlTooLong => "url-too-long",
+            Unkeyed::HostNotAllowed => "host-not-allowed",
+        }
+    }
+}
+
+/// The whole (unshortened) base key of a request, before fitting it to the key limit, or why
+/// the request has none. Its length is at most the prefix, the scheme and the method plus
+/// [`KeyConfig::max_url`]: no request can make the cache record a longer key.
 pub(crate) fn base_key(
     config: &KeyConfig,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> String {
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut key = String::with_capacity(config.prefix.len() + target.len() + 48);
-    key.push_str(&config.prefix);
-    key.push_str(target);
-    key.push('#');
-    key.push_str(method.as_str());
-    if config.host {
-        let host = uri
+) -> Result<String, Unkeyed> {
+    let (path, query) = match uri.path_and_query() {
+        // Kept whole, the query is keyed exactly as sent (`/a?` included).
+        Some(pq) if config.query == QueryKey::keep() => (pq.as_str(), Cow::Borrowed("")),
+        Some(pq) => (pq.path(), config.query.apply(pq.query().unwrap_or(""))),
+        None => ("/", Cow::Borrowed("")),
+    };
+    let host = if config.host || config.hosts.is_some() {
+        let raw = uri
             .authority()
             .map(|a| a.as_str())
             .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
+        match &config.hosts {
+            Some(policy) => Some(policy.resolve(raw).ok_or(Unkeyed::HostNotAllowed)?),
+            None => Some(Cow::Borrowed(raw)),
+        }
+    } else {
+        None
+    };
+    let host = host.filter(|_| config.host);
+    // Measured before anything is copied, so an oversized request costs no allocation.
+    let url_len = path.len() + query.len() + host.as_ref().map_or(0, |h| h.len());
+    if url_len > config.max_url {
+        return Err(Unkeyed::UrlTooLong);
+    }
+    let mut key = String::with_capacity(config.prefix.len() + url_len + 48);
+    key.push_str(&config.prefix);
+    key.push_str(path);
+    if !query.is_empty() {
+        key.push('?');
+        key.push_str(&query);
+    }
+    key.push('#');
+    key.push_str(method.as_str());
+    if let Some(host) = host {
         key.push('@');
         if config.scheme {
             key.push_str(uri.scheme_str().unwrap_or("http"));
@@ -57,15 +137,36 @@ pub(crate) fn base_key(
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
             key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
         } else {
-            key.push_str(host);
+            key.push_str(&host);
         }
     }
-    key
+    Ok(key)
 }
 
-/// The listing prefix that selects every key of one URL target (all methods, hosts, variants).
+/// The listing prefix that selects every key of one URL target (all methods, hosts, variants),
+/// its query reduced as the keys' are.
 pub(crate) fn target_prefix(config: &KeyConfig, target: &str) -> String {
-    format!("{}{}#", config.prefix, target)
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) if config.query != QueryKey::keep() => {
+            (path, config.query.apply(query))
+        }
+        _ => (target, Cow::Borrowed("")),
+    };
+    if query.is_empty() {
+        format!("{}{}#", config.prefix, path)
+    } else {
+        format!("{}{}?{}#", config.prefix, path, query)
+    }
+}
+
+/// Whether the request's values of a response's `Vary` fields are too large to record.
+pub(crate) fn vary_too_large(names: &[String], headers: &HeaderMap) -> bool {
+    let total: usize = names
+        .iter()
+        .flat_map(|name| headers.get_all(name.as_str()))
+        .map(|value| value.len() + 2)
+        .sum();
+    total > MAX_VARY_VALUES
 }
 
 /// The key `full` as stored: itself when it fits in `max_bytes`, else its first bytes (cut at a
@@ -170,6 +271,7 @@ mod tests {
             prefix: "c:".into(),
             host,
             scheme,
+            ..KeyConfig::default()
         }
     }
 
@@ -179,26 +281,88 @@ mod tests {
         headers.insert(header::HOST, HeaderValue::from_static("Example.COM:8080"));
         let uri: Uri = "/a/b?x=1&y=2".parse().unwrap();
         assert_eq!(
-            base_key(&config(true, false), &Method::GET, &uri, &headers),
+            base_key(&config(true, false), &Method::GET, &uri, &headers).unwrap(),
             "c:/a/b?x=1&y=2#GET@example.com:8080"
         );
         assert_eq!(
-            base_key(&config(false, false), &Method::HEAD, &uri, &headers),
+            base_key(&config(false, false), &Method::HEAD, &uri, &headers).unwrap(),
             "c:/a/b?x=1&y=2#HEAD"
         );
         assert_eq!(
-            base_key(&config(true, true), &Method::GET, &uri, &headers),
+            base_key(&config(true, true), &Method::GET, &uri, &headers).unwrap(),
             "c:/a/b?x=1&y=2#GET@http://example.com:8080"
         );
         let absolute: Uri = "https://h.example/p".parse().unwrap();
         assert_eq!(
-            base_key(&config(true, true), &Method::GET, &absolute, &headers),
+            base_key(&config(true, true), &Method::GET, &absolute, &headers).unwrap(),
             "c:/p#GET@https://h.example"
         );
         assert_eq!(
             target_prefix(&config(true, false), "/a/b?x=1&y=2"),
             "c:/a/b?x=1&y=2#"
         );
+    }
+
+    #[test]
+    fn limits_on_what_a_request_puts_in_the_key() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("Example.COM"));
+        let mut config = KeyConfig {
+            max_url: 30,
+            query: QueryKey::only(["b", "a"]).sorted(),
+            ..KeyConfig::default()
+        };
+        let uri: Uri = "/p?b=2&utm=1&a=1".parse().unwrap();
+        assert_eq!(
+            base_key(&config, &Method::GET, &uri, &headers),
+            Ok("/p?a=1&b=2#GET@example.com".to_owned())
+        );
+        assert_eq!(target_prefix(&config, "/p?utm=3&b=2&a=1"), "/p?a=1&b=2#");
+        assert_eq!(target_prefix(&config, "/p?utm=3"), "/p#");
+        // The path, the kept query and the host count; the dropped query does not.
+        let long: Uri = format!("/{}?utm={}", "p".repeat(8), "x".repeat(500))
+            .parse()
+            .unwrap();
+        assert!(base_key(&config, &Method::GET, &long, &headers).is_ok());
+        let long: Uri = format!("/{}?a=1", "p".repeat(17)).parse().unwrap();
+        assert_eq!(
+            base_key(&config, &Method::GET, &long, &headers),
+            Err(Unkeyed::UrlTooLong)
+        );
+        config.host = false;
+        assert!(base_key(&config, &Method::GET, &long, &headers).is_ok());
+        config.host = true;
+        config.hosts = Some(HostPolicy::new(
+            ["other.example".to_owned()],
+            crate::cache::OtherHosts::Bypass,
+        ));
+        assert_eq!(
+            base_key(&config, &Method::GET, &uri, &headers),
+            Err(Unkeyed::HostNotAllowed)
+        );
+        // The allow-list applies even when the host is not part of the key.
+        config.host = false;
+        assert_eq!(
+            base_key(&config, &Method::GET, &uri, &headers),
+            Err(Unkeyed::HostNotAllowed)
+        );
+        let keep = KeyConfig::default();
+        let bare: Uri = "/a?".parse().unwrap();
+        assert_eq!(
+            base_key(&keep, &Method::GET, &bare, &headers),
+            Ok("/a?#GET@example.com".to_owned())
+        );
+    }
+
+    #[test]
+    fn vary_values_are_bounded() {
+        let names = vec!["accept-language".to_owned()];
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-language", HeaderValue::from_static("en"));
+        assert!(!vary_too_large(&names, &headers));
+        let big = HeaderValue::from_str(&"e".repeat(MAX_VARY_VALUES)).unwrap();
+        headers.insert("accept-language", big);
+        assert!(vary_too_large(&names, &headers));
     }
 
     #[test]

@@ -9,12 +9,15 @@ use tokio::sync::broadcast;
 use tower_layer::Layer;
 
 use super::backoff::Backoff;
+use super::host::{HostPolicy, OtherHosts};
 use super::key::{self, KeyConfig};
 use super::policy::Defaults;
+use super::query::QueryKey;
 use super::service::CacheService;
 use super::service::Outcome;
 use super::singleflight::Flights;
 use super::stats::{CacheEvent, CacheStats, Counters, Events};
+use super::trim::{Bound, Trimmer};
 
 /// Caches HTTP responses in a namespace, serving stale while revalidating in the background.
 ///
@@ -27,13 +30,17 @@ use super::stats::{CacheEvent, CacheStats, Counters, Events};
 /// ```
 /// # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
 /// use std::time::Duration;
-/// use kv_middleware::cache::CacheLayer;
+/// use kv_middleware::cache::{CacheLayer, QueryKey};
 ///
 /// let layer = CacheLayer::new(store.namespace("HTTP_CACHE").await?)
 ///     .with_default_ttl(Duration::from_secs(30))
 ///     .with_stale_while_revalidate(Duration::from_secs(300))
 ///     .with_stale_if_error(Duration::from_secs(86_400))
 ///     .with_max_body_size(256 * 1024)
+///     .with_max_url_size(1024)
+///     .with_allowed_hosts(["example.com", "www.example.com"])
+///     .with_query(QueryKey::only(["page", "q"]).sorted())
+///     .with_max_entries(5_000)
 ///     .with_x_cache(true);
 /// # let _ = layer;
 /// # Ok(()) }
@@ -62,6 +69,9 @@ pub(crate) struct Config {
     pub x_cache: bool,
     pub status_name: String,
     pub invalidate_unsafe: bool,
+    /// What unlisted hosts get once an allow-list is set (kept for a later allow-list).
+    pub other_hosts: OtherHosts,
+    pub bound: Bound,
 }
 
 /// What the services of one layer share at run time.
@@ -71,6 +81,7 @@ pub(crate) struct State {
     pub backoff: Backoff,
     pub counters: Counters,
     pub events: Events,
+    pub trimmer: Trimmer,
 }
 
 /// The default body size cap: 1 MiB.
@@ -79,7 +90,9 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
 impl CacheLayer {
     /// A cache stored in `namespace`, with the defaults:
     ///
-    /// - `GET` and `HEAD` cached, keyed by method, host, path and query (no key prefix);
+    /// - `GET` and `HEAD` cached, keyed by method, host, path and query (no key prefix), any
+    ///   host, the query as sent; requests whose keyed URL is over 2 KiB bypass the cache;
+    /// - at most 10 000 entries and 256 MiB in the namespace, the oldest evicted first;
     /// - responses that say nothing about freshness are fresh for 60 s, with no stale windows;
     /// - responses up to 1 MiB are stored; larger ones stream through;
     /// - `Set-Cookie` responses and `Authorization` requests are not cached;
@@ -90,11 +103,7 @@ impl CacheLayer {
         CacheLayer {
             config: Arc::new(Config {
                 namespace,
-                key: KeyConfig {
-                    prefix: String::new(),
-                    host: true,
-                    scheme: false,
-                },
+                key: KeyConfig::default(),
                 methods: vec![Method::GET, Method::HEAD],
                 defaults: Defaults {
                     ttl: Some(Duration::from_secs(60)),
@@ -113,6 +122,8 @@ impl CacheLayer {
                 x_cache: false,
                 status_name: "kv".to_owned(),
                 invalidate_unsafe: true,
+                other_hosts: OtherHosts::Bypass,
+                bound: Bound::default(),
             }),
             state: Arc::new(State::default()),
         }
@@ -140,6 +151,69 @@ impl CacheLayer {
     /// off by default (HTTP/1 requests do not carry one). Only with the host in the key.
     pub fn with_scheme_in_key(mut self, scheme: bool) -> Self {
         self.config_mut().key.scheme = scheme;
+        self
+    }
+
+    /// The longest URL the cache keys, in bytes (2 KiB by default): the path, the query as
+    /// keyed ([`CacheLayer::with_query`]) and, when keyed, the host. A longer request goes to
+    /// the origin and its response is not stored (`Cache-Status: kv; fwd=bypass; ...;
+    /// detail=url-too-long`), so no client can make the cache keep a long key. The whole
+    /// stored key is this plus the key prefix, the scheme and the method.
+    pub fn with_max_url_size(mut self, bytes: usize) -> Self {
+        self.config_mut().key.max_url = bytes;
+        self
+    }
+
+    /// Only these hosts (`host` or `host:port`, compared without regard to ASCII case) may be
+    /// part of the key; requests for any other host get [`CacheLayer::with_other_hosts`]
+    /// ([`OtherHosts::Bypass`] by default). The port is part of the name: `example.com`
+    /// matches requests without a port, list `example.com:8080` for that port. The host is
+    /// the request URI's authority (absolute-form and HTTP/2 requests), else `Host`. Without
+    /// a list (the default) every host is keyed, within the URL size.
+    pub fn with_allowed_hosts<I, H>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = H>,
+        H: Into<String>,
+    {
+        let config = self.config_mut();
+        let others = config.other_hosts.clone();
+        config.key.hosts = Some(HostPolicy::new(hosts.into_iter().map(Into::into), others));
+        self
+    }
+
+    /// What requests for hosts missing from [`CacheLayer::with_allowed_hosts`] get: bypass the
+    /// cache (the default) or share one host's entries. Without an allow-list it has no effect.
+    pub fn with_other_hosts(mut self, others: OtherHosts) -> Self {
+        let config = self.config_mut();
+        config.other_hosts = others.clone();
+        if let Some(policy) = config.key.hosts.take() {
+            config.key.hosts = Some(policy.with_others(others));
+        }
+        self
+    }
+
+    /// Which part of the query string is keyed ([`QueryKey::keep`], the whole query as sent,
+    /// by default): [`QueryKey::ignore`], or [`QueryKey::only`] some parameters, optionally
+    /// [`sorted`](QueryKey::sorted). Purges reduce their target's query the same way.
+    pub fn with_query(mut self, query: QueryKey) -> Self {
+        self.config_mut().key.query = query;
+        self
+    }
+
+    /// The most entries the cache keeps in its namespace under its key prefix (10 000 by
+    /// default; `u64::MAX` for no bound). Past it, a background trim deletes the oldest
+    /// entries; see the [module docs](super#bounded-storage) for how the bound holds across
+    /// processes. A Vary marker counts as an entry.
+    pub fn with_max_entries(mut self, entries: u64) -> Self {
+        self.config_mut().bound.max_entries = entries;
+        self
+    }
+
+    /// The most bytes (keys plus values) the cache keeps in its namespace under its key
+    /// prefix (256 MiB by default; `u64::MAX` for no bound), enforced like
+    /// [`CacheLayer::with_max_entries`]. A response larger than this is not stored.
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.config_mut().bound.max_bytes = bytes;
         self
     }
 
@@ -272,15 +346,17 @@ impl CacheLayer {
     }
 
     /// The store key of a request's response (for a response with `Vary`, the key of its
-    /// marker), as shortened to the store's key limit.
-    pub fn cache_key<B>(&self, request: &Request<B>) -> String {
+    /// marker), as shortened to the store's key limit; `None` when the request bypasses the
+    /// cache for its URL size or its host.
+    pub fn cache_key<B>(&self, request: &Request<B>) -> Option<String> {
         let full = key::base_key(
             &self.config.key,
             request.method(),
             request.uri(),
             request.headers(),
-        );
-        key::fit(&full, self.config.namespace.limits().max_key_bytes).into_owned()
+        )
+        .ok()?;
+        Some(key::fit(&full, self.config.namespace.limits().max_key_bytes).into_owned())
     }
 
     /// Deletes every cached response of one URL target (`/path` or `/path?query`): all

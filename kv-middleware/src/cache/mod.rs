@@ -90,7 +90,8 @@
 //! The host (URI authority, else `Host`, lowercased) is in the key by default
 //! ([`CacheLayer::with_host_in_key`]), the scheme only on request
 //! ([`CacheLayer::with_scheme_in_key`]); the prefix is empty by default
-//! ([`CacheLayer::with_key_prefix`]). For a response with `Vary`, the URL's key holds a small
+//! ([`CacheLayer::with_key_prefix`]). What a client can put into a key is limited, see
+//! [Limits](#limits). For a response with `Vary`, the URL's key holds a small
 //! marker (a generation and the field names) and each variant lives under a key with a hash of
 //! the request's values of those fields; deleting the marker makes every variant unreachable
 //! at once. A key longer than the store's key limit keeps its first bytes and ends in a
@@ -99,7 +100,8 @@
 //!
 //! # What is stored
 //!
-//! One entry per response (plus one marker per URL with `Vary`), in a compact binary form:
+//! One entry per response (plus one marker per URL with `Vary`), with its stored time and size
+//! as list metadata (see [Bounded storage](#bounded-storage)), in a compact binary form:
 //! the status, the headers (less hop-by-hop fields, `Age`, `Cache-Status` and `X-Cache`), the
 //! body, when it was stored, its `Age` on arrival, its windows and flags, its whole key and
 //! the request's `Vary` values. The store's TTL is the useful life — freshness + the longer of
@@ -107,6 +109,81 @@
 //! [`CacheLayer::with_revalidation_grace`] for responses with a validator, and never below the
 //! store's minimum TTL (60 s on Workers KV): the store forgets entries on its own, and since
 //! freshness is judged on every read, a longer store TTL never makes stale data look fresh.
+//!
+//! # Limits
+//!
+//! Anyone who can send requests decides which URLs and hosts the cache sees, so what they can
+//! make it store is bounded, as a CDN bounds it. Every setting and its default:
+//!
+//! | setting | default | what it bounds |
+//! | --- | --- | --- |
+//! | [`CacheLayer::with_max_url_size`] | 2 KiB ([`DEFAULT_MAX_URL_SIZE`]) | the keyed URL: path, the query as keyed and the host when keyed. A longer request bypasses the cache (`fwd=bypass; detail=url-too-long`): nothing read, nothing stored, and so no entry ever records a long key |
+//! | [`CacheLayer::with_allowed_hosts`] | any host | the hosts that may be part of the key (`host` or `host:port`, ASCII case ignored; the port is part of the name) |
+//! | [`CacheLayer::with_other_hosts`] | [`OtherHosts::Bypass`] | what a host missing from the allow-list gets: bypass (`detail=host-not-allowed`), or [`OtherHosts::KeyAs`] one host's entries |
+//! | [`CacheLayer::with_query`] | [`QueryKey::keep`] | the query as keyed: whole, [`QueryKey::ignore`]d, [`QueryKey::only`] some parameters, optionally [`QueryKey::sorted`] so `?a=1&b=2` and `?b=2&a=1` share an entry |
+//! | [`CacheLayer::with_max_body_size`] | 1 MiB ([`DEFAULT_MAX_BODY_SIZE`]) | one response's body; a larger one streams through uncached |
+//! | `Vary` values | 8 KiB | the request's values of a response's `Vary` fields, which its entry records; more is not stored (`detail=vary-too-large`) |
+//! | [`CacheLayer::with_max_entries`] | 10 000 ([`DEFAULT_MAX_ENTRIES`]) | entries in the namespace under the key prefix |
+//! | [`CacheLayer::with_max_bytes`] | 256 MiB ([`DEFAULT_MAX_BYTES`]) | keys plus values in the namespace under the key prefix; a larger response is not stored |
+//!
+//! The origin always receives the request as sent; the query and host settings only decide
+//! which requests share an entry, so parameters or hosts left out of the key must not change
+//! the response.
+//!
+//! ## Bounded storage
+//!
+//! Every entry's list metadata records when it was stored and its size
+//! (`{"stored_at": ms, "bytes": n}`). Each process counts what it writes; after its first
+//! write, and after each *step* of writes since (a twentieth of either bound), it runs one
+//! background trim (single-flight per layer): the trim lists the key prefix a page at a time
+//! with metadata and, when more than the *low-water mark* (the bound less two steps) is
+//! stored, deletes the oldest entries (by stored time, then key) until no more than that is
+//! left. Its store operations have the store timeout; a failed trim is logged, counted in
+//! [`CacheStats::store_errors`] and tried again after the next step. Trims and the entries
+//! they delete are counted in [`CacheStats::trims`] and [`CacheStats::evictions`].
+//!
+//! One or two processes writing to the namespace keep it within the bounds, except for what is
+//! written while a trim's listing runs (the bound is enforced within one trim's lag); N > 2
+//! processes can exceed it by up to N − 2 steps until their next trims. Entries without the
+//! metadata (another program's, or written before it existed) are neither counted nor
+//! evicted; the store also forgets entries at their TTL. A bound of `u64::MAX` on both turns
+//! trimming off. A store that does not give space back on delete (the file store's file
+//! keeps its size until compacted) still holds the bounded data only.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{body::Body, routing::get, Router};
+//! use http::Request;
+//! use kv_middleware::cache::{CacheLayer, OtherHosts, QueryKey};
+//! use tower::ServiceExt;
+//!
+//! let store = kv_backends::open("memory:").await?;
+//! let cache = CacheLayer::new(store.namespace("HTTP_CACHE").await?)
+//!     .with_max_url_size(1024)
+//!     .with_allowed_hosts(["shop.example", "www.shop.example"])
+//!     .with_other_hosts(OtherHosts::KeyAs("shop.example".into()))
+//!     .with_query(QueryKey::only(["page", "sort"]).sorted())
+//!     .with_max_entries(1_000)
+//!     .with_max_bytes(64 * 1024 * 1024);
+//! let app = Router::new().route("/products", get(|| async { "products" }).route_layer(cache.clone()));
+//!
+//! let get = |uri: &str, host: &str| Request::get(uri).header("host", host).body(Body::empty());
+//! app.clone().oneshot(get("/products?sort=price&page=2&utm_source=ad", "SHOP.example")?).await?;
+//! // Another host, another tracking parameter, another order: the same entry.
+//! let second = app.clone().oneshot(get("/products?page=2&sort=price", "evil.test")?).await?;
+//! assert_eq!(second.headers()["cache-status"], "kv; hit; ttl=60");
+//! assert_eq!(
+//!     cache.cache_key(&get("/products?page=2&sort=price", "evil.test")?).as_deref(),
+//!     Some("/products?page=2&sort=price#GET@shop.example")
+//! );
+//!
+//! // A URL over the cap is served, but never stored.
+//! let long = format!("/products?page={}", "9".repeat(2000));
+//! let third = app.oneshot(get(&long, "shop.example")?).await?;
+//! assert_eq!(third.headers()["cache-status"], "kv; fwd=bypass; fwd-status=200; detail=url-too-long");
+//! # Ok(()) }
+//! ```
 //!
 //! # Response headers
 //!
@@ -126,10 +203,11 @@
 //! | nothing stored | `kv; fwd=uri-miss; fwd-status=200; stored; ttl=60` | `MISS` |
 //! | other variants stored, not this one | `kv; fwd=vary-miss; fwd-status=200; stored; ttl=60` | `MISS` |
 //! | answered by another request's origin call | `kv; fwd=uri-miss; fwd-status=200; collapsed; stored; ttl=60` | `MISS` |
-//! | not stored | `kv; fwd=uri-miss; fwd-status=200; detail=no-store` (or `private`, `set-cookie`, `vary-star`, `status`, `no-freshness`, `too-large`) | `MISS` |
+//! | not stored | `kv; fwd=uri-miss; fwd-status=200; detail=no-store` (or `private`, `set-cookie`, `vary-star`, `status`, `no-freshness`, `too-large`, `vary-too-large`) | `MISS` |
 //! | the store failed | `kv; fwd=miss; fwd-status=200; detail=store-error` | `MISS` |
 //! | method not cached | `kv; fwd=method; fwd-status=201` (`; detail=invalidated` after an unsafe request invalidated the URL) | `BYPASS` |
 //! | `Authorization` or `Range` | `kv; fwd=bypass; fwd-status=200; detail=authorization` (or `range`) | `BYPASS` |
+//! | keyed URL over the size cap, or a host not allowed | `kv; fwd=bypass; fwd-status=200; detail=url-too-long` (or `host-not-allowed`) | `BYPASS` |
 //!
 //! `ttl` is the freshness left in seconds (negative once stale).
 //!
@@ -223,17 +301,24 @@ mod backoff;
 mod body;
 mod entry;
 mod future;
+mod host;
 mod key;
 mod layer;
 mod policy;
 mod programmatic;
+mod query;
 mod service;
 mod singleflight;
 mod stats;
+mod trim;
 
 pub use self::body::CacheBody;
 pub use self::future::ResponseFuture;
+pub use self::host::OtherHosts;
+pub use self::key::DEFAULT_MAX_URL_SIZE;
 pub use self::layer::{CacheLayer, DEFAULT_MAX_BODY_SIZE};
 pub use self::programmatic::{Cache, CacheError, Cached, Source, Ttl, WarmReport};
+pub use self::query::QueryKey;
 pub use self::service::CacheService;
 pub use self::stats::{CacheEvent, CacheStats};
+pub use self::trim::{DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES};

@@ -167,6 +167,8 @@ pub(crate) enum NotStored {
     Status,
     NoFreshness,
     TooLarge,
+    /// The request's values of the response's `Vary` fields are too large to record.
+    VaryTooLarge,
 }
 
 impl NotStored {
@@ -179,6 +181,7 @@ impl NotStored {
             NotStored::Status => "status",
             NotStored::NoFreshness => "no-freshness",
             NotStored::TooLarge => "too-large",
+            NotStored::VaryTooLarge => "vary-too-large",
         }
     }
 }

@@ -23,6 +23,7 @@ use super::layer::{Config, State};
 use super::policy::{self, NotStored, Windows};
 use super::singleflight::Join;
 use super::stats::{CacheEvent, CacheStats, Counters};
+use super::trim;
 
 /// The service [`CacheLayer`](super::CacheLayer) wraps around an inner service.
 ///
@@ -294,8 +295,18 @@ impl Shared {
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
 
+        let base = match key::base_key(
+            &config.key,
+            request.method(),
+            request.uri(),
+            request.headers(),
+        ) {
+            Ok(base) => base,
+            Err(unkeyed) => {
+                return Box::pin(self.bypass(inner, request, "bypass", unkeyed.as_str())).await
+            }
+        };
         let (parts, body) = request.into_parts();
-        let base = key::base_key(&config.key, &parts.method, &parts.uri, &parts.headers);
         let mut lookup = self.lookup(&base, &parts.headers).await;
         let now_ms = self.now_ms();
 
@@ -569,8 +580,10 @@ impl Shared {
         let mut keys = Vec::new();
         for uri in &uris {
             for method in &self.config.methods {
-                let full = key::base_key(&self.config.key, method, uri, host);
-                keys.push(key::fit(&full, max).into_owned());
+                // A URL the cache does not key has nothing stored to invalidate.
+                if let Ok(full) = key::base_key(&self.config.key, method, uri, host) {
+                    keys.push(key::fit(&full, max).into_owned());
+                }
             }
         }
         keys.sort();
@@ -862,8 +875,18 @@ impl Shared {
                 }
             }
         };
+        // The entry records the request's values of the Vary fields: bounded like its key.
+        let vary = policy::vary_names(response.headers()).unwrap_or_default();
+        if key::vary_too_large(&vary, &target.headers) {
+            return Exchange::Uncached {
+                response: response.map(CacheBody::stream),
+                reason: NotStored::VaryTooLarge,
+            };
+        }
         let (head, body) = response.into_parts();
-        match buffer(body, self.config.max_body).await {
+        // A body the namespace bound could not hold is not buffered either.
+        let cap = usize::try_from(self.config.bound.max_bytes).unwrap_or(usize::MAX);
+        match buffer(body, self.config.max_body.min(cap)).await {
             Buffered::Stream(body) => Exchange::Uncached {
                 response: Response::from_parts(head, body),
                 reason: NotStored::TooLarge,
@@ -957,35 +980,52 @@ impl Shared {
         }
         let encoded = response.encode();
         let response = Arc::new(response);
-        if encoded.len() > limits.max_value_bytes {
-            return (response, false);
-        }
         let max = limits.max_key_bytes;
         let key = key::fit(&response.key, max);
-        let written = match marker {
-            None => self
-                .guarded(
-                    "put",
-                    &key,
-                    ns.put_with(&key, encoded, PutOptions::new().ttl(ttl)),
-                )
-                .await
-                .is_some(),
-            Some((marker, marker_ttl)) => {
-                let items = vec![
-                    BulkPut::new(key::fit(&target.base, max).into_owned(), marker.encode())
-                        .with_options(PutOptions::new().ttl(marker_ttl)),
-                    BulkPut::new(key.clone().into_owned(), encoded)
-                        .with_options(PutOptions::new().ttl(ttl)),
-                ];
-                self.guarded("put", &key, ns.put_many(items))
+        // Each entry's list metadata records its size and age, for the namespace bound.
+        let size = key.len() + encoded.len();
+        if encoded.len() > limits.max_value_bytes || size as u64 > self.config.bound.max_bytes {
+            return (response, false);
+        }
+        let stored_at = response.stored_at_ms;
+        let (written, entries, bytes) = match marker {
+            None => {
+                let options = PutOptions::new()
+                    .ttl(ttl)
+                    .metadata(trim::metadata(stored_at, size));
+                let written = self
+                    .guarded("put", &key, ns.put_with(&key, encoded, options))
                     .await
-                    .is_some()
+                    .is_some();
+                (written, 1, size)
+            }
+            Some((marker, marker_ttl)) => {
+                let marker_key = key::fit(&target.base, max).into_owned();
+                let marker = marker.encode();
+                let marker_size = marker_key.len() + marker.len();
+                let items = vec![
+                    BulkPut::new(marker_key, marker).with_options(
+                        PutOptions::new()
+                            .ttl(marker_ttl)
+                            .metadata(trim::metadata(stored_at, marker_size)),
+                    ),
+                    BulkPut::new(key.clone().into_owned(), encoded).with_options(
+                        PutOptions::new()
+                            .ttl(ttl)
+                            .metadata(trim::metadata(stored_at, size)),
+                    ),
+                ];
+                let written = self
+                    .guarded("put", &key, ns.put_many(items))
+                    .await
+                    .is_some();
+                (written, 2, size + marker_size)
             }
         };
         if written {
             Counters::bump(&self.state.counters.stored);
             tracing::debug!(key = %key, ttl_secs = ttl.as_secs(), "stored response");
+            trim::after_write(&self.config, &self.state, entries, bytes as u64);
         }
         (response, written)
     }

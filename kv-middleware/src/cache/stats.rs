@@ -40,6 +40,10 @@ pub struct CacheStats {
     pub refresh_failures: u64,
     /// URLs invalidated by a successful unsafe request or a purge.
     pub invalidations: u64,
+    /// Trims of the namespace to its bound run to completion (HTTP layer).
+    pub trims: u64,
+    /// Entries the trims deleted, the oldest first, to keep the namespace within its bound.
+    pub evictions: u64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +62,8 @@ pub(crate) struct Counters {
     pub refreshes: AtomicU64,
     pub refresh_failures: AtomicU64,
     pub invalidations: AtomicU64,
+    pub trims: AtomicU64,
+    pub evictions: AtomicU64,
 }
 
 impl Counters {
@@ -86,6 +92,8 @@ impl Counters {
             refreshes: get(&self.refreshes),
             refresh_failures: get(&self.refresh_failures),
             invalidations: get(&self.invalidations),
+            trims: get(&self.trims),
+            evictions: get(&self.evictions),
         }
     }
 }

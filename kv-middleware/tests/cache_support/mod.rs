@@ -1,4 +1,5 @@
-//! Test support for the cache tests: one fixture per backend (memory, file) on a manual clock,
+//! Test support for the cache tests: one fixture per backend (memory, file, redis) on a manual
+//! clock,
 //! every namespace seen through kv_core's fault injector (it counts calls, and fails or hangs
 //! them on demand), and a scriptable origin.
 #![allow(dead_code)]
@@ -14,6 +15,9 @@ use kv_backends::memory::MemoryBackend;
 use kv_core::testing::{Faults, FaultyStore};
 use kv_core::{ListOptions, ManualClock, Namespace, Store};
 use tokio::sync::Semaphore;
+
+#[path = "../../../kv-backends/tests/support/redis_server.rs"]
+mod redis_server;
 
 /// The manual clock's start: 2023-11-14T22:13:20Z.
 pub const START: u64 = 1_700_000_000;
@@ -49,6 +53,7 @@ pub struct Fixture {
     pub faults: Faults,
     pub backend: &'static str,
     _dir: Option<tempfile::TempDir>,
+    _server: Option<redis_server::RedisServer>,
     _store: Store,
 }
 
@@ -69,6 +74,20 @@ impl Fixture {
         Self::over(Store::new(backend), clock, Some(dir), "file").await
     }
 
+    /// A private redis-server (started for this test, stopped with the fixture).
+    pub async fn redis() -> Fixture {
+        let server = redis_server::RedisServer::start();
+        let clock = ManualClock::at_unix_secs(START);
+        let backend = kv_backends::redis::RedisBackend::builder(server.url())
+            .clock(clock.shared())
+            .connect()
+            .await
+            .expect("connecting to the test redis-server");
+        let mut fixture = Self::over(Store::new(backend), clock, None, "redis").await;
+        fixture._server = Some(server);
+        fixture
+    }
+
     async fn over(
         store: Store,
         clock: ManualClock,
@@ -83,6 +102,7 @@ impl Fixture {
             faults,
             backend,
             _dir: dir,
+            _server: None,
             _store: store,
         }
     }
