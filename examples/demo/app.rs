@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -12,8 +13,10 @@ use kv_core::Store;
 use kv_middleware::cache::CacheLayer;
 use kv_middleware::config::{Config, ConfigLayer};
 use kv_middleware::flags::{FlagStore, FlagsLayer};
+use kv_middleware::origin::OriginCheckLayer;
 use kv_middleware::rate_limit::{PeerIp, Quota, RateLimitLayer, RateLimiter, StoreErrorPolicy};
 use kv_middleware::session::SessionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{validate, DemoConfig};
 use crate::{admin, api, page, Args};
@@ -55,7 +58,8 @@ impl Demo {
     /// Opens every namespace and loads flags and config from `store`.
     pub async fn start(store: &Store, args: &Args, refresh: Duration) -> anyhow::Result<Demo> {
         let sessions = SessionLayer::new(store.namespace(namespaces::SESSIONS).await?)
-            .with_secure(!args.insecure_cookie);
+            .with_secure(!args.insecure_cookie)
+            .with_host_prefix(served_over_https(args));
         let flags = FlagStore::builder(store.namespace(namespaces::FLAGS).await?)
             .refresh_interval(refresh)
             .load()
@@ -86,6 +90,25 @@ impl Demo {
             origin_calls: Arc::new(AtomicU64::new(0)),
         })
     }
+}
+
+/// Whether users reach the demo over HTTPS (through a proxy: the demo itself speaks HTTP).
+fn served_over_https(args: &Args) -> bool {
+    args.public_origin
+        .as_deref()
+        .is_some_and(|origin| origin.to_ascii_lowercase().starts_with("https://"))
+}
+
+/// Refuses state-changing requests that a browser sends for another site (login CSRF and the
+/// like); the public origin, when given, is accepted too.
+fn origin_check(args: &Args) -> anyhow::Result<OriginCheckLayer> {
+    let layer = OriginCheckLayer::new();
+    Ok(match &args.public_origin {
+        Some(origin) => layer
+            .try_with_allowed_origins([origin.as_str()])
+            .with_context(|| format!("--public-origin {origin}"))?,
+        None => layer,
+    })
 }
 
 /// A limiter with one named quota, keyed by the connection's peer IP.
@@ -122,6 +145,8 @@ pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
         .route("/api/flags", get(api::flags))
         .route_layer(FlagsLayer::new(demo.flags.clone()).with_session_user(SESSION_USER));
     let mut app = Router::new()
+        .route(page::STYLE_PATH, get(page::style))
+        .route(page::SCRIPT_PATH, get(page::script))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
         .route("/counter", post(api::counter))
@@ -150,9 +175,26 @@ pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
     }
     let config_layer = ConfigLayer::new(demo.config.clone());
     let sessions = demo.sessions.clone();
-    Ok(app
+    let app = app
         .fallback(api::not_found)
         .with_state(demo)
         .layer(config_layer)
-        .layer(sessions))
+        .layer(sessions)
+        .layer(origin_check(args)?);
+    Ok(with_security_headers(app))
+}
+
+/// `app` with the headers every answer carries, so a browser runs only the demo's own code,
+/// never shows the demo in another site's frame, and never guesses a content type.
+fn with_security_headers(app: Router) -> Router {
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
+    app.layer(header(
+        header::CONTENT_SECURITY_POLICY,
+        page::CONTENT_SECURITY_POLICY,
+    ))
+    .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+    .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+    .layer(header(header::REFERRER_POLICY, "same-origin"))
 }

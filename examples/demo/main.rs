@@ -65,6 +65,12 @@ pub struct Args {
     /// localhost; browsers accept `Secure` cookies on `http://localhost` and `127.0.0.1`).
     #[arg(long)]
     insecure_cookie: bool,
+    /// Where users reach the demo, as `scheme://host[:port]` (such as `https://shop.example`),
+    /// when it runs behind a proxy. Requests from this origin may change state even when the
+    /// proxy rewrites `Host`; with `https`, the session cookie is `__Host-session`, a name that
+    /// only this exact host can set over HTTPS (no sibling subdomain can plant one).
+    #[arg(long, env = "KV_PUBLIC_ORIGIN")]
+    public_origin: Option<String>,
     /// Connection timeouts (header, idle and body reads), as `kv serve` takes them.
     #[command(flatten)]
     timeouts: kv_server::TimeoutArgs,
