@@ -10,7 +10,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use kv_core::Store;
-use kv_middleware::cache::CacheLayer;
+use kv_middleware::cache::{CacheLayer, QueryKey};
 use kv_middleware::config::{Config, ConfigLayer};
 use kv_middleware::flags::{FlagStore, FlagsLayer};
 use kv_middleware::origin::OriginCheckLayer;
@@ -72,7 +72,14 @@ impl Demo {
             .load()
             .await
             .context("loading the config")?;
-        let cache = CacheLayer::new(store.namespace(namespaces::HTTP_CACHE).await?);
+        // `/api/slow` answers the same whatever the host or the query, so neither is in the key:
+        // no client can make it store a second copy, let alone fill the store (and the
+        // namespace bound caps whatever routes are cached here later).
+        let cache = CacheLayer::new(store.namespace(namespaces::HTTP_CACHE).await?)
+            .with_host_in_key(false)
+            .with_query(QueryKey::ignore())
+            .with_max_entries(1_000)
+            .with_max_bytes(16 * 1024 * 1024);
         let limits = store.namespace(namespaces::RATE_LIMITS).await?;
         // Login attempts are an abuse target: while the store cannot count them, refuse (503)
         // rather than let guesses through unchecked. The API limit fails open (the default),

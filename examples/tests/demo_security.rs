@@ -1,7 +1,9 @@
-//! What the demo does against attacks through a victim's browser: cross-site state-changing
-//! requests are refused (login CSRF), every answer carries a strict Content-Security-Policy,
-//! `X-Frame-Options` and `nosniff`, the page runs no inline code, two session cookies (cookie
-//! tossing) sign nobody in, and behind an HTTPS origin the cookie is `__Host-session`.
+//! The demo against the attacks of a security pass. Through a victim's browser: cross-site
+//! state-changing requests are refused (login CSRF), every answer carries a strict
+//! Content-Security-Policy, `X-Frame-Options` and `nosniff`, the page runs no inline code, two
+//! session cookies (cookie tossing) sign nobody in, and behind an HTTPS origin the cookie is
+//! `__Host-session`. Without signing in: long queries and hosts cannot fill the store through
+//! the cache.
 
 mod support;
 
@@ -40,9 +42,15 @@ async fn a_cross_site_login_is_refused_and_sets_no_cookie() {
     let (_dir, demo) = start(&[]);
     // A form on evil.example posting to the demo, as a browser sends it.
     for headers in [
-        &[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")][..],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ][..],
         &[("origin", "https://evil.example")][..],
-        &[("sec-fetch-site", "same-site"), ("origin", "http://sub.127.0.0.1")][..],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://sub.127.0.0.1"),
+        ][..],
         &[("origin", "null")][..],
     ] {
         let (status, cookie) = post_login(&demo, "attacker", headers).await;
@@ -74,7 +82,14 @@ async fn a_cross_site_login_is_refused_and_sets_no_cookie() {
 #[tokio::test]
 async fn answers_carry_the_security_headers_and_the_page_has_no_inline_code() {
     let (_dir, demo) = start(&[]);
-    for path in ["/", "/api/ping", "/api/flags", "/me", "/assets/demo.css", "/nope"] {
+    for path in [
+        "/",
+        "/api/ping",
+        "/api/flags",
+        "/me",
+        "/assets/demo.css",
+        "/nope",
+    ] {
         let response = client().get(demo.at(path)).send().await.unwrap();
         let headers = response.headers();
         let csp = headers
@@ -142,7 +157,11 @@ async fn two_session_cookies_sign_nobody_in() {
             .send()
             .await
             .unwrap();
-        assert_eq!(me.status(), 401, "{cookies}: a tossed cookie chose the user");
+        assert_eq!(
+            me.status(),
+            401,
+            "{cookies}: a tossed cookie chose the user"
+        );
     }
     // Each alone still works.
     for (cookie, user) in [(&victim, "victim"), (&attacker, "attacker")] {
@@ -164,7 +183,10 @@ async fn behind_an_https_origin_the_cookie_is_host_prefixed() {
     let (status, cookie) = post_login(
         &demo,
         "ada",
-        &[("sec-fetch-site", "same-origin"), ("origin", "https://shop.example")],
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://shop.example"),
+        ],
     )
     .await;
     assert_eq!(status, 303);
@@ -193,7 +215,10 @@ async fn behind_an_https_origin_the_cookie_is_host_prefixed() {
     let (status, _) = post_login(
         &demo,
         "mallory",
-        &[("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
     )
     .await;
     assert_eq!(status, 403);
@@ -211,4 +236,56 @@ fn a_malformed_public_origin_is_refused_at_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--public-origin"), "{stderr}");
+}
+
+/// Directory size in bytes, all files under `dir`.
+fn size_of(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                size_of(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn long_queries_and_hosts_do_not_fill_the_store_through_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file:{}", dir.path().join("kv-data").display());
+    let demo = DemoProcess::start(dir.path(), &store, &[]);
+    let http = client();
+    let first = http.get(demo.at("/api/slow")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let before = size_of(&dir.path().join("kv-data"));
+    let long = "q".repeat(60 * 1024);
+    for i in 0..100 {
+        let url = demo.at(&format!("/api/slow?{i}={long}"));
+        let response = http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let big_host = format!("{}.example", "h".repeat(30 * 1024));
+    for i in 0..50 {
+        let response = http
+            .get(demo.at("/api/slow"))
+            .header("host", format!("{i}{big_host}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        // One entry for every URL and host: all hits after the first miss.
+        let status = response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(status.contains("hit"), "{status}");
+    }
+    let grown = size_of(&dir.path().join("kv-data")) - before;
+    // Storing the 100 queries and 50 hosts once each would take over 7 MB.
+    assert!(grown < 1024 * 1024, "the store grew by {grown} bytes");
 }
