@@ -397,6 +397,101 @@ pub async fn expiry_limits(f: Fixture) {
     );
 }
 
+/// The `expiration_ttl` of a request that once half-applied a write on Redis: `i64::MAX / 1000`
+/// seconds, whose milliseconds overflow an `i64`.
+pub const HUGE_TTL_SECS: u64 = 9_223_372_036_854_775;
+
+/// An expiration later than [`Limits::max_expiration_secs`](crate::Limits::max_expiration_secs)
+/// is refused with a typed error before any I/O, by TTL and by absolute time, in a plain write,
+/// a compare-and-swap and a bulk write: nothing is stored and the previous entry keeps its
+/// value, version, metadata, expiration and place in listings. The bound itself is accepted.
+pub async fn expiry_upper_bound(f: Fixture) {
+    let ns = f.ns(NS).await;
+    let now = f.clock.unix_secs();
+    let max = ns.limits().max_expiration_secs;
+    let before = ns
+        .put_with("k", "before", ttl(3600).metadata(json!({"n": 1})))
+        .await
+        .unwrap()
+        .version()
+        .unwrap();
+    let ttl_too_long = |ttl_secs: u64| LimitError::TtlTooLong {
+        ttl_secs,
+        max_secs: max - now,
+        max_expiration: max,
+    };
+    let too_late = |expiration: u64| LimitError::ExpirationTooLate { expiration, max };
+    let refused = [
+        (ttl(HUGE_TTL_SECS), ttl_too_long(HUGE_TTL_SECS)),
+        (ttl(u64::MAX), ttl_too_long(u64::MAX)),
+        (ttl(max - now + 1), ttl_too_long(max - now + 1)),
+        (PutOptions::new().expiration(max + 1), too_late(max + 1)),
+        (PutOptions::new().expiration(u64::MAX), too_late(u64::MAX)),
+    ];
+    for (options, expected) in refused {
+        for mode in [
+            WriteMode::Overwrite,
+            WriteMode::OnlyIfVersion(before),
+            WriteMode::OnlyIfAbsent,
+        ] {
+            let options = options.clone().mode(mode);
+            let result = ns.put_with("k", "after", options.clone()).await;
+            assert_eq!(limit_error(result), expected, "{options:?}");
+            let result = ns.put_with("fresh", "after", options).await;
+            assert_eq!(limit_error(result), expected);
+        }
+    }
+    // A bulk write with one bad item (the last) stores none of its items.
+    let items = vec![
+        BulkPut::new("k", "bulk"),
+        BulkPut::new("b2", "2").with_options(ttl(120)),
+        BulkPut::new("b3", "3").with_options(ttl(HUGE_TTL_SECS)),
+    ];
+    assert_eq!(
+        limit_error(ns.put_many(items).await),
+        ttl_too_long(HUGE_TTL_SECS)
+    );
+    let items = vec![
+        BulkPut::new("b1", "1"),
+        BulkPut::new("b2", "2").with_options(PutOptions::new().expiration(max + 1)),
+    ];
+    assert_eq!(limit_error(ns.put_many(items).await), too_late(max + 1));
+
+    let entry = ns.get_entry("k").await.unwrap().expect("k is untouched");
+    assert_eq!(&entry.value[..], b"before");
+    assert_eq!(entry.version, before, "the version did not change");
+    assert_eq!(entry.metadata, Some(json!({"n": 1})));
+    assert_eq!(entry.expiration, Some(now + 3600));
+    let page = ns.list(&ListOptions::new()).await.unwrap();
+    assert_eq!(
+        page.keys,
+        [KeyInfo {
+            name: "k".into(),
+            expiration: Some(now + 3600),
+            metadata: Some(json!({"n": 1})),
+        }],
+        "only k is listed, as it was"
+    );
+    // The old version still matches: a retry of the refused compare-and-swap can succeed.
+    let retried = ns
+        .put_with("k", "retried", ttl(60).only_if_version(before))
+        .await
+        .unwrap();
+    assert!(matches!(retried, PutOutcome::Written(_)));
+
+    // The bound itself is a valid expiration, by TTL and by absolute time.
+    let _ = ns.put_with("edge-ttl", "v", ttl(max - now)).await.unwrap();
+    let _ = ns
+        .put_with("edge-at", "v", PutOptions::new().expiration(max))
+        .await
+        .unwrap();
+    for key in ["edge-ttl", "edge-at"] {
+        let entry = ns.get_entry(key).await.unwrap().expect("stored");
+        assert_eq!(entry.expiration, Some(max), "{key}");
+    }
+    assert_eq!(list_names(&ns, "").await, ["edge-at", "edge-ttl", "k"]);
+}
+
 pub async fn list_and_bulk_limits(f: Fixture) {
     let ns = f.ns(NS).await;
     for limit in [0, 1001] {
@@ -1029,6 +1124,7 @@ macro_rules! conformance_tests {
             value_limit,
             metadata_limit,
             expiry_limits,
+            expiry_upper_bound,
             list_and_bulk_limits,
             expiry_by_ttl_is_inclusive,
             expiry_by_absolute_time_is_inclusive,

@@ -70,6 +70,27 @@ pub enum LimitError {
         /// How far ahead an expiration must be, in seconds.
         min_secs: u64,
     },
+    /// The TTL would end after the latest expiration the store accepts.
+    #[error(
+        "expiration TTL of {ttl_secs} s is longer than the maximum of {max_secs} s \
+         (no expiration may be later than {max_expiration} unix seconds)"
+    )]
+    TtlTooLong {
+        /// The requested TTL in seconds.
+        ttl_secs: u64,
+        /// The longest TTL accepted at the time of the check, in seconds.
+        max_secs: u64,
+        /// The latest expiration accepted, in seconds since the Unix epoch.
+        max_expiration: u64,
+    },
+    /// The absolute expiration is later than the latest the store accepts.
+    #[error("expiration {expiration} (unix seconds) is later than the latest allowed, {max}")]
+    ExpirationTooLate {
+        /// The requested expiration, in seconds since the Unix epoch.
+        expiration: u64,
+        /// The latest expiration accepted, in seconds since the Unix epoch.
+        max: u64,
+    },
     /// The list page size is outside `1..=max`.
     #[error("list limit {limit} is outside the allowed range 1..={max}")]
     ListLimit {

@@ -27,6 +27,15 @@ pub struct Limits {
     pub max_metadata_bytes: usize,
     /// Shortest TTL, and how far ahead an absolute expiration must be, in seconds (60).
     pub min_ttl_secs: u64,
+    /// Latest expiration, in seconds since the Unix epoch (253 402 300 799, the last second of
+    /// the year 9999); see [`Limits::DEFAULT_MAX_EXPIRATION_SECS`].
+    ///
+    /// A TTL that ends later is refused with [`LimitError::TtlTooLong`] and an absolute
+    /// expiration that is later with [`LimitError::ExpirationTooLate`]: refused rather than
+    /// shortened, as Workers KV refuses an `expiration_ttl` it cannot honour, so an entry never
+    /// carries an expiration its writer did not ask for. A backend may hold a lower ceiling of
+    /// its own (Redis: 2^53 - 1 ms since the epoch) and refuses beyond it with the same error.
+    pub max_expiration_secs: u64,
     /// Largest list page (1000).
     pub max_list_limit: usize,
     /// Most keys in one bulk get (100).
@@ -42,6 +51,7 @@ impl Default for Limits {
             max_value_bytes: 25 * 1024 * 1024,
             max_metadata_bytes: 1024,
             min_ttl_secs: 60,
+            max_expiration_secs: Self::DEFAULT_MAX_EXPIRATION_SECS,
             max_list_limit: 1000,
             max_bulk_get: 100,
             max_bulk_write: 10_000,
@@ -50,6 +60,14 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The default latest expiration: 9999-12-31T23:59:59Z, in seconds since the Unix epoch.
+    ///
+    /// Far enough to mean "practically never", and small enough that every expiration can be
+    /// printed as a calendar date (RFC 3339, HTTP dates, JavaScript's `Date`) and counted in
+    /// milliseconds without overflow, both as an `i64` and as a double (the only number type of
+    /// Redis's Lua scripts, exact up to 2^53).
+    pub const DEFAULT_MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
+
     /// Checks a key: not empty, not `.` or `..`, at most `max_key_bytes`.
     pub fn check_key(&self, key: &str) -> Result<(), LimitError> {
         if key.is_empty() {
@@ -94,7 +112,11 @@ impl Limits {
     }
 
     /// Turns a requested expiry into an absolute expiration (seconds since the epoch), checking
-    /// the minimum TTL and that an absolute time is far enough ahead of `now`.
+    /// the minimum TTL, that an absolute time is far enough ahead of `now`, and that neither ends
+    /// after [`max_expiration_secs`](Self::max_expiration_secs).
+    ///
+    /// Every backend gets its expirations through here, so they all refuse the same requests,
+    /// before any I/O; the arithmetic saturates, so no TTL or time can overflow it.
     pub fn resolve_expiry(
         &self,
         expiry: Option<Expiry>,
@@ -111,7 +133,16 @@ impl Limits {
                         min_secs: self.min_ttl_secs,
                     });
                 }
-                Ok(Some(now_secs.saturating_add(ttl_secs)))
+                let max_secs = self.max_expiration_secs.saturating_sub(now_secs);
+                if ttl_secs > max_secs {
+                    return Err(LimitError::TtlTooLong {
+                        ttl_secs,
+                        max_secs,
+                        max_expiration: self.max_expiration_secs,
+                    });
+                }
+                // Cannot overflow: at most `max_expiration_secs` after the check above.
+                Ok(Some(now_secs + ttl_secs))
             }
             Some(Expiry::At(expiration)) => {
                 if expiration < now_secs.saturating_add(self.min_ttl_secs) {
@@ -119,6 +150,12 @@ impl Limits {
                         expiration,
                         now: now_secs,
                         min_secs: self.min_ttl_secs,
+                    });
+                }
+                if expiration > self.max_expiration_secs {
+                    return Err(LimitError::ExpirationTooLate {
+                        expiration,
+                        max: self.max_expiration_secs,
                     });
                 }
                 Ok(Some(expiration))
@@ -204,5 +241,53 @@ mod tests {
             })
         ));
         assert_eq!(limits.resolve_expiry(None, now), Ok(None));
+    }
+
+    #[test]
+    fn expiry_upper_bound() {
+        let limits = Limits::default();
+        let max = Limits::DEFAULT_MAX_EXPIRATION_SECS;
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ttl = |s| Some(Expiry::Ttl(Duration::from_secs(s)));
+        let longest = max - 1_700_000_000;
+        assert_eq!(limits.resolve_expiry(ttl(longest), now), Ok(Some(max)));
+        for too_long in [longest + 1, 9_223_372_036_854_775, u64::MAX] {
+            assert_eq!(
+                limits.resolve_expiry(ttl(too_long), now),
+                Err(LimitError::TtlTooLong {
+                    ttl_secs: too_long,
+                    max_secs: longest,
+                    max_expiration: max,
+                })
+            );
+        }
+        assert_eq!(
+            limits.resolve_expiry(Some(Expiry::At(max)), now),
+            Ok(Some(max))
+        );
+        for too_late in [max + 1, u64::MAX] {
+            assert_eq!(
+                limits.resolve_expiry(Some(Expiry::At(too_late)), now),
+                Err(LimitError::ExpirationTooLate {
+                    expiration: too_late,
+                    max
+                })
+            );
+        }
+        // A clock past the bound (or a bound relaxed to the end of time) cannot overflow.
+        let late = UNIX_EPOCH + Duration::from_secs(max + 10);
+        assert!(matches!(
+            limits.resolve_expiry(ttl(60), late),
+            Err(LimitError::TtlTooLong { max_secs: 0, .. })
+        ));
+        let unbounded = Limits {
+            max_expiration_secs: u64::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(
+            unbounded.resolve_expiry(ttl(u64::MAX - 1_700_000_000), now),
+            Ok(Some(u64::MAX))
+        );
+        assert!(unbounded.resolve_expiry(ttl(u64::MAX), now).is_err());
     }
 }

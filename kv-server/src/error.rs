@@ -38,7 +38,7 @@ pub mod codes {
     pub const INVALID_KEY: u32 = 10030;
     /// A key longer than 512 bytes.
     pub const KEY_TOO_LONG: u32 = 10031;
-    /// A TTL or an expiration that is too short, too soon or not a number.
+    /// A TTL or an expiration that is too short, too soon, too long, too late or not a number.
     pub const INVALID_EXPIRATION: u32 = 10032;
     /// A list cursor this server did not hand out.
     pub const INVALID_CURSOR: u32 = 10033;
@@ -191,7 +191,10 @@ impl From<LimitError> for ApiError {
             LimitError::ValueTooLarge { .. } | LimitError::MetadataTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE)
             }
-            LimitError::TtlTooShort { .. } | LimitError::ExpirationTooSoon { .. } => {
+            LimitError::TtlTooShort { .. }
+            | LimitError::ExpirationTooSoon { .. }
+            | LimitError::TtlTooLong { .. }
+            | LimitError::ExpirationTooLate { .. } => {
                 (StatusCode::BAD_REQUEST, codes::INVALID_EXPIRATION)
             }
             LimitError::ListLimit { .. } => (StatusCode::BAD_REQUEST, codes::INVALID_LIMIT),

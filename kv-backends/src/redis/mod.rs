@@ -34,6 +34,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(test)]
+mod script_tests;
 mod scripts;
 mod store;
 
@@ -52,6 +54,17 @@ use scripts::Scripts;
 use store::{NamespaceKeys, RedisNamespace};
 
 const KIND: &str = "redis";
+
+/// The latest expiration this backend can apply, in seconds since the Unix epoch
+/// (9 007 199 254 740, about the year 287 396).
+///
+/// A record's expiry is a Redis `PEXPIRE` in milliseconds, computed inside Lua scripts whose only
+/// number type is a double: 2^53 - 1 ms is the last instant both hold exactly. It is far beyond
+/// the contract's default [`Limits::max_expiration_secs`](kv_core::Limits::max_expiration_secs);
+/// limits relaxed past it are refused here with
+/// [`LimitError::ExpirationTooLate`](kv_core::LimitError::ExpirationTooLate), before anything
+/// is sent to Redis.
+pub const MAX_EXPIRATION_SECS: u64 = 9_007_199_254_740;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "kv";

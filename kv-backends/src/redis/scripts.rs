@@ -16,31 +16,57 @@ local function live_version(key, now)
 end
 "#;
 
-/// Writes one record, replacing whatever was there.
-/// Used with the record key as `key` and the item's arguments at `base`.
+/// Shared Lua: whether one record's arguments can be written as they are. Every argument a
+/// write uses is checked here, before the script's first write, because Redis does not roll a
+/// script back: a command failing halfway (a `PEXPIRE` of milliseconds beyond an `i64`) would
+/// leave the record replaced and its TTL gone. The bounds are those of
+/// [`MAX_EXPIRATION_SECS`](super::MAX_EXPIRATION_SECS): 2^53 - 1 ms, beyond which Lua's
+/// doubles are no longer exact.
+const VALID_RECORD: &str = r#"
+local function valid_record(has_meta, expiration, pttl)
+  if has_meta ~= '0' and has_meta ~= '1' then return false end
+  if expiration == '' then return pttl == '' end
+  if not string.match(expiration, '^%d+$') or #expiration > 13 then return false end
+  if tonumber(expiration) > 9007199254740 then return false end
+  if not string.match(pttl, '^[1-9]%d*$') or #pttl > 16 then return false end
+  return tonumber(pttl) <= 9007199254740991
+end
+"#;
+
+/// Writes one record, replacing whatever was there; its arguments have passed `valid_record`.
+///
+/// The commands that can still fail come first: `INCR` (a counter that is not an integer) and
+/// `ZADD` (an index of another type). If one does, the record is untouched; at most the counter
+/// has moved, which is harmless, since versions need to be unique, not consecutive. What follows
+/// cannot fail: `DEL`, one `HSET` of every field, and a `PEXPIRE` of validated milliseconds.
 const WRITE_RECORD: &str = r#"
 local function write_record(key, index, versions, name, value, has_meta, meta, expiration, pttl)
   local ver = redis.call('INCR', versions)
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'v', value, 'ver', ver)
-  if has_meta == '1' then redis.call('HSET', key, 'm', meta) end
-  if expiration ~= '' then
-    redis.call('HSET', key, 'e', expiration)
-    local ms = tonumber(pttl)
-    if ms < 1 then ms = 1 end
-    redis.call('PEXPIRE', key, ms)
-  end
   redis.call('ZADD', index, 0, name)
+  redis.call('DEL', key)
+  local fields = {'v', value, 'ver', ver}
+  if has_meta == '1' then
+    fields[#fields + 1] = 'm'
+    fields[#fields + 1] = meta
+  end
+  if expiration ~= '' then
+    fields[#fields + 1] = 'e'
+    fields[#fields + 1] = expiration
+  end
+  redis.call('HSET', key, unpack(fields))
+  if expiration ~= '' then redis.call('PEXPIRE', key, pttl) end
   return ver
 end
 "#;
 
 /// `put`: KEYS = record, index, versions, live marker;
 /// ARGV = name, mode (`overwrite` | `absent` | `version`), expected version, now (unix
-/// seconds), value, has metadata (`0`/`1`), metadata, expiration (or empty), TTL in ms.
-/// Returns the new version, -1 when the condition fails, -2 when the namespace is gone.
+/// seconds), value, has metadata (`0`/`1`), metadata, expiration (or empty), TTL in ms (or
+/// empty). Returns the new version, -1 when the condition fails, -2 when the namespace is gone,
+/// -3 when an argument is invalid (then nothing is written, whatever the condition).
 const PUT: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
+if not valid_record(ARGV[6], ARGV[8], ARGV[9]) then return -3 end
 local mode = ARGV[2]
 if mode ~= 'overwrite' then
   local live = live_version(KEYS[1], tonumber(ARGV[4]))
@@ -52,22 +78,30 @@ return write_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[5], ARGV[6], ARGV[7
 
 /// `delete`: KEYS = record, index; ARGV = name, mode, expected version, now.
 /// Returns 1 when a live entry was removed, 0 when there was none, -1 when the condition fails.
+/// `ZREM` (which fails on an index of another type) runs before the record is deleted.
 const DELETE: &str = r#"
 local mode = ARGV[2]
 local live = live_version(KEYS[1], tonumber(ARGV[4]))
 if mode == 'absent' and live then return -1 end
 if mode == 'version' and live ~= ARGV[3] then return -1 end
-redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
 if live then return 1 else return 0 end
 "#;
 
 /// `put_many`: KEYS = index, versions, live marker, then one record key per item;
 /// ARGV = six per item: name, value, has metadata, metadata, expiration, TTL in ms.
-/// Returns the number written, -2 when the namespace is gone.
+/// Returns the number written, -2 when the namespace is gone, -3 when any item's arguments are
+/// invalid. All or nothing: every item is validated before the first is written, and once the
+/// first item's `INCR` and `ZADD` succeed the others' cannot fail (same counter, same index).
 const PUT_MANY: &str = r#"
 if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
 local n = #KEYS - 3
+if #ARGV ~= n * 6 then return -3 end
+for i = 1, n do
+  local a = (i - 1) * 6
+  if not valid_record(ARGV[a + 3], ARGV[a + 5], ARGV[a + 6]) then return -3 end
+end
 for i = 1, n do
   local a = (i - 1) * 6
   write_record(KEYS[i + 3], KEYS[1], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
@@ -129,9 +163,9 @@ impl Scripts {
             Script::new(&source)
         };
         Scripts {
-            put: with(&[LIVE_VERSION, WRITE_RECORD], PUT),
+            put: with(&[LIVE_VERSION, VALID_RECORD, WRITE_RECORD], PUT),
             delete: with(&[LIVE_VERSION], DELETE),
-            put_many: with(&[WRITE_RECORD], PUT_MANY),
+            put_many: with(&[VALID_RECORD, WRITE_RECORD], PUT_MANY),
             prune_index: Script::new(PRUNE_INDEX),
             create_namespace: Script::new(CREATE_NAMESPACE),
             rename_namespace: Script::new(RENAME_NAMESPACE),

@@ -8,12 +8,12 @@ use std::time::UNIX_EPOCH;
 use ::redis::AsyncCommands;
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
-    KeyInfo, KvError, KvStore, ListOptions, ListPage, NewEntry, PutOutcome, Result, Version,
-    WriteMode,
+    KeyInfo, KvError, KvStore, LimitError, ListOptions, ListPage, NewEntry, PutOutcome, Result,
+    Version, WriteMode,
 };
 use serde_json::Value;
 
-use super::{redis_error, Shared, KIND};
+use super::{redis_error, Shared, KIND, MAX_EXPIRATION_SECS};
 
 /// Names fetched from the index per round trip while filling a page.
 const LIST_BATCH: usize = 256;
@@ -77,6 +77,15 @@ fn mode_args(mode: WriteMode) -> (&'static str, String) {
     }
 }
 
+/// A script refused its arguments (and wrote nothing): `record_args` and the scripts' own check
+/// disagree, which is a bug here, not the caller's.
+fn invalid_arguments() -> KvError {
+    KvError::backend(
+        KIND,
+        kv_core::Message("a write script refused its arguments; nothing was written".into()),
+    )
+}
+
 fn decode_metadata(key: &str, json: Option<String>) -> Result<Option<Value>> {
     json.map(|text| {
         serde_json::from_str(&text).map_err(|e| {
@@ -108,6 +117,10 @@ impl RedisNamespace {
     }
 
     /// The script arguments of one record: value, has metadata, metadata, expiration, TTL ms.
+    ///
+    /// An expiration past [`MAX_EXPIRATION_SECS`] is refused here, before any round trip: the
+    /// shared limits stop it by default, but limits can be relaxed, and the scripts could not
+    /// apply it (they refuse it too, as a last line, before writing anything).
     fn record_args(
         &self,
         entry: &NewEntry,
@@ -123,9 +136,18 @@ impl RedisNamespace {
             None => ("0", String::new()),
         };
         let (expiration, pttl) = match entry.expiration {
+            Some(at) if at > MAX_EXPIRATION_SECS => {
+                return Err(LimitError::ExpirationTooLate {
+                    expiration: at,
+                    max: MAX_EXPIRATION_SECS,
+                }
+                .into())
+            }
             Some(at) => {
-                let remaining = (at as i128 * 1000) - self.now_ms() as i128;
-                (at.to_string(), remaining.max(1).to_string())
+                // At most 2^53 - 1 ms after the bound check, so neither side can overflow; an
+                // expiration already past (the clock moved) still gets the shortest Redis TTL.
+                let remaining = (at * 1000).saturating_sub(self.now_ms()).max(1);
+                (at.to_string(), remaining.to_string())
             }
             None => (String::new(), String::new()),
         };
@@ -218,6 +240,7 @@ impl KvStore for RedisNamespace {
         match outcome {
             -1 => Ok(PutOutcome::ConditionFailed),
             -2 => Err(self.gone()),
+            -3 => Err(invalid_arguments()),
             version => Ok(PutOutcome::Written(Version::from_raw(version as u64))),
         }
     }
@@ -268,10 +291,11 @@ impl KvStore for RedisNamespace {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        if written == -2 {
-            return Err(self.gone());
+        match written {
+            -2 => Err(self.gone()),
+            -3 => Err(invalid_arguments()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
