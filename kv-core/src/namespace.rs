@@ -347,17 +347,46 @@ impl Namespace {
 
     /// Reads up to 100 keys at once; the result keeps the order of `keys`, `None` for a missing
     /// key.
+    ///
+    /// A key asked for more than once is read from the store once, and its entry repeated in
+    /// the result (the value's bytes are shared, not copied): a request naming one large value
+    /// many times costs one read and one copy of it, whatever the backend.
     pub async fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Entry>>> {
         self.limits.check_bulk_get(keys.len())?;
-        let keys = keys
-            .iter()
-            .map(|key| {
-                let key = key.as_ref();
-                self.limits.check_key(key)?;
-                Ok(key.to_owned())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.inner.get_many(&keys).await
+        // With at most 100 keys a linear search is cheaper than hashing them.
+        let mut distinct: Vec<String> = Vec::with_capacity(keys.len());
+        let mut positions = Vec::with_capacity(keys.len());
+        for key in keys {
+            let key = key.as_ref();
+            self.limits.check_key(key)?;
+            let position = match distinct.iter().position(|seen| seen == key) {
+                Some(position) => position,
+                None => {
+                    distinct.push(key.to_owned());
+                    distinct.len() - 1
+                }
+            };
+            positions.push(position);
+        }
+        let entries = self.inner.get_many(&distinct).await?;
+        if entries.len() != distinct.len() {
+            // Checked rather than trusted: indexing below must not panic on a faulty backend.
+            return Err(KvError::backend(
+                self.inner.kind(),
+                format!(
+                    "bulk get of {} keys returned {} entries",
+                    distinct.len(),
+                    entries.len()
+                ),
+            ));
+        }
+        if distinct.len() == keys.len() {
+            return Ok(entries);
+        }
+        Ok(positions
+            .into_iter()
+            .map(|position| entries[position].clone())
+            .collect())
     }
 
     // ---- writes ----
@@ -631,6 +660,74 @@ mod tests {
         let bad_metadata = PutOptions::new().metadata(serde_json::json!("x".repeat(2000)));
         assert!(ns.put_with("k", "v", bad_metadata).await.is_err());
         assert_eq!(store.calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// A store that records the keys each `get_many` asks for and answers every key with a
+    /// value equal to its name.
+    #[derive(Debug, Default)]
+    struct RecordingStore {
+        asked: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl KvStore for RecordingStore {
+        fn kind(&self) -> &'static str {
+            "recording"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::plain()
+        }
+        async fn get(&self, key: &str) -> Result<Option<Entry>> {
+            Ok(Some(Entry {
+                value: Bytes::copy_from_slice(key.as_bytes()),
+                metadata: None,
+                expiration: None,
+                version: Version::from_raw(1),
+            }))
+        }
+        async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+            self.asked.lock().unwrap().push(keys.to_vec());
+            let mut entries = Vec::new();
+            for key in keys {
+                entries.push(self.get(key).await?);
+            }
+            Ok(entries)
+        }
+        async fn put(&self, _: &str, _: NewEntry, _: WriteMode) -> Result<PutOutcome> {
+            Ok(PutOutcome::Written(Version::from_raw(1)))
+        }
+        async fn delete(&self, _: &str, _: WriteMode) -> Result<DeleteOutcome> {
+            Ok(DeleteOutcome::Deleted { existed: false })
+        }
+        async fn list(&self, _: &ListOptions) -> Result<ListPage> {
+            Ok(ListPage::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn bulk_get_reads_each_distinct_key_once() {
+        let store = Arc::new(RecordingStore::default());
+        let clock = ManualClock::at_unix_secs(1_000_000);
+        let ns = Namespace::new("n", store.clone(), Limits::default(), clock.shared());
+        let mut keys = vec!["big"; 100];
+        keys[3] = "small";
+        keys[50] = "small";
+        let got = ns.get_many(&keys).await.unwrap();
+        assert_eq!(
+            *store.asked.lock().unwrap(),
+            [vec!["big".to_owned(), "small".to_owned()]],
+            "one store call naming each distinct key once, in first-seen order"
+        );
+        let values: Vec<&[u8]> = got.iter().map(|e| &e.as_ref().unwrap().value[..]).collect();
+        let expected: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        assert_eq!(values, expected, "one entry per requested key, in order");
+        // The repeated entries share the one value read.
+        let first = got[0].as_ref().unwrap().value.as_ptr();
+        assert!(got
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keys[*i] == "big")
+            .all(|(_, e)| e.as_ref().unwrap().value.as_ptr() == first));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub mod codes {
     pub const UNSUPPORTED: u32 = 10039;
     /// Anything else wrong with the request (headers, query, multipart form).
     pub const BAD_REQUEST: u32 = 10040;
+    /// A bulk get whose answer would be larger than the server's bound (413); ask for fewer
+    /// keys at a time.
+    pub const BULK_GET_TOO_LARGE: u32 = 10041;
 }
 
 /// One entry of the envelope's `errors` or `messages`.

@@ -1,11 +1,22 @@
-//! Extractors whose rejections are the JSON error envelope rather than axum's plain text.
+//! Extractors whose rejections are the JSON error envelope rather than axum's plain text, and
+//! the request body limits.
 
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use bytes::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use bytes::{Bytes, BytesMut};
+use futures::future::{ready, Either, Ready};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use tower::{Layer, Service};
 
 use crate::error::{codes, ApiError};
 
@@ -103,4 +114,139 @@ where
                 )
             })
     }
+}
+
+/// Limits `route`'s request bodies to `limit` bytes: a body whose `Content-Length` is larger is
+/// answered 413 at once, before any of it is read (and the connection closed, since the body is
+/// left unread), and a body without a length (chunked) fails its read with 413 as soon as it
+/// passes the limit, so no more than `limit` bytes of it are ever buffered.
+pub(crate) fn limit_body<S>(route: MethodRouter<S>, limit: usize) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    route
+        .layer::<_, Infallible>(DefaultBodyLimit::max(limit))
+        .layer(DeclaredLengthLimit { limit })
+}
+
+/// The layer of [`limit_body`] that refuses a declared length over the limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeclaredLengthLimit {
+    limit: usize,
+}
+
+impl<S> Layer<S> for DeclaredLengthLimit {
+    type Service = DeclaredLength<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeclaredLength {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service of [`DeclaredLengthLimit`].
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredLength<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> Service<Request> for DeclaredLength<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match declared_length(request.headers()) {
+            Some(length) if length > self.limit as u64 => {
+                Either::Left(ready(Ok(declared_too_large(length, self.limit))))
+            }
+            _ => Either::Right(self.inner.call(request)),
+        }
+    }
+}
+
+/// The body length a request declares in `Content-Length` (hyper has already refused a
+/// malformed or conflicting one).
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The 413 answer to a body declared larger than `limit`: the envelope, and `Connection: close`
+/// because the body is left unread, so the connection cannot carry another request (and the
+/// client learns not to send the rest).
+pub(crate) fn declared_too_large(length: u64, limit: usize) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        codes::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body of {length} bytes is larger than the {limit} bytes this endpoint accepts"
+        ),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Why [`read_at_most`] stopped.
+pub(crate) enum ReadError {
+    /// The body passed the limit.
+    TooLarge,
+    /// The body could not be read (the client went away, or stalled past the body timeout).
+    Failed(ApiError),
+}
+
+/// Reads a whole body of at most `limit` bytes, stopping at the first piece that passes it, so
+/// the caller answers 413 having buffered no more than `limit` bytes. A body that arrives in
+/// one piece is kept as it is; one in several is gathered into one buffer, allocated once when
+/// the length was `declared`.
+pub(crate) async fn read_at_most(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, ReadError> {
+    let mut stream = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut gathered = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|error| {
+            ReadError::Failed(ApiError::bad_request(
+                codes::BAD_REQUEST,
+                format!("could not read the request body: {error}"),
+            ))
+        })?;
+        total += piece.len();
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(earlier) = first.take() {
+            let expected = declared.map_or(0, |length| length.min(limit as u64) as usize);
+            gathered.reserve(expected.max(total));
+            gathered.extend_from_slice(&earlier);
+            gathered.extend_from_slice(&piece);
+        } else if gathered.is_empty() {
+            first = Some(piece);
+        } else {
+            gathered.extend_from_slice(&piece);
+        }
+    }
+    Ok(first.unwrap_or_else(|| gathered.freeze()))
 }

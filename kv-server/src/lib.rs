@@ -50,7 +50,6 @@ mod state;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::Response;
@@ -81,18 +80,21 @@ pub const METADATA_HEADER_CAPABILITY: &str = "metadata-header";
 pub fn router(store: Store, config: ServerConfig) -> Router {
     let value_limit = store.limits().max_value_bytes + config.multipart_overhead_bytes;
     let bulk_limit = config.max_bulk_body_bytes;
+    let bulk_get_limit = config.max_bulk_get_body_bytes;
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
     let capabilities = capabilities_value(&state);
 
     let ns = format!("{API_BASE}/{{namespace_id}}");
+    // Each body-taking route refuses a declared length over its limit before reading, and stops
+    // reading a chunked body at it (see `extract::limit_body`).
     let values = get(routes::values::get_value)
         .put(routes::values::put_value)
-        .delete(routes::values::delete_value)
-        .layer(DefaultBodyLimit::max(value_limit));
-    let bulk = put(routes::bulk::write)
-        .delete(routes::bulk::delete)
-        .layer(DefaultBodyLimit::max(bulk_limit));
-    let bulk_delete = post(routes::bulk::delete).layer(DefaultBodyLimit::max(bulk_limit));
+        .delete(routes::values::delete_value);
+    let values = extract::limit_body(values, value_limit);
+    let bulk = put(routes::bulk::write).delete(routes::bulk::delete);
+    let bulk = extract::limit_body(bulk, bulk_limit);
+    let bulk_delete = extract::limit_body(post(routes::bulk::delete), bulk_limit);
+    let bulk_get = extract::limit_body(post(routes::bulk::get), bulk_get_limit);
     let namespaces = get(routes::namespaces::list).post(routes::namespaces::create);
 
     Router::new()
@@ -114,7 +116,7 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         .route(&format!("{ns}/keys"), get(routes::keys::list))
         .route(&format!("{ns}/bulk"), bulk)
         .route(&format!("{ns}/bulk/delete"), bulk_delete)
-        .route(&format!("{ns}/bulk/get"), post(routes::bulk::get))
+        .route(&format!("{ns}/bulk/get"), bulk_get)
         .route("/metrics", get(metrics::exposition))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

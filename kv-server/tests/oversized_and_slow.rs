@@ -1,7 +1,8 @@
 //! Oversized bodies and headers, and slow clients, against a real server on a loopback socket.
 //!
-//! - A value over 25 MiB is 413 with the envelope (also chunked, without a length, refused
-//!   before it is read whole); a bulk body over the bulk limit likewise.
+//! - A value over 25 MiB is 413 with the envelope; a bulk body over its limit likewise. A body
+//!   whose `Content-Length` is over the limit is refused before any of it is read, and a
+//!   chunked one as soon as it passes the limit (measured: what the client could send).
 //! - A huge header is answered 431 or the connection is closed: never a hang.
 //! - A client that sends part of a header and stalls, trickles it, or sends nothing is
 //!   disconnected after the header read timeout; a prompt client is not; shutdown is not held
@@ -124,33 +125,67 @@ async fn values_up_to_25_mib_are_stored_and_larger_ones_are_413() {
     drop(server);
 }
 
-#[tokio::test]
-async fn a_chunked_value_over_the_limit_is_refused_before_it_is_read_whole() {
-    let (server, _client, ns) = setup(ServerConfig::default()).await;
-    let path = path_of(&server, &ns);
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "PUT {path}/values/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
+/// A server like [`TestServer::start`]'s whose accepted connections have a small receive
+/// buffer, so that what a client manages to send is close to what the server read.
+async fn tight_server(config: ServerConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(64).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = kv_core::Store::new(kv_backends::memory::MemoryBackend::new());
+    let app = router(store, config.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve_with_config(listener, app, &config, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (addr, stop)
+}
+
+/// Creates namespace `title` on the server at `addr` and returns its path.
+async fn namespace_path(addr: SocketAddr, title: &str) -> String {
+    let base = format!("http://{addr}/client/v4/accounts/acc/storage/kv/namespaces");
+    let response = reqwest::Client::new()
+        .post(&base)
+        .json(&serde_json::json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let id = body["result"]["id"].as_str().unwrap();
+    format!("/client/v4/accounts/acc/storage/kv/namespaces/{id}")
+}
+
+/// Sends `head` and then a chunked body of up to `offer` bytes, from a socket with a small send
+/// buffer, until the server answers; the answer and how many body bytes the server took before
+/// it answered and stopped reading (an upper bound: it includes what sits in socket buffers).
+async fn chunked_until_answered(addr: SocketAddr, head: String, offer: usize) -> (Vec<u8>, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    // Offer up to 64 MiB; the server answers (and stops reading) once 25 MiB are passed.
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
     let sender = tokio::spawn(async move {
-        let chunk = vec![b'z'; 64 * 1024];
+        let chunk = vec![b'z'; 16 * 1024];
         let frame = format!("{:x}\r\n", chunk.len());
-        let mut sent = 0usize;
-        while sent < 64 * MIB {
+        while counter.load(Ordering::SeqCst) < offer {
             let wrote = async {
                 writer.write_all(frame.as_bytes()).await?;
                 writer.write_all(&chunk).await?;
                 writer.write_all(b"\r\n").await
             };
             if wrote.await.is_err() {
-                break;
+                return;
             }
-            sent += chunk.len();
+            counter.fetch_add(chunk.len(), Ordering::SeqCst);
         }
-        sent
+        let _ = writer.write_all(b"0\r\n\r\n").await;
     });
     let mut received = Vec::new();
     let mut buffer = [0u8; 8192];
@@ -158,22 +193,171 @@ async fn a_chunked_value_over_the_limit_is_refused_before_it_is_read_whole() {
         loop {
             let n = reader.read(&mut buffer).await.unwrap_or(0);
             received.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&received);
-            if n == 0 || text.contains("}") {
+            if n == 0 || String::from_utf8_lossy(&received).contains('}') {
                 return;
             }
         }
     })
     .await;
-    assert!(answered.is_ok(), "no answer to an endless chunked body");
-    let (status, body) = parse_answer(&received);
-    assert_eq!(status, 413);
-    let body = body.expect("an envelope");
-    assert_eq!(body["success"], false);
-    assert_eq!(body["errors"][0]["code"], codes::PAYLOAD_TOO_LARGE);
+    assert!(
+        answered.is_ok(),
+        "no answer to a chunked body over the limit"
+    );
+    // Whatever the sender still manages to push once the server stopped reading fills the
+    // buffers and no more: give it a moment, then count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     sender.abort();
-    let store = server.store.namespace("BIG").await.unwrap();
-    assert_eq!(store.get("chunked").await.unwrap(), None);
+    (received, sent.load(Ordering::SeqCst))
+}
+
+/// Socket buffers on both sides and hyper's read buffer: what a client can have sent beyond
+/// what the server read.
+const BUFFERED: usize = MIB;
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused_once_past_the_limit() {
+    let config = ServerConfig {
+        max_bulk_body_bytes: MIB,
+        ..ServerConfig::default()
+    };
+    let (addr, _stop) = tight_server(config.clone()).await;
+    let path = namespace_path(addr, "BIG").await;
+    // (what, method and endpoint, the endpoint's limit)
+    let cases = [
+        (
+            "a raw value",
+            format!("PUT {path}/values/chunked"),
+            25 * MIB,
+        ),
+        ("a bulk write", format!("PUT {path}/bulk"), MIB),
+        ("a bulk delete", format!("POST {path}/bulk/delete"), MIB),
+        (
+            "a bulk get",
+            format!("POST {path}/bulk/get"),
+            config.max_bulk_get_body_bytes,
+        ),
+    ];
+    for (what, request, limit) in cases {
+        let head = format!("{request} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        // Offer 64 MiB; the server must answer (and stop reading) once the limit is passed.
+        let (received, sent) = chunked_until_answered(addr, head, 64 * MIB).await;
+        let (status, body) = parse_answer(&received);
+        assert_eq!(status, 413, "{what}");
+        let body = body.expect("an envelope");
+        assert_eq!(body["success"], false);
+        assert_eq!(
+            body["errors"][0]["code"],
+            codes::PAYLOAD_TOO_LARGE,
+            "{what}"
+        );
+        assert!(
+            sent <= limit + BUFFERED,
+            "{what}: the server took {sent} bytes of a body limited to {limit}"
+        );
+        assert!(
+            sent > limit,
+            "{what}: answered before the limit ({sent} bytes)"
+        );
+    }
+    let store_check = reqwest::get(format!("http://{addr}{path}/values/chunked")).await;
+    assert_eq!(store_check.unwrap().status(), 404, "nothing stored");
+}
+
+/// Sends `head` (whose `Content-Length` promises more than the endpoint takes) and 10 bytes of
+/// body, then waits: the answer must come at once, not after the body.
+async fn declared_over_the_limit(addr: SocketAddr, head: String) -> (u16, Value, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"0123456789").await.unwrap();
+    let received = read_until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let (status, body) = parse_answer(&received);
+    (status, body.expect("an envelope"), text)
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_before_the_body_is_sent() {
+    let config = ServerConfig {
+        max_bulk_body_bytes: MIB,
+        ..ServerConfig::default()
+    };
+    let (server, client, ns) = setup(config.clone()).await;
+    let path = path_of(&server, &ns);
+    let raw_limit = 25 * MIB;
+    let multipart_limit = raw_limit + config.multipart_overhead_bytes;
+    let json = "application/json";
+    let multipart = "multipart/form-data; boundary=b";
+    let cases = [
+        (
+            "a raw value",
+            format!("PUT {path}/values/declared"),
+            "application/octet-stream",
+            raw_limit + 1,
+        ),
+        (
+            "a multipart value",
+            format!("PUT {path}/values/declared"),
+            multipart,
+            multipart_limit + 1,
+        ),
+        ("a bulk write", format!("PUT {path}/bulk"), json, MIB + 1),
+        (
+            "a bulk delete",
+            format!("POST {path}/bulk/delete"),
+            json,
+            MIB + 1,
+        ),
+        (
+            "an old-style bulk delete",
+            format!("DELETE {path}/bulk"),
+            json,
+            MIB + 1,
+        ),
+        (
+            "a bulk get",
+            format!("POST {path}/bulk/get"),
+            json,
+            config.max_bulk_get_body_bytes + 1,
+        ),
+    ];
+    for (what, request, content_type, length) in cases {
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+        );
+        let started = Instant::now();
+        let (status, body, text) = declared_over_the_limit(server.addr, head).await;
+        assert_eq!(status, 413, "{what}: {text}");
+        assert_eq!(body["success"], false);
+        assert_eq!(
+            body["errors"][0]["code"],
+            codes::PAYLOAD_TOO_LARGE,
+            "{what}"
+        );
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{what}: the unread body ends the connection: {text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: answered late"
+        );
+    }
+    let missing = client
+        .get(format!("{ns}/values/declared"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(missing, 404).await, codes::KEY_NOT_FOUND);
+
+    // A raw value of exactly the limit, declared and sent, is still stored.
+    let exactly = vec![b'x'; raw_limit];
+    let response = client
+        .put(format!("{ns}/values/declared"))
+        .body(exactly)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

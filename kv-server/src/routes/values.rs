@@ -2,8 +2,8 @@
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
@@ -12,7 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{codes, ok, ApiError, ApiResult};
-use crate::extract::{body_rejection, ApiPath, ApiQuery};
+use crate::extract::{
+    declared_length, declared_too_large, read_at_most, ApiPath, ApiQuery, ReadError,
+};
 use crate::metrics::Operation;
 use crate::state::AppState;
 
@@ -95,7 +97,11 @@ pub(crate) async fn put_value(
     let mode = write_mode(request.headers())?;
     let mut options = PutOptions::new().mode(mode);
     options.expiry = parse_expiry(&query)?;
-    let (value, metadata) = read_value(request).await?;
+    let max_value = ns.limits().max_value_bytes;
+    let (value, metadata) = match read_value(request, &path.key, max_value).await? {
+        Read::Value(value, metadata) => (value, metadata),
+        Read::Refused(response) => return Ok(response),
+    };
     options.metadata = metadata;
     state.metrics.count(&path.namespace_id, Operation::write, 1);
     match ns.put_with(&path.key, value, options).await? {
@@ -200,18 +206,40 @@ pub(crate) fn parse_expiry(query: &WriteQuery) -> ApiResult<Option<kv_core::Expi
     }
 }
 
+/// What [`read_value`] got from a request body.
+enum Read {
+    /// The value and its metadata.
+    Value(Bytes, Option<Value>),
+    /// The answer to send instead (a declared length over the limit).
+    Refused(Response),
+}
+
 /// Reads the value and optional metadata from a raw or multipart body.
-async fn read_value(request: Request) -> ApiResult<(Bytes, Option<Value>)> {
+///
+/// A raw body is held to the value limit itself (the route's limit leaves room for multipart
+/// framing): one declaring a larger `Content-Length` is refused before any of it is read, and
+/// one without a length is refused as soon as it passes the limit.
+async fn read_value(request: Request, key: &str, max_value: usize) -> ApiResult<Read> {
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("multipart/form-data"));
     if !is_multipart {
-        let body = Bytes::from_request(request, &())
-            .await
-            .map_err(body_rejection)?;
-        return Ok((body, None));
+        let declared = declared_length(request.headers());
+        if let Some(length) = declared.filter(|&length| length > max_value as u64) {
+            return Ok(Read::Refused(declared_too_large(length, max_value)));
+        }
+        return match read_at_most(request.into_body(), declared, max_value).await {
+            Ok(body) => Ok(Read::Value(body, None)),
+            // The body's whole length is not known (nor read): only that it passed the limit.
+            Err(ReadError::TooLarge) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                format!("value of key {key:?} is more than the limit of {max_value} bytes"),
+            )),
+            Err(ReadError::Failed(error)) => Err(error),
+        };
     }
     let mut form = Multipart::from_request(request, &()).await.map_err(|e| {
         ApiError::bad_request(codes::BAD_REQUEST, format!("invalid multipart form: {e}"))
@@ -239,7 +267,7 @@ async fn read_value(request: Request) -> ApiResult<(Bytes, Option<Value>)> {
             "the multipart form has no `value` field",
         )
     })?;
-    Ok((value, metadata))
+    Ok(Read::Value(value, metadata))
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
