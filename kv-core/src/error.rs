@@ -189,7 +189,8 @@ pub enum KvError {
     /// A store URL that cannot be parsed.
     #[error("invalid store URL {url:?}: {reason}")]
     InvalidStoreUrl {
-        /// The URL as given.
+        /// The URL as given, with any password or token replaced by `***`
+        /// ([`redact_store_url`](crate::redact_store_url)).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -197,7 +198,7 @@ pub enum KvError {
     /// A valid store URL whose backend this build cannot open.
     #[error("store URL {url:?} needs the {backend} backend, which {reason}")]
     BackendNotAvailable {
-        /// The URL as given.
+        /// The URL as given, with any password or token replaced by `***`.
         url: String,
         /// The backend it selects.
         backend: &'static str,

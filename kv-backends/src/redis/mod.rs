@@ -46,8 +46,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, RedisError};
 use kv_core::{
-    async_trait, new_namespace_id, Backend, Capabilities, KvError, KvStore, NamespaceInfo, Result,
-    SharedClock, SystemClock,
+    async_trait, new_namespace_id, redact_store_url, Backend, Capabilities, KvError, KvStore,
+    NamespaceInfo, Result, SharedClock, SystemClock,
 };
 
 use scripts::Scripts;
@@ -114,12 +114,12 @@ impl RedisBackendBuilder {
             .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         if prefix.is_empty() || prefix.contains(['{', '}']) {
             return Err(KvError::InvalidStoreUrl {
-                url: self.url.clone(),
+                url: redact_store_url(&self.url),
                 reason: "the key prefix must be non-empty and free of `{` and `}`".into(),
             });
         }
         let client = ::redis::Client::open(url.as_str()).map_err(|e| KvError::InvalidStoreUrl {
-            url: self.url.clone(),
+            url: redact_store_url(&self.url),
             reason: e.to_string(),
         })?;
         let config = ConnectionManagerConfig::new()
@@ -130,7 +130,7 @@ impl RedisBackendBuilder {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(redis_error)?;
-        tracing::debug!(url = %redacted(&url), prefix, "connected to redis");
+        tracing::debug!(url = %redact_store_url(&url), prefix, "connected to redis");
         Ok(RedisBackend {
             shared: Arc::new(Shared {
                 conn,
@@ -356,16 +356,6 @@ fn split_prefix(url: &str) -> Result<(String, Option<String>)> {
     Ok((url, prefix))
 }
 
-/// The URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,11 +377,5 @@ mod tests {
             split_prefix("redis://h").unwrap(),
             ("redis://h".to_owned(), None)
         );
-    }
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(redacted("redis://:pw@h:1/0"), "redis://***@h:1/0");
-        assert_eq!(redacted("redis://h:1/0"), "redis://h:1/0");
     }
 }
