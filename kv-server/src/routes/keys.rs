@@ -1,4 +1,12 @@
 //! `GET /{ns}/keys?prefix=&limit=&cursor=`: one page of key names.
+//!
+//! As Cloudflare's: `limit` defaults to 1000 and may not exceed it, `result` holds
+//! `{name, expiration?, metadata?}` in key order, and `result_info` is `{count, cursor}` with
+//! `count` the keys on this page and an empty `cursor` on the last page (where Cloudflare's
+//! clients stop). One difference: Cloudflare refuses a `limit` under 10, and this server
+//! accepts any from 1, as the store contract does (no Cloudflare client sends a smaller one,
+//! and a small page is useful in tests); a client that must also work against Cloudflare
+//! asks for at least 10.
 
 use axum::extract::State;
 use kv_core::ListOptions;
