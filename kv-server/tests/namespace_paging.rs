@@ -215,3 +215,75 @@ async fn bad_paging_values_are_400_with_a_code() {
         page(&client, &format!("{base}?{query}")).await;
     }
 }
+
+/// The other listings and the bulk answers carry exactly Cloudflare's fields: the key listing
+/// `result_info {count, cursor}`, the bulk writes `{successful_key_count, unsuccessful_keys}`
+/// and no `result_info`.
+#[tokio::test]
+async fn key_listing_and_bulk_answers_have_cloudflares_fields() {
+    let (server, client, ids) = server_with(1).await;
+    let ns = format!("{}/{}", server.base(), ids[0]);
+    let items: Vec<Value> = (0..25)
+        .map(|i| json!({"key": format!("k{i:02}"), "value": "v"}))
+        .collect();
+    let written: Value = client
+        .put(format!("{ns}/bulk"))
+        .json(&items)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        written["result"],
+        json!({"successful_key_count": 25, "unsuccessful_keys": []})
+    );
+    assert!(written.get("result_info").is_none(), "{written}");
+
+    let first = page(&client, &format!("{ns}/keys?limit=10")).await;
+    let info = first["result_info"].as_object().unwrap();
+    let mut fields: Vec<&str> = info.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["count", "cursor"]);
+    assert_eq!(info["count"], 10);
+    assert!(!info["cursor"].as_str().unwrap().is_empty());
+    let all = page(&client, &format!("{ns}/keys")).await;
+    assert_eq!(all["result_info"]["count"], 25, "the default limit is 1000");
+    assert_eq!(
+        all["result_info"]["cursor"], "",
+        "the last page has an empty cursor"
+    );
+
+    for (method, path) in [
+        (reqwest::Method::POST, "bulk/delete"),
+        (reqwest::Method::DELETE, "bulk"),
+    ] {
+        let deleted: Value = client
+            .request(method, format!("{ns}/{path}"))
+            .json(&["k00", "k01"])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted["result"],
+            json!({"successful_key_count": 2, "unsuccessful_keys": []}),
+            "{path}"
+        );
+        assert!(deleted.get("result_info").is_none(), "{deleted}");
+    }
+    let read: Value = client
+        .post(format!("{ns}/bulk/get"))
+        .json(&json!({"keys": ["k02"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["result"], json!({"values": {"k02": "v"}}));
+    assert!(read.get("result_info").is_none(), "{read}");
+}
