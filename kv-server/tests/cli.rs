@@ -109,8 +109,11 @@ fn put_get_list_delete_round_trip_on_the_file_store() {
     let namespaces = ok(kv(s, &["namespace", "list"]));
     assert!(namespaces.contains(&format!("{id}\tOTHER")), "{namespaces}");
     ok(kv(s, &["namespace", "rename", "OTHER", "RENAMED"]));
-    ok(kv(s, &["namespace", "delete", "RENAMED"]));
-    assert_eq!(exit_code(&kv(s, &["namespace", "delete", "RENAMED"])), 1);
+    ok(kv(s, &["namespace", "delete", "RENAMED", "--force"]));
+    assert_eq!(
+        exit_code(&kv(s, &["namespace", "delete", "RENAMED", "--force"])),
+        1
+    );
 }
 
 #[test]
@@ -126,7 +129,9 @@ fn exit_codes() {
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("not found"));
     assert_eq!(exit_code(&kv(s, &["-n", "ghost", "key", "get", "k"])), 1);
-    assert_eq!(exit_code(&kv(s, &["key", "delete", "nope"])), 1);
+    // As on Workers KV, deleting a missing key succeeds; --strict makes it "not found".
+    assert_eq!(exit_code(&kv(s, &["key", "delete", "nope"])), 0);
+    assert_eq!(exit_code(&kv(s, &["key", "delete", "nope", "--strict"])), 1);
 
     assert_eq!(exit_code(&kv(s, &["key", "frobnicate"])), 2);
     assert_eq!(exit_code(&kv(s, &["key", "put"])), 2);
@@ -192,7 +197,10 @@ fn bulk_put_and_delete_of_5000_keys() {
     let keys: Vec<String> = (0..5000).map(|i| format!("bulk:{i:05}")).collect();
     let file = dir.path().join("keys.json");
     std::fs::write(&file, serde_json::to_vec(&keys).unwrap()).unwrap();
-    let summary = ok(kv(s, &["bulk", "delete", &file.display().to_string()]));
+    let summary = ok(kv(
+        s,
+        &["bulk", "delete", &file.display().to_string(), "--force"],
+    ));
     assert_eq!(summary.trim(), "deleted 5000 keys, 0 failed");
     assert_eq!(ok(kv(s, &["key", "list"])), "good\n");
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use futures::TryStreamExt;
-use kv_core::{PutOptions, Store};
+use kv_core::{DeleteOutcome, PutOptions, Store, WriteMode};
 
-use crate::{existing_namespace, Failure, Outcome};
+use crate::{existing_namespace, namespace_or_create, Failure, Outcome};
 
 /// Key commands.
 #[derive(Debug, Subcommand)]
@@ -38,10 +38,13 @@ pub enum KeyCommand {
         /// The key.
         key: String,
     },
-    /// Delete a key.
+    /// Delete a key; deleting a key that does not exist succeeds, as on Workers KV.
     Delete {
         /// The key.
         key: String,
+        /// Fail (exit 1) when the key did not exist.
+        #[arg(long)]
+        strict: bool,
     },
     /// List keys, one per line.
     List {
@@ -87,7 +90,7 @@ pub async fn run(store: &Store, namespace: &str, command: KeyCommand) -> Outcome
                     .map_err(|e| Failure::Usage(format!("--metadata is not valid JSON: {e}")))?;
                 options = options.metadata(parsed);
             }
-            let ns = store.namespace(namespace).await?;
+            let ns = namespace_or_create(store, namespace).await?;
             let _ = ns.put_with(&key, bytes, options).await?;
         }
         KeyCommand::Get { key } => {
@@ -100,12 +103,13 @@ pub async fn run(store: &Store, namespace: &str, command: KeyCommand) -> Outcome
             stdout.write_all(&value)?;
             stdout.flush()?;
         }
-        KeyCommand::Delete { key } => {
+        KeyCommand::Delete { key, strict } => {
             let ns = existing_namespace(store, namespace).await?;
-            if ns.get_entry(&key).await?.is_none() {
+            // One delete, whose outcome says whether there was an entry: no read before it.
+            let outcome = ns.delete_with(&key, WriteMode::Overwrite).await?;
+            if strict && outcome == (DeleteOutcome::Deleted { existed: false }) {
                 return Err(Failure::NotFound(format!("key {key:?} not found")));
             }
-            ns.delete(&key).await?;
         }
         KeyCommand::List { prefix, json } => {
             let ns = existing_namespace(store, namespace).await?;

@@ -2,18 +2,29 @@
 //!
 //! ```text
 //! kv serve --listen 127.0.0.1:8787 --store file:./kv-data [--token T] [--header-read-timeout SECS] [--body-read-timeout SECS]
-//! kv namespace create|list|delete|rename ...
+//! kv namespace create|list|rename ... | kv namespace delete NS [--force]
 //! kv key put KEY [VALUE | --path FILE | <stdin] [--ttl S] [--expiration UNIX] [--metadata JSON]
-//! kv key get KEY | kv key delete KEY | kv key list [--prefix P] [--json]
-//! kv bulk put FILE.json | kv bulk delete FILE.json
+//! kv key get KEY | kv key delete KEY [--strict] | kv key list [--prefix P] [--json]
+//! kv bulk put FILE.json | kv bulk delete FILE.json [--force]
+//! kv bulk get [FILE.json | -] [--key KEY]... [--metadata] [--base64]
 //! kv compact                      (a file store that no process has open)
 //! ```
 //!
 //! Every client command takes `--store URL` (default `./kv-data`, or `KV_STORE`) and
 //! `--namespace TITLE_OR_ID` (default `default`). Exit codes: 0 success, 1 not found, 2 usage,
 //! 3 any other error (with one line on stderr).
+//!
+//! Commands that delete many things (`namespace delete`, `bulk delete`) ask for confirmation
+//! when standard input is a terminal, and otherwise refuse (exit 2) unless given `--force`
+//! (aliases `-f`, `-y`, `--skip-confirmation`: wrangler spells it `--force`/`-f` on
+//! `kv bulk delete` and `--skip-confirmation`/`-y` on `kv namespace delete`).
+//!
+//! The namespace argument is resolved with as few requests as the store allows: an argument
+//! shaped like an id (32 hex digits) is opened directly, without listing namespaces; anything
+//! else, or an id-shaped title, costs one listing.
 
 mod bulk;
+mod confirm;
 mod key;
 mod namespace;
 mod serve;
@@ -105,6 +116,11 @@ fn main() -> ExitCode {
             eprintln!("kv: {message}");
             ExitCode::from(2)
         }
+        // A namespace that vanished between its lookup and its use is still "not found".
+        Err(Failure::Error(error)) if is_not_found(&error) => {
+            eprintln!("kv: {}", one_line(&error));
+            ExitCode::from(1)
+        }
         Err(Failure::Error(error)) => {
             eprintln!("kv: {}", one_line(&error));
             ExitCode::from(3)
@@ -116,6 +132,8 @@ async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.store, args).await,
         Command::Namespace(command) => {
+            // Refused before the store is opened: a script without --force changes nothing.
+            command.check_confirmation()?;
             let store = open(&cli.store).await?;
             namespace::run(&store, command).await
         }
@@ -124,8 +142,8 @@ async fn run(cli: Cli) -> Outcome {
             key::run(&store, &cli.namespace, command).await
         }
         Command::Bulk(command) => {
-            let store = open(&cli.store).await?;
-            bulk::run(&store, &cli.namespace, command).await
+            command.check_confirmation()?;
+            bulk::run(&cli.store, &cli.namespace, command).await
         }
         Command::Compact => compact(&cli.store).await,
     }
@@ -163,22 +181,88 @@ async fn open(url: &str) -> Result<Store, Failure> {
     })
 }
 
-/// The namespace for a command that reads or deletes: it must exist.
-async fn existing_namespace(store: &Store, title_or_id: &str) -> Result<Namespace, Failure> {
-    match store.find_namespace(title_or_id).await? {
-        Some(info) => Ok(store.namespace_by_id(&info.id).await?),
-        None => Err(Failure::NotFound(format!(
-            "namespace {title_or_id:?} not found"
-        ))),
+/// Whether an argument has the shape of a namespace id (Cloudflare's: 32 hex digits), so that
+/// opening it by id is worth a try before listing every namespace.
+fn looks_like_id(title_or_id: &str) -> bool {
+    title_or_id.len() == 32
+        && title_or_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Opens the namespace with this id, or else this title; `None` when there is neither.
+///
+/// An id-shaped argument is opened directly (one request on an HTTP store), and the listing is
+/// read only when that finds nothing; any other argument costs exactly one listing. An id wins
+/// over a title, as in [`Store::find_namespace`].
+async fn resolve_namespace(store: &Store, title_or_id: &str) -> Result<Option<Namespace>, Failure> {
+    // A name no store accepts is the command line's fault, said before any request.
+    kv_core::check_namespace_name(title_or_id).map_err(|e| Failure::Usage(e.to_string()))?;
+    let id_shaped = looks_like_id(title_or_id);
+    if id_shaped {
+        match store.namespace_by_id(title_or_id).await {
+            Ok(namespace) => return Ok(Some(namespace)),
+            // Perhaps a title that happens to look like an id.
+            Err(KvError::NamespaceNotFound { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let all = store.list_namespaces().await?;
+    let by_id = || all.iter().find(|ns| !id_shaped && ns.id == title_or_id);
+    let found = by_id().or_else(|| all.iter().find(|ns| ns.title == title_or_id));
+    match found {
+        Some(info) => Ok(Some(store.namespace_by_id(&info.id).await?)),
+        None => Ok(None),
     }
 }
 
-/// An error and its causes on one line.
+/// The namespace for a command that reads or deletes: it must exist.
+async fn existing_namespace(store: &Store, title_or_id: &str) -> Result<Namespace, Failure> {
+    resolve_namespace(store, title_or_id)
+        .await?
+        .ok_or_else(|| namespace_not_found(title_or_id))
+}
+
+/// The namespace for a command that writes: created, with this title, when it does not exist.
+async fn namespace_or_create(store: &Store, title_or_id: &str) -> Result<Namespace, Failure> {
+    if let Some(namespace) = resolve_namespace(store, title_or_id).await? {
+        return Ok(namespace);
+    }
+    match store.create_namespace(title_or_id).await {
+        Ok(info) => Ok(store.namespace_by_id(&info.id).await?),
+        // Another process created it since the lookup: use theirs.
+        Err(KvError::NamespaceExists { .. }) => existing_namespace(store, title_or_id).await,
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn namespace_not_found(title_or_id: &str) -> Failure {
+    Failure::NotFound(format!("namespace {title_or_id:?} not found"))
+}
+
+/// Whether an error is the store saying a namespace does not exist.
+fn is_not_found(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref(),
+            Some(KvError::NamespaceNotFound { .. })
+        )
+    })
+}
+
+/// An error and its causes on one line, each said once: a cause whose text its parent already
+/// quotes (as many `Display`s do) is not repeated.
 fn one_line(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(|cause| cause.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

@@ -3,7 +3,8 @@
 use clap::Subcommand;
 use kv_core::{KvError, Store};
 
-use crate::{Failure, Outcome};
+use crate::confirm::Force;
+use crate::{namespace_not_found, Failure, Outcome};
 
 /// Namespace commands.
 #[derive(Debug, Subcommand)]
@@ -26,11 +27,24 @@ pub enum NamespaceCommand {
         /// Its new title.
         title: String,
     },
-    /// Delete a namespace and everything in it.
+    /// Delete a namespace and everything in it (asks first on a terminal; needs --force
+    /// anywhere else).
     Delete {
         /// The namespace, by title or id.
         namespace: String,
+        #[command(flatten)]
+        force: Force,
     },
+}
+
+impl NamespaceCommand {
+    /// Refuses a destructive command that nobody can confirm, before the store is opened.
+    pub fn check_confirmation(&self) -> Result<(), Failure> {
+        match self {
+            NamespaceCommand::Delete { force, .. } => force.check("kv namespace delete"),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub async fn run(store: &Store, command: NamespaceCommand) -> Outcome {
@@ -56,18 +70,31 @@ pub async fn run(store: &Store, command: NamespaceCommand) -> Outcome {
         NamespaceCommand::Rename { namespace, title } => {
             match store.rename_namespace(&namespace, &title).await {
                 Err(KvError::NamespaceNotFound { .. }) => {
-                    return Err(Failure::NotFound(format!(
-                        "namespace {namespace:?} not found"
-                    )))
+                    return Err(namespace_not_found(&namespace))
                 }
                 other => other?,
             }
         }
-        NamespaceCommand::Delete { namespace } => {
-            if !store.delete_namespace(&namespace).await? {
-                return Err(Failure::NotFound(format!(
-                    "namespace {namespace:?} not found"
-                )));
+        NamespaceCommand::Delete { namespace, force } => {
+            let mut target = namespace.clone();
+            if !force.force {
+                // Someone is at the terminal: show them exactly which namespace goes. This
+                // costs a listing more than --force, at a human's pace.
+                let info = store
+                    .find_namespace(&namespace)
+                    .await?
+                    .ok_or_else(|| namespace_not_found(&namespace))?;
+                let question = format!(
+                    "Delete namespace {:?} (id {}) and every key in it?",
+                    info.title, info.id
+                );
+                if !force.confirm("kv namespace delete", &question)? {
+                    return Ok(());
+                }
+                target = info.id;
+            }
+            if !store.delete_namespace(&target).await? {
+                return Err(namespace_not_found(&namespace));
             }
         }
     }
