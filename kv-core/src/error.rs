@@ -160,6 +160,19 @@ pub enum KvError {
         /// The refused operation.
         operation: &'static str,
     },
+    /// A remote store does not serve this operation: it has no route for it (it answered 404
+    /// or 405 without the API's error envelope, or said the endpoint does not exist). Unlike
+    /// [`KvError::Unsupported`], the refusal comes from the server behind the backend, and
+    /// unlike a missing key or namespace it says nothing about the data.
+    #[error("{backend} backend: the server does not serve {operation} (it answered {status}: no such route)")]
+    NotServed {
+        /// The backend's name.
+        backend: &'static str,
+        /// The operation the server has no route for.
+        operation: &'static str,
+        /// The HTTP status of the server's answer.
+        status: u16,
+    },
     /// A value could not be decoded as the requested type.
     #[error("value of key {key:?} is not valid {format}: {source}")]
     Decode {

@@ -326,21 +326,45 @@ pub struct Capabilities {
     /// Conditional writes and deletes are atomic; without it they are refused with
     /// [`KvError::Unsupported`](crate::KvError::Unsupported).
     pub atomic_conditional_writes: bool,
+    /// A read returns the entry's metadata. Without it (a remote store that serves no way to
+    /// read metadata) entries read without their metadata, and a server in front of such a
+    /// store must not promise metadata to its clients.
+    pub metadata: bool,
+    /// Expirations are kept. Without it (a remote store known to drop them, such as
+    /// Miniflare's explorer API) a write with an expiration is refused with
+    /// [`KvError::Unsupported`](crate::KvError::Unsupported) rather than stored forever.
+    pub expirations: bool,
 }
 
 impl Capabilities {
-    /// A backend with atomic compare-and-swap.
+    /// A backend with atomic compare-and-swap (and metadata and expirations).
     pub const fn atomic() -> Self {
         Capabilities {
             atomic_conditional_writes: true,
+            metadata: true,
+            expirations: true,
         }
     }
 
-    /// A backend without atomic compare-and-swap.
+    /// A backend without atomic compare-and-swap (but with metadata and expirations).
     pub const fn plain() -> Self {
         Capabilities {
             atomic_conditional_writes: false,
+            metadata: true,
+            expirations: true,
         }
+    }
+
+    /// These capabilities, with or without [`metadata`](Self::metadata).
+    pub const fn with_metadata(mut self, metadata: bool) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// These capabilities, with or without [`expirations`](Self::expirations).
+    pub const fn with_expirations(mut self, expirations: bool) -> Self {
+        self.expirations = expirations;
+        self
     }
 }
 

@@ -4,6 +4,11 @@
 //! 10009 key not found, 10013 namespace not found, 10014 namespace exists, 10019 missing title,
 //! 10024 payload too large, 10025 endpoint does not exist, 10028 invalid limit); the others are
 //! this server's own and listed in [`codes`].
+//!
+//! Failures of a remote store behind the server (`kv serve --store http://...`) are 502: with
+//! [`codes::UPSTREAM_NOT_SERVED`] when it has no route for the operation, with
+//! [`codes::UPSTREAM_REJECTED`] when it refused the request; never 404 (which would read as
+//! a missing key) and never 500.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +64,13 @@ pub mod codes {
     /// A bulk get whose answer would be larger than the server's bound (413); ask for fewer
     /// keys at a time.
     pub const BULK_GET_TOO_LARGE: u32 = 10041;
+    /// 502: the store behind this server is a remote one (`kv serve --store http://...`) that
+    /// has no route for this operation (Miniflare's explorer API cannot create, rename or
+    /// delete namespaces). Not a missing key or namespace; asking again gets the same answer.
+    pub const UPSTREAM_NOT_SERVED: u32 = 10042;
+    /// 502: the remote store behind this server rejected the request with an error of its own
+    /// (the message carries its status and code).
+    pub const UPSTREAM_REJECTED: u32 = 10043;
 }
 
 /// One entry of the envelope's `errors` or `messages`.
@@ -230,6 +242,24 @@ impl From<KvError> for ApiError {
                 error.to_string(),
             ),
             KvError::Decode { .. } => ApiError::bad_request(codes::INVALID_BODY, error.to_string()),
+            KvError::NotServed { .. } => {
+                tracing::warn!(%error, "the store behind this server has no such route");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    codes::UPSTREAM_NOT_SERVED,
+                    error.to_string(),
+                )
+            }
+            KvError::Remote { status, code, .. } => {
+                tracing::warn!(%error, "the store behind this server rejected a request");
+                // The upstream's message stays in the log: it may describe the upstream's
+                // internals, which this server's clients need not see.
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    codes::UPSTREAM_REJECTED,
+                    format!("the store behind this server answered {status} (code {code})"),
+                )
+            }
             KvError::Unavailable { .. } => {
                 tracing::warn!(%error, "store unavailable");
                 ApiError::new(
@@ -252,3 +282,33 @@ impl From<KvError> for ApiError {
 
 /// The result type of handlers.
 pub type ApiResult<T = Response> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_are_502_with_their_own_codes() {
+        let not_served = ApiError::from(KvError::NotServed {
+            backend: "http",
+            operation: "namespace creation",
+            status: 404,
+        });
+        assert_eq!(not_served.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(not_served.code, codes::UPSTREAM_NOT_SERVED);
+        assert!(not_served.message.contains("namespace creation"));
+        let rejected = ApiError::from(KvError::Remote {
+            status: 400,
+            code: 10001,
+            message: "limit: Number must be greater than or equal to 10".into(),
+        });
+        assert_eq!(rejected.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(rejected.code, codes::UPSTREAM_REJECTED);
+        assert!(rejected.message.contains("400 (code 10001)"));
+        let unsupported = ApiError::from(KvError::Unsupported {
+            backend: "http",
+            operation: "expirations",
+        });
+        assert_eq!(unsupported.status, StatusCode::NOT_IMPLEMENTED);
+    }
+}

@@ -22,11 +22,19 @@
 //!
 //! **Compare-and-swap**, an extension: value responses carry an `ETag`; `PUT` and `DELETE`
 //! honour `If-Match: "<etag>"` and `If-None-Match: *` and answer 412 when the condition fails.
-//! Every response carries `x-kv-capabilities`, a comma-separated list: `metadata-header`
-//! always, and `compare-and-swap` when the store does conditional writes atomically; that is how
-//! a client tells this server from Cloudflare's. Value responses also
-//! carry `x-kv-metadata` (the metadata as unpadded base64url of its JSON), so one round trip
-//! reads a whole entry.
+//! Every response carries `x-kv-capabilities`, a comma-separated list of what the store behind
+//! the server can do: `metadata-header` when its reads return metadata (so value responses carry
+//! it), and `compare-and-swap` when it does conditional writes atomically; the header is present
+//! (possibly empty) on every answer, which is how a client tells this server from Cloudflare's.
+//! The list follows the store's [`Capabilities`] at the time of each
+//! answer, so a remote store that turns out to lack a route is described as it is. Value
+//! responses carry `x-kv-metadata` (the metadata as unpadded base64url of its JSON), so one
+//! round trip reads a whole entry.
+//!
+//! In front of a remote store (`kv serve --store http://...`, such as Miniflare's explorer API),
+//! what that store has no route for is answered 502 with code 10042
+//! ([`error::codes::UPSTREAM_NOT_SERVED`]), and what it rejects 502 with code 10043; a TTL it
+//! would drop is refused with 501 and code 10039.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -55,7 +63,7 @@ use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::Response;
 use axum::routing::{any, get, post, put};
 use axum::Router;
-use kv_core::Store;
+use kv_core::{Capabilities, Store};
 use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
@@ -82,7 +90,7 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
     let bulk_limit = config.max_bulk_body_bytes;
     let bulk_get_limit = config.max_bulk_get_body_bytes;
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
-    let capabilities = capabilities_value(&state);
+    let capabilities_store = state.store.clone();
 
     let ns = format!("{API_BASE}/{{namespace_id}}");
     // Each body-taking route refuses a declared length over its limit before reading, and stops
@@ -124,22 +132,46 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(TraceLayer::new_for_http())
         .layer(map_response(move |mut response: Response| {
-            let capabilities = capabilities.clone();
+            // Asked per answer: a remote store's capabilities may change as it learns routes.
+            let value = capabilities_value(capabilities_store.capabilities());
             async move {
-                if let Some(value) = capabilities {
-                    response.headers_mut().insert(CAPABILITIES_HEADER, value);
-                }
+                response.headers_mut().insert(CAPABILITIES_HEADER, value);
                 response
             }
         }))
         .with_state(state)
 }
 
-fn capabilities_value(state: &AppState) -> Option<HeaderValue> {
-    let value = if state.store.capabilities().atomic_conditional_writes {
-        "metadata-header, compare-and-swap"
-    } else {
-        METADATA_HEADER_CAPABILITY
+/// The capabilities header for a store with these capabilities.
+fn capabilities_value(capabilities: Capabilities) -> HeaderValue {
+    let value = match (
+        capabilities.metadata,
+        capabilities.atomic_conditional_writes,
+    ) {
+        (true, true) => "metadata-header, compare-and-swap",
+        (true, false) => METADATA_HEADER_CAPABILITY,
+        (false, true) => COMPARE_AND_SWAP,
+        (false, false) => "",
     };
-    Some(HeaderValue::from_static(value))
+    HeaderValue::from_static(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_header_claims_only_what_the_store_can_do() {
+        let value = |c: Capabilities| capabilities_value(c).to_str().unwrap().to_owned();
+        assert_eq!(
+            value(Capabilities::atomic()),
+            "metadata-header, compare-and-swap"
+        );
+        assert_eq!(value(Capabilities::plain()), "metadata-header");
+        assert_eq!(value(Capabilities::plain().with_metadata(false)), "");
+        assert_eq!(
+            value(Capabilities::atomic().with_metadata(false)),
+            "compare-and-swap"
+        );
+    }
 }

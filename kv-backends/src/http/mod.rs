@@ -43,18 +43,24 @@
 //!
 //! | operation | request |
 //! | --- | --- |
-//! | get | `GET values/{key}`: value, `ETag`, `expiration`, `x-kv-metadata`; against a server without the metadata header a second `GET metadata/{key}` |
+//! | get | `GET values/{key}`: value, `ETag`, `expiration`, `x-kv-metadata`; against a server without the metadata header a second `GET metadata/{key}` (or a one-key listing, see below) |
 //! | put | `PUT values/{key}?expiration=`: the raw value, or multipart `value` + `metadata`; `If-Match` / `If-None-Match: *` for conditional writes |
 //! | delete | `DELETE values/{key}`, with the same conditions |
 //! | list | `GET keys?prefix=&limit=&cursor=` |
 //! | get_many | parallel `GET values/{key}`, at most [`get_many_concurrency`](HttpBackendBuilder::get_many_concurrency) at once (see below) |
-//! | put_many | `PUT bulk`, 10 000 items or about 64 MiB per request; binary values in base64 |
-//! | delete_many | `POST bulk/delete`, 10 000 keys per request |
-//! | namespaces | `GET /` (every page), `POST /`, `GET /{id}`, `PUT /{id}`, `DELETE /{id}` |
+//! | put_many | `PUT bulk`, 10 000 items or about 64 MiB per request; binary values in base64 (or item by item, see below) |
+//! | delete_many | `POST bulk/delete`, 10 000 keys per request (or item by item) |
+//! | namespaces | `GET /?page=N&per_page=1000&order=id&direction=asc` (every page), `POST /`, `GET /{id}`, `PUT /{id}`, `DELETE /{id}` |
+//!
+//! The namespace listing pages as Cloudflare's API does and stops at an empty page, at a
+//! page shorter than its `per_page`, or when `result_info` says the last page was returned
+//! (`page >= total_pages`, or `total_count` namespaces seen); a server whose `result_info`
+//! has no page fields (Miniflare's explorer API returns every namespace at once) is asked
+//! once, and a server that ignores `page` and repeats itself is not asked again.
 //!
 //! A server is known to send `x-kv-metadata` whenever an entry has metadata when its
-//! `x-kv-capabilities` header lists `metadata-header` or `compare-and-swap` (kv-server); for
-//! any other server a value read without that header costs the second request.
+//! `x-kv-capabilities` header lists `metadata-header` (kv-server, when its store reads
+//! metadata); for any other server a value read without that header costs the second request.
 //!
 //! Keys, namespace ids and query values are percent-encoded byte by byte (everything but
 //! `A-Z a-z 0-9 - . _ ~`), so `/`, spaces, `%`, `?` and unicode keys round-trip.
@@ -66,6 +72,33 @@
 //!
 //! **Bulk writes are chunked**, so a put_many larger than one request is not all-or-nothing:
 //! an error may leave the earlier chunks written.
+//!
+//! # Servers with fewer routes (Miniflare)
+//!
+//! Miniflare's local explorer API (`http://HOST:PORT/cdn-cgi/explorer/api/storage/kv/namespaces`)
+//! serves namespace listing, values (get, put with metadata, delete), key listing and bulk
+//! get, and nothing else: it answers every other route with `404`, `text/plain`, `404 Not
+//! Found`, not the JSON envelope. The backend tells such an answer (a 404, 405 or 501 without
+//! an error code, or kv-server's 10025 / 10038 / 10042, or Cloudflare's 7000) from a missing
+//! key or namespace (404 with code 10009 / 10013), remembers per backend which routes the
+//! server lacks, and from then on goes straight to the fallback:
+//!
+//! | missing route | fallback |
+//! | --- | --- |
+//! | `GET metadata/{key}` | a one-key listing, `GET keys?prefix={key}&limit=10`, whose entry named exactly `key` gives the metadata and the expiration (Miniflare's value reads carry neither); with [`metadata_from_listing(false)`](HttpBackendBuilder::metadata_from_listing) the metadata is omitted, a warning is logged once, and [`Capabilities::metadata`] turns false. Also how a delete learns whether the key existed. |
+//! | `PUT bulk` | `PUT values/{key}` per item, [`get_many_concurrency`](HttpBackendBuilder::get_many_concurrency) at once |
+//! | `POST bulk/delete` | `DELETE values/{key}` per key, as many at once |
+//! | `GET /{id}` | the id is looked up in the namespace listing |
+//! | `POST /`, `PUT /{id}`, `DELETE /{id}` | none: [`KvError::NotServed`] |
+//!
+//! **Expirations.** Miniflare's explorer accepts `expiration` and `expiration_ttl` on a value
+//! write and drops them (the entry never expires), and nothing in its answer says so. The
+//! backend therefore treats a server as dropping expirations when its base URL's path contains
+//! `/cdn-cgi/explorer/api` and its answers carry no `x-kv-capabilities` header (a kv-server
+//! behind such a path would send one); [`server_keeps_expirations`](HttpBackendBuilder::server_keeps_expirations)
+//! overrides the detection. Against such a server [`Capabilities::expirations`] is false, and a
+//! put or bulk put with an expiration is refused with [`KvError::Unsupported`] before anything
+//! is sent (a bulk put as a whole), rather than stored forever.
 //!
 //! # Versions and compare-and-swap
 //!
@@ -104,6 +137,11 @@
 //!   deleted under an open handle see nothing, as with the other backends. Code 10014:
 //!   [`KvError::NamespaceExists`]. 412: the `ConditionFailed` outcome. 400 with code 10033:
 //!   [`KvError::InvalidCursor`]. 501 with code 10039: [`KvError::Unsupported`].
+//! - An answer that the server has no route for the request (see "Servers with fewer
+//!   routes"), where no fallback exists: [`KvError::NotServed`], never a missing key and never
+//!   [`KvError::Remote`]. A kv-server's 502 with code 10042 (its own store has no such route)
+//!   is the same, and like its 502 with code 10043 is not retried.
+//! - A write with an expiration to a server that drops expirations: [`KvError::Unsupported`].
 //! - Any other error answer: [`KvError::Remote`] with the status and the envelope's first
 //!   code and message (401 for a missing or wrong token).
 //!
@@ -117,6 +155,8 @@
 //! connections are kept for reuse ([`pool_idle_timeout`](HttpBackendBuilder::pool_idle_timeout)).
 //!
 //! [`PutOutcome::ConditionFailed`]: kv_core::PutOutcome::ConditionFailed
+//! [`Capabilities::metadata`]: kv_core::Capabilities::metadata
+//! [`Capabilities::expirations`]: kv_core::Capabilities::expirations
 
 mod namespace;
 mod retry;
@@ -136,9 +176,11 @@ use serde_json::json;
 
 pub use self::namespace::HttpNamespace;
 pub use self::retry::RetryPolicy;
-use self::transport::{Call, Safety, Transport, TransportConfig};
+use self::transport::{Answer, Call, Route, Safety, Transport, TransportConfig};
 pub use self::wire::RemoteError;
-use self::wire::{encode, parse_envelope, NamespaceItem, NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND};
+use self::wire::{
+    encode, parse_envelope, NamespaceItem, ResultInfo, NAMESPACE_EXISTS, NAMESPACE_NOT_FOUND,
+};
 
 /// The backend's name in errors and logs.
 pub(crate) const BACKEND: &str = "http";
@@ -211,6 +253,8 @@ pub struct HttpBackendBuilder {
     retry: RetryPolicy,
     get_many_concurrency: usize,
     max_response_bytes: usize,
+    expirations: Option<bool>,
+    metadata_from_listing: bool,
 }
 
 impl fmt::Debug for HttpBackendBuilder {
@@ -239,6 +283,8 @@ impl HttpBackendBuilder {
             retry: RetryPolicy::default(),
             get_many_concurrency: 16,
             max_response_bytes: 64 * 1024 * 1024,
+            expirations: None,
+            metadata_from_listing: true,
         }
     }
 
@@ -293,6 +339,23 @@ impl HttpBackendBuilder {
         self
     }
 
+    /// Says whether the server keeps expirations, instead of the detection described in the
+    /// module docs ("Servers with fewer routes"). With `false`, writes with an expiration are
+    /// refused with [`KvError::Unsupported`] before anything is sent.
+    pub fn server_keeps_expirations(mut self, keeps: bool) -> Self {
+        self.expirations = Some(keeps);
+        self
+    }
+
+    /// Whether metadata may be read from a one-key listing when the server neither sends the
+    /// metadata header nor serves `GET metadata/{key}` (default `true`). With `false`, entries
+    /// of such a server are read without metadata (a warning is logged once) and
+    /// [`Backend::capabilities`] says so (`metadata: false`).
+    pub fn metadata_from_listing(mut self, allowed: bool) -> Self {
+        self.metadata_from_listing = allowed;
+        self
+    }
+
     /// Builds the backend without sending anything: the first successful answer (usually the
     /// namespace listing behind [`Store::namespace`](kv_core::Store::namespace)) tells what
     /// the server can do, and until then [`Backend::capabilities`] says plain. Fails on a base
@@ -306,6 +369,8 @@ impl HttpBackendBuilder {
             pool_idle_timeout: self.pool_idle_timeout,
             retry: self.retry,
             max_response_bytes: self.max_response_bytes,
+            expirations: self.expirations,
+            metadata_from_listing: self.metadata_from_listing,
         })?;
         Ok(HttpBackend {
             shared: Arc::new(Shared {
@@ -390,19 +455,24 @@ impl HttpBackend {
         Ok(self.shared.transport.capabilities())
     }
 
-    async fn list_page(&self, page: u64) -> Result<(Vec<NamespaceItem>, Option<u64>)> {
-        let url = format!("{}?page={page}&per_page=100", self.shared.transport.base());
+    async fn list_page(&self, page: u64) -> Result<(Vec<NamespaceItem>, ResultInfo)> {
+        let url = format!(
+            "{}?page={page}&per_page={NAMESPACE_PAGE}&order=id&direction=asc",
+            self.shared.transport.base()
+        );
         let answer = self
             .shared
             .transport
             .execute(&Call::new(Method::GET, url, Safety::Idempotent))
             .await?;
         if !answer.status.is_success() {
-            return Err(answer.error().into_kv_error());
+            return Err(not_served_or(&answer, "namespace listing"));
         }
         let envelope = parse_envelope::<Vec<NamespaceItem>>(&answer.body, "namespace list")?;
-        let total_pages = envelope.result_info.and_then(|info| info.total_pages);
-        Ok((envelope.result.unwrap_or_default(), total_pages))
+        Ok((
+            envelope.result.unwrap_or_default(),
+            envelope.result_info.unwrap_or_default(),
+        ))
     }
 
     /// Finds a namespace by id in the listing (for servers without `GET /{id}`).
@@ -434,6 +504,9 @@ impl Backend for HttpBackend {
         .json(&json!({ "title": title }));
         let answer = self.shared.transport.execute(&call).await?;
         if !answer.status.is_success() {
+            if answer.not_served() {
+                return Err(not_served(&answer, "namespace creation"));
+            }
             let error = answer.error();
             return Err(match error.code {
                 NAMESPACE_EXISTS => KvError::NamespaceExists {
@@ -453,21 +526,26 @@ impl Backend for HttpBackend {
     }
 
     async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
-        // Cloudflare pages its listing (at most 100 per page); kv-server returns one page.
-        const MAX_PAGES: u64 = 10_000;
-        let mut all = Vec::new();
+        let mut all: Vec<NamespaceInfo> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut page = 1;
         loop {
-            let (items, total_pages) = self.list_page(page).await?;
-            let empty = items.is_empty();
-            all.extend(items.into_iter().map(|item| NamespaceInfo {
-                id: item.id,
-                title: item.title,
-            }));
-            match total_pages {
-                Some(total) if page < total && !empty && page < MAX_PAGES => page += 1,
-                _ => break,
+            let (items, info) = self.list_page(page).await?;
+            let returned = items.len() as u64;
+            let mut new = 0;
+            for item in items {
+                if seen.insert(item.id.clone()) {
+                    new += 1;
+                    all.push(NamespaceInfo {
+                        id: item.id,
+                        title: item.title,
+                    });
+                }
             }
+            if is_last_namespace_page(page, returned, new, &info, all.len() as u64) {
+                break;
+            }
+            page += 1;
         }
         all.sort_by(|a, b| a.title.cmp(&b.title).then_with(|| a.id.cmp(&b.id)));
         Ok(all)
@@ -483,6 +561,9 @@ impl Backend for HttpBackend {
         let answer = self.shared.transport.execute(&call).await?;
         if answer.status.is_success() {
             return Ok(());
+        }
+        if answer.not_served() {
+            return Err(not_served(&answer, "namespace rename"));
         }
         let error = answer.error();
         Err(match error.code {
@@ -506,6 +587,9 @@ impl Backend for HttpBackend {
         if answer.status.is_success() {
             return Ok(true);
         }
+        if answer.not_served() {
+            return Err(not_served(&answer, "namespace deletion"));
+        }
         let error = answer.error();
         match error.code {
             NAMESPACE_NOT_FOUND => Ok(false),
@@ -514,23 +598,33 @@ impl Backend for HttpBackend {
     }
 
     async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
-        let call = Call::new(
-            Method::GET,
-            self.shared.namespace_url(id),
-            Safety::Idempotent,
-        );
-        let answer = self.shared.transport.execute(&call).await?;
-        let exists = if answer.status.is_success() {
-            true
+        let transport = &self.shared.transport;
+        let exists = if !transport.serves(Route::NamespaceGet) {
+            self.find_in_list(id).await?
         } else {
-            let error = answer.error();
-            match (answer.status, error.code) {
-                (_, NAMESPACE_NOT_FOUND) => false,
-                // A server without `GET /{id}`: look for the id in the listing.
-                (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
-                    self.find_in_list(id).await?
+            let call = Call::new(
+                Method::GET,
+                self.shared.namespace_url(id),
+                Safety::Idempotent,
+            );
+            let answer = transport.execute(&call).await?;
+            if answer.status.is_success() {
+                true
+            } else if answer.not_served() {
+                // A server without `GET /{id}` (Miniflare): look for the id in the listing,
+                // now and from now on.
+                transport.learn_not_served(Route::NamespaceGet);
+                self.find_in_list(id).await?
+            } else {
+                let error = answer.error();
+                match (answer.status, error.code) {
+                    (_, NAMESPACE_NOT_FOUND) => false,
+                    // An older server that answers an unknown route with some other 404/405.
+                    (StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED, _) => {
+                        self.find_in_list(id).await?
+                    }
+                    _ => return Err(error.into_kv_error()),
                 }
-                _ => return Err(error.into_kv_error()),
             }
         };
         if !exists {
@@ -539,5 +633,143 @@ impl Backend for HttpBackend {
             });
         }
         Ok(Arc::new(HttpNamespace::new(self.shared.clone(), id)))
+    }
+}
+
+/// Namespaces asked for per page of the listing (Cloudflare's maximum).
+const NAMESPACE_PAGE: u64 = 1000;
+
+/// Whether a page of the namespace listing was the last: it was empty or brought nothing new
+/// (a server that ignores `page` repeats itself), `result_info` says so (`page` is not the one
+/// asked for, `page >= total_pages`, every one of `total_count` seen), it has no page fields
+/// at all (a server that does not page, such as Miniflare's explorer API, returns everything
+/// at once), or the page was shorter than its `per_page` (the server's, which may be lower
+/// than the one asked for, else ours).
+fn is_last_namespace_page(
+    page: u64,
+    returned: u64,
+    new: u64,
+    info: &ResultInfo,
+    seen: u64,
+) -> bool {
+    returned == 0
+        || new == 0
+        || returned > NAMESPACE_PAGE
+        || info.page.is_some_and(|answered| answered != page)
+        || info.total_pages.is_some_and(|total| page >= total)
+        || info.total_count.is_some_and(|total| seen >= total)
+        || (info.page.is_none() && info.total_pages.is_none() && info.total_count.is_none())
+        || returned < info.per_page.unwrap_or(NAMESPACE_PAGE).min(NAMESPACE_PAGE)
+}
+
+/// The typed error for an answer that says the server has no route for `operation`.
+pub(crate) fn not_served(answer: &Answer, operation: &'static str) -> KvError {
+    KvError::NotServed {
+        backend: BACKEND,
+        operation,
+        status: answer.status.as_u16(),
+    }
+}
+
+/// [`not_served`] when the answer says so, else the answer's error as [`KvError::Remote`].
+pub(crate) fn not_served_or(answer: &Answer, operation: &'static str) -> KvError {
+    if answer.not_served() {
+        not_served(answer, operation)
+    } else {
+        answer.error().into_kv_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(page: Option<u64>, total_count: Option<u64>, total_pages: Option<u64>) -> ResultInfo {
+        ResultInfo {
+            cursor: None,
+            page,
+            per_page: None,
+            total_count,
+            total_pages,
+        }
+    }
+
+    #[test]
+    fn namespace_paging_stops_where_cloudflare_says() {
+        let full = NAMESPACE_PAGE;
+        // Cloudflare / kv-server: full pages continue until the totals are reached.
+        assert!(!is_last_namespace_page(
+            1,
+            full,
+            full,
+            &info(Some(1), Some(2500), None),
+            full
+        ));
+        assert!(is_last_namespace_page(
+            3,
+            500,
+            500,
+            &info(Some(3), Some(2500), None),
+            2500
+        ));
+        assert!(is_last_namespace_page(
+            2,
+            full,
+            full,
+            &info(Some(2), None, Some(2)),
+            2 * full
+        ));
+        // Exactly a multiple of the page size: total_count ends it without an empty page.
+        assert!(is_last_namespace_page(
+            1,
+            full,
+            full,
+            &info(Some(1), Some(full), None),
+            full
+        ));
+        // Only the page number: go on to the empty page.
+        assert!(!is_last_namespace_page(
+            1,
+            full,
+            full,
+            &info(Some(1), None, None),
+            full
+        ));
+        assert!(is_last_namespace_page(
+            2,
+            0,
+            0,
+            &info(Some(2), None, None),
+            full
+        ));
+        // Miniflare: no page fields, everything at once.
+        assert!(is_last_namespace_page(1, 2, 2, &info(None, None, None), 2));
+        // A server that ignores `page` and repeats the same full page.
+        assert!(is_last_namespace_page(
+            2,
+            full,
+            0,
+            &info(None, Some(5000), None),
+            full
+        ));
+        assert!(is_last_namespace_page(
+            2,
+            full,
+            full,
+            &info(Some(1), Some(5000), None),
+            full
+        ));
+        // A server with a smaller page than asked for: its `per_page` decides what is short.
+        let small = ResultInfo {
+            per_page: Some(2),
+            ..info(Some(1), Some(3), Some(2))
+        };
+        assert!(!is_last_namespace_page(1, 2, 2, &small, 2));
+        let small = ResultInfo {
+            per_page: Some(2),
+            ..info(Some(1), None, None)
+        };
+        assert!(!is_last_namespace_page(1, 2, 2, &small, 2));
+        assert!(is_last_namespace_page(1, 1, 1, &small, 1));
     }
 }

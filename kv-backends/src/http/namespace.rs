@@ -13,12 +13,12 @@ use kv_core::{
 };
 use serde_json::Value;
 
-use super::transport::{Answer, Call, Safety};
+use super::transport::{Answer, Call, Route, Safety};
 use super::wire::{
     self, encode, parse_envelope, BulkResult, DeleteResult, KeyItem, INVALID_CURSOR, KEY_NOT_FOUND,
     METADATA_HEADER, NAMESPACE_NOT_FOUND, UNSUPPORTED,
 };
-use super::{Shared, BACKEND};
+use super::{not_served, not_served_or, Shared, BACKEND};
 
 /// Items per bulk write or delete request (the protocol's limit).
 const BULK_ITEMS: usize = 10_000;
@@ -47,7 +47,17 @@ impl fmt::Debug for HttpNamespace {
 enum Read {
     Found(Answer),
     Missing,
+    /// The server has no route for this read.
+    NotServed(Answer),
 }
+
+/// Keys asked for by the one-key listing that stands in for `GET metadata/{key}`: Cloudflare
+/// and Miniflare refuse a `limit` under 10, and the key itself, the shortest name with itself
+/// as prefix, always comes first.
+const ONE_KEY_LISTING_LIMIT: usize = 10;
+
+/// The operation named when a write with an expiration is refused.
+const EXPIRATIONS_DROPPED: &str = "expirations on this server, which accepts them and drops them";
 
 impl HttpNamespace {
     pub(crate) fn new(shared: Arc<Shared>, id: &str) -> Self {
@@ -75,12 +85,16 @@ impl HttpNamespace {
     }
 
     /// Sends a read of `resource/key`: 404 for the key (or for a namespace deleted under this
-    /// handle, which reads empty) is `Missing`.
+    /// handle, which reads empty) is `Missing`; an answer that the route does not exist is
+    /// `NotServed`.
     async fn read(&self, resource: &str, key: &str) -> Result<Read> {
         let call = Call::new(Method::GET, self.key_url(resource, key), Safety::Idempotent);
         let answer = self.shared.transport.execute(&call).await?;
         if answer.status.is_success() {
             return Ok(Read::Found(answer));
+        }
+        if answer.not_served() {
+            return Ok(Read::NotServed(answer));
         }
         let error = answer.error();
         match error.code {
@@ -91,19 +105,78 @@ impl HttpNamespace {
         }
     }
 
-    /// The metadata of a key, from its own endpoint (`None` inside when it has none or it is
-    /// JSON `null`: that endpoint cannot tell them apart); `None` outside when the key is gone.
-    async fn fetch_metadata(&self, key: &str) -> Result<Option<Option<Value>>> {
-        match self.read("metadata", key).await? {
-            Read::Missing => Ok(None),
-            Read::Found(answer) => {
-                let envelope = parse_envelope::<Value>(&answer.body, "metadata")?;
-                Ok(Some(envelope.result.filter(|value| !value.is_null())))
+    /// The metadata of a key whose value read carried no metadata header, and the expiration
+    /// when that had to come from a listing: from `GET metadata/{key}` while the server serves
+    /// it, else from a one-key listing (unless [`metadata_from_listing`] is off: then omitted).
+    /// `None` inside when it has none or it is JSON `null` (the metadata endpoint cannot tell
+    /// them apart); `None` outside when the key is gone or the metadata is omitted.
+    ///
+    /// [`metadata_from_listing`]: super::HttpBackendBuilder::metadata_from_listing
+    async fn fetch_metadata(&self, key: &str) -> Result<Option<(Option<Value>, Option<u64>)>> {
+        let transport = &self.shared.transport;
+        if transport.serves(Route::Metadata) {
+            match self.read("metadata", key).await? {
+                Read::Missing => return Ok(None),
+                Read::Found(answer) => {
+                    let envelope = parse_envelope::<Value>(&answer.body, "metadata")?;
+                    return Ok(Some((
+                        envelope.result.filter(|value| !value.is_null()),
+                        None,
+                    )));
+                }
+                Read::NotServed(_) => transport.learn_not_served(Route::Metadata),
             }
         }
+        if !transport.metadata_from_listing() {
+            transport.note_metadata_omitted();
+            return Ok(None);
+        }
+        Ok(self.list_one(key).await?.map(|item| {
+            (
+                item.metadata.filter(|value| !value.is_null()),
+                item.expiration,
+            )
+        }))
+    }
+
+    /// The listing entry of exactly `key` (`GET keys?prefix={key}&limit=10`), if it exists.
+    async fn list_one(&self, key: &str) -> Result<Option<KeyItem>> {
+        let url = format!(
+            "{}/keys?prefix={}&limit={ONE_KEY_LISTING_LIMIT}",
+            self.url,
+            encode(key)
+        );
+        let call = Call::new(Method::GET, url, Safety::Idempotent);
+        let answer = self.shared.transport.execute(&call).await?;
+        if !answer.status.is_success() {
+            if answer.error().code == NAMESPACE_NOT_FOUND && !answer.not_served() {
+                return Err(self.namespace_gone());
+            }
+            return Err(not_served_or(&answer, "key listing"));
+        }
+        let envelope = parse_envelope::<Vec<KeyItem>>(&answer.body, "key list")?;
+        Ok(envelope
+            .result
+            .unwrap_or_default()
+            .into_iter()
+            .find(|item| item.name == key))
+    }
+
+    /// Refuses a write with an expiration to a server known to drop expirations.
+    fn refuse_dropped_expiration(&self, entry: &NewEntry) -> Result<()> {
+        if entry.expiration.is_some() && !self.shared.transport.keeps_expirations() {
+            return Err(KvError::Unsupported {
+                backend: BACKEND,
+                operation: EXPIRATIONS_DROPPED,
+            });
+        }
+        Ok(())
     }
 
     fn write_error(&self, answer: &Answer, operation: &'static str) -> KvError {
+        if answer.not_served() {
+            return not_served(answer, operation);
+        }
         let error = answer.error();
         match error.code {
             NAMESPACE_NOT_FOUND => self.namespace_gone(),
@@ -134,23 +207,72 @@ impl HttpNamespace {
         }
     }
 
-    /// Whether the key holds an entry now (for servers whose deletes do not say).
+    /// Whether the key holds an entry now (for servers whose deletes do not say): from
+    /// `GET metadata/{key}` while the server serves it, else from a one-key listing.
     async fn exists(&self, key: &str) -> Result<bool> {
+        let transport = &self.shared.transport;
+        if transport.serves(Route::Metadata) {
+            let call = Call::new(
+                Method::GET,
+                self.key_url("metadata", key),
+                Safety::Idempotent,
+            );
+            let answer = transport.execute(&call).await?;
+            if answer.status.is_success() {
+                return Ok(true);
+            }
+            if answer.not_served() {
+                transport.learn_not_served(Route::Metadata);
+            } else {
+                let error = answer.error();
+                return match error.code {
+                    KEY_NOT_FOUND => Ok(false),
+                    NAMESPACE_NOT_FOUND => Err(self.namespace_gone()),
+                    _ => Err(error.into_kv_error()),
+                };
+            }
+        }
+        Ok(self.list_one(key).await?.is_some())
+    }
+
+    /// `DELETE values/{key}` without asking whether it existed (bulk deletes item by item).
+    async fn delete_one(&self, key: &str) -> Result<()> {
         let call = Call::new(
-            Method::GET,
-            self.key_url("metadata", key),
+            Method::DELETE,
+            self.key_url("values", key),
             Safety::Idempotent,
         );
         let answer = self.shared.transport.execute(&call).await?;
         if answer.status.is_success() {
-            return Ok(true);
+            return Ok(());
         }
-        let error = answer.error();
-        match error.code {
-            KEY_NOT_FOUND => Ok(false),
-            NAMESPACE_NOT_FOUND => Err(self.namespace_gone()),
-            _ => Err(error.into_kv_error()),
-        }
+        Err(self.write_error(&answer, "delete"))
+    }
+
+    /// Writes items one `PUT values/{key}` at a time (at most `get_many_concurrency` at
+    /// once), for a server without `PUT bulk`.
+    async fn put_each(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        let writes: Vec<_> = items
+            .into_iter()
+            .map(|(key, entry)| async move {
+                self.put(&key, entry, WriteMode::Overwrite).await.map(drop)
+            })
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(self.shared.get_many_concurrency)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Deletes keys one `DELETE values/{key}` at a time, for a server without
+    /// `POST bulk/delete`.
+    async fn delete_each(&self, keys: &[String]) -> Result<()> {
+        // Collected first (as in `get_many`), so the stream's futures are one concrete type.
+        let deletes: Vec<_> = keys.iter().map(|key| self.delete_one(key)).collect();
+        futures::stream::iter(deletes)
+            .buffer_unordered(self.shared.get_many_concurrency)
+            .try_collect::<()>()
+            .await
     }
 
     async fn put_chunk(&self, items: &[(String, NewEntry)]) -> Result<()> {
@@ -224,8 +346,9 @@ impl KvStore for HttpNamespace {
         let answer = match self.read("values", key).await? {
             Read::Found(answer) => answer,
             Read::Missing => return Ok(None),
+            Read::NotServed(answer) => return Err(not_served(&answer, "value read")),
         };
-        let expiration = wire::expiration_header(&answer.headers)?;
+        let mut expiration = wire::expiration_header(&answer.headers)?;
         let metadata = match answer.headers.get(METADATA_HEADER) {
             Some(header) => Some(wire::decode_metadata_header(header)?),
             None if self
@@ -238,7 +361,14 @@ impl KvStore for HttpNamespace {
             }
             // A key deleted between the two requests reads as it was at the first one,
             // without metadata: the value read is what the caller asked for.
-            None => self.fetch_metadata(key).await?.flatten(),
+            None => match self.fetch_metadata(key).await? {
+                Some((metadata, listed_expiration)) => {
+                    // Miniflare's value reads carry no `expiration` header; its listing does.
+                    expiration = expiration.or(listed_expiration);
+                    metadata
+                }
+                None => None,
+            },
         };
         let version = wire::etag_version(&answer.headers)
             .unwrap_or_else(|| wire::content_version(&answer.body, metadata.as_ref(), expiration));
@@ -252,6 +382,12 @@ impl KvStore for HttpNamespace {
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
         self.refuse_unless_atomic(mode, "conditional put")?;
+        self.refuse_dropped_expiration(&entry)?;
+        let operation = match (mode.is_conditional(), entry.expiration.is_some()) {
+            (true, _) => "conditional put",
+            (false, true) => "put with an expiration",
+            (false, false) => "put",
+        };
         let mut url = self.key_url("values", key);
         if let Some(expiration) = entry.expiration {
             let ttl = wire::expiration_ttl(expiration, self.shared.clock.unix_secs());
@@ -281,7 +417,7 @@ impl KvStore for HttpNamespace {
         if answer.status == StatusCode::PRECONDITION_FAILED {
             return Ok(PutOutcome::ConditionFailed);
         }
-        Err(self.write_error(&answer, "conditional put"))
+        Err(self.write_error(&answer, operation))
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
@@ -305,7 +441,12 @@ impl KvStore for HttpNamespace {
             return Ok(DeleteOutcome::ConditionFailed);
         }
         if !answer.status.is_success() {
-            return Err(self.write_error(&answer, "conditional delete"));
+            let operation = if mode.is_conditional() {
+                "conditional delete"
+            } else {
+                "delete"
+            };
+            return Err(self.write_error(&answer, operation));
         }
         let existed = match mode {
             WriteMode::OnlyIfVersion(_) => true,
@@ -333,6 +474,9 @@ impl KvStore for HttpNamespace {
         let call = Call::new(Method::GET, url, Safety::Idempotent);
         let answer = self.shared.transport.execute(&call).await?;
         if !answer.status.is_success() {
+            if answer.not_served() {
+                return Err(not_served(&answer, "key listing"));
+            }
             let error = answer.error();
             return match error.code {
                 // A namespace deleted under this handle lists nothing.
@@ -393,6 +537,14 @@ impl KvStore for HttpNamespace {
     }
 
     async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
+        // Refused before anything is written, so a refused batch leaves nothing behind.
+        for (_, entry) in &items {
+            self.refuse_dropped_expiration(entry)?;
+        }
+        let transport = &self.shared.transport;
+        if !transport.serves(Route::BulkPut) {
+            return self.put_each(items).await;
+        }
         let mut start = 0;
         while start < items.len() {
             let mut end = start;
@@ -405,15 +557,36 @@ impl KvStore for HttpNamespace {
                 bytes += size;
                 end += 1;
             }
-            self.put_chunk(&items[start..end]).await?;
+            match self.put_chunk(&items[start..end]).await {
+                Ok(()) => {}
+                // No `PUT bulk` (Miniflare): this chunk was not written; write the rest
+                // item by item, and so from now on.
+                Err(KvError::NotServed { .. }) => {
+                    transport.learn_not_served(Route::BulkPut);
+                    let rest = items.into_iter().skip(start).collect();
+                    return self.put_each(rest).await;
+                }
+                Err(other) => return Err(other),
+            }
             start = end;
         }
         Ok(())
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        for chunk in keys.chunks(BULK_ITEMS) {
-            self.delete_chunk(chunk).await?;
+        let transport = &self.shared.transport;
+        if !transport.serves(Route::BulkDelete) {
+            return self.delete_each(keys).await;
+        }
+        for (index, chunk) in keys.chunks(BULK_ITEMS).enumerate() {
+            match self.delete_chunk(chunk).await {
+                Ok(()) => {}
+                Err(KvError::NotServed { .. }) => {
+                    transport.learn_not_served(Route::BulkDelete);
+                    return self.delete_each(&keys[index * BULK_ITEMS..]).await;
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! server's answers teach us about it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -84,11 +84,44 @@ impl Answer {
     pub fn error(&self) -> RemoteError {
         RemoteError::from_answer(self.status, &self.body)
     }
+
+    /// Whether this error answer says the server has no route for the request, rather than
+    /// anything about the data (see [`wire::is_not_served`]).
+    pub fn not_served(&self) -> bool {
+        !self.status.is_success() && wire::is_not_served(self.status, &self.error())
+    }
+}
+
+/// A route some Cloudflare-shaped servers do not serve, and that has a fallback here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `GET {ns}/metadata/{key}` (Miniflare's explorer API has none).
+    Metadata = 1,
+    /// `PUT {ns}/bulk`.
+    BulkPut = 2,
+    /// `POST {ns}/bulk/delete`.
+    BulkDelete = 4,
+    /// `GET {ns}` (one namespace).
+    NamespaceGet = 8,
+}
+
+impl Route {
+    fn describe(self) -> &'static str {
+        match self {
+            Route::Metadata => "GET metadata/{key}",
+            Route::BulkPut => "PUT bulk",
+            Route::BulkDelete => "POST bulk/delete",
+            Route::NamespaceGet => "GET {namespace_id}",
+        }
+    }
 }
 
 /// What the first successful answer said about the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ServerTraits {
+    /// It sent the capabilities header at all (a kv-server, which serves every route and
+    /// keeps expirations when its store does).
+    pub advertised: bool,
     /// It advertised atomic conditional writes.
     pub compare_and_swap: bool,
     /// Its value reads always carry the metadata header when there is metadata.
@@ -108,7 +141,15 @@ pub(crate) struct TransportConfig {
     pub pool_idle_timeout: Duration,
     pub retry: RetryPolicy,
     pub max_response_bytes: usize,
+    /// Whether the server keeps expirations, when the builder was told.
+    pub expirations: Option<bool>,
+    /// Whether metadata may be read from a one-key listing when the server has no other way.
+    pub metadata_from_listing: bool,
 }
+
+/// The path under which Miniflare serves its local explorer API, which accepts `expiration`
+/// and `expiration_ttl` on writes and drops them.
+pub(crate) const MINIFLARE_EXPLORER_PATH: &str = "/cdn-cgi/explorer/api";
 
 /// The pooled HTTP client of one backend and what it learned about its server.
 pub(crate) struct Transport {
@@ -122,6 +163,14 @@ pub(crate) struct Transport {
     /// Whether the server's delete answers say if an entry existed (`UNKNOWN` until one did or
     /// did not).
     delete_reports_existed: AtomicU8,
+    /// The base URL is Miniflare's explorer API (see [`MINIFLARE_EXPLORER_PATH`]).
+    explorer: bool,
+    expirations: Option<bool>,
+    metadata_from_listing: bool,
+    /// The [`Route`]s the server answered "no such route" for, as bits.
+    missing_routes: AtomicU8,
+    /// Whether the note that metadata is omitted was logged.
+    noted_metadata_omitted: AtomicBool,
 }
 
 impl fmt::Debug for Transport {
@@ -132,6 +181,10 @@ impl fmt::Debug for Transport {
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
             .field("traits", &self.traits.get())
+            .field(
+                "missing_routes",
+                &self.missing_routes.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +205,7 @@ impl Transport {
         if uri.query().is_some() {
             return Err(invalid_base(&base, "the base URL must not have a query"));
         }
+        let explorer = uri.path().contains(MINIFLARE_EXPLORER_PATH);
         let authorization = match config.token {
             None => None,
             Some(token) => {
@@ -191,6 +245,11 @@ impl Transport {
             max_response_bytes: config.max_response_bytes,
             traits: OnceLock::new(),
             delete_reports_existed: AtomicU8::new(UNKNOWN),
+            explorer,
+            expirations: config.expirations,
+            metadata_from_listing: config.metadata_from_listing,
+            missing_routes: AtomicU8::new(0),
+            noted_metadata_omitted: AtomicBool::new(false),
         })
     }
 
@@ -204,11 +263,59 @@ impl Transport {
         self.traits.get().copied()
     }
 
-    /// Atomic compare-and-swap only when the server advertised it.
+    /// Atomic compare-and-swap only when the server advertised it; metadata unless the server
+    /// has no way to read it and listings may not be used; expirations unless the server is
+    /// known to drop them.
     pub fn capabilities(&self) -> Capabilities {
-        match self.traits() {
+        let base = match self.traits() {
             Some(traits) if traits.compare_and_swap => Capabilities::atomic(),
             _ => Capabilities::plain(),
+        };
+        base.with_metadata(self.metadata_from_listing || self.serves(Route::Metadata))
+            .with_expirations(self.keeps_expirations())
+    }
+
+    /// Whether the server keeps expirations: as the builder said, else not for Miniflare's
+    /// explorer API (its base path, and no capabilities header once an answer came), which
+    /// accepts them and drops them; else yes.
+    pub fn keeps_expirations(&self) -> bool {
+        if let Some(told) = self.expirations {
+            return told;
+        }
+        let advertised = self.traits().is_some_and(|traits| traits.advertised);
+        !self.explorer || advertised
+    }
+
+    /// Whether metadata may be read from a one-key listing.
+    pub fn metadata_from_listing(&self) -> bool {
+        self.metadata_from_listing
+    }
+
+    /// Whether the server is not yet known to lack `route`.
+    pub fn serves(&self, route: Route) -> bool {
+        self.missing_routes.load(Ordering::Relaxed) & route as u8 == 0
+    }
+
+    /// Remembers that the server has no `route`, so later calls go to the fallback at once.
+    pub fn learn_not_served(&self, route: Route) {
+        let before = self.missing_routes.fetch_or(route as u8, Ordering::Relaxed);
+        if before & route as u8 == 0 {
+            tracing::info!(
+                base = %self.base,
+                route = route.describe(),
+                "the kv server does not serve this route; using the fallback from now on"
+            );
+        }
+    }
+
+    /// Logs, once per backend, that entries are read without their metadata.
+    pub fn note_metadata_omitted(&self) {
+        if !self.noted_metadata_omitted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                base = %self.base,
+                "the kv server serves no metadata route and listings may not be used \
+                 (HttpBackendBuilder::metadata_from_listing): entries are read without metadata"
+            );
         }
     }
 
@@ -246,7 +353,10 @@ impl Transport {
         loop {
             let retries_left = attempt < self.retry.retries();
             let wait = match self.attempt(call, uri.clone()).await {
-                Ok(answer) if !is_transient_status(answer.status) => {
+                Ok(answer)
+                    if !is_transient_status(answer.status)
+                        || is_definite_gateway_error(&answer) =>
+                {
                     if answer.status.is_success() {
                         self.learn(&answer.headers);
                     }
@@ -347,10 +457,11 @@ impl Transport {
             return;
         }
         let compare_and_swap = wire::has_capability(headers, wire::COMPARE_AND_SWAP);
-        // kv-server advertising compare-and-swap always sends the metadata header.
-        let metadata_header =
-            compare_and_swap || wire::has_capability(headers, wire::METADATA_CAPABILITY);
+        // Only `metadata-header` promises the header: a kv-server in front of a store that
+        // cannot read metadata advertises compare-and-swap alone.
+        let metadata_header = wire::has_capability(headers, wire::METADATA_CAPABILITY);
         let _ = self.traits.set(ServerTraits {
+            advertised: headers.contains_key(wire::CAPABILITIES_HEADER),
             compare_and_swap,
             metadata_header,
         });
@@ -365,6 +476,16 @@ fn is_transient_status(status: StatusCode) -> bool {
         || (status.is_server_error()
             && status != StatusCode::NOT_IMPLEMENTED
             && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+}
+
+/// A 502 from a kv-server saying its own store answered "no such route" or rejected the
+/// request: asking again gets the same answer, so it is not retried.
+fn is_definite_gateway_error(answer: &Answer) -> bool {
+    answer.status == StatusCode::BAD_GATEWAY
+        && matches!(
+            answer.error().code,
+            wire::UPSTREAM_NOT_SERVED | wire::UPSTREAM_REJECTED
+        )
 }
 
 fn unavailable(error: RemoteError) -> KvError {

@@ -38,6 +38,32 @@ pub(crate) const NAMESPACE_EXISTS: u32 = 10014;
 pub(crate) const INVALID_CURSOR: u32 = 10033;
 /// Envelope error code (kv-server): the store cannot do this faithfully.
 pub(crate) const UNSUPPORTED: u32 = 10039;
+/// Envelope error code (kv-server): no such endpoint.
+pub(crate) const ENDPOINT_NOT_FOUND: u32 = 10025;
+/// Envelope error code (kv-server): the endpoint exists, but not for this method.
+pub(crate) const METHOD_NOT_ALLOWED: u32 = 10038;
+/// Envelope error code (kv-server, with 502): the store behind it has no route for this.
+pub(crate) const UPSTREAM_NOT_SERVED: u32 = 10042;
+/// Envelope error code (kv-server, with 502): the store behind it rejected the request.
+pub(crate) const UPSTREAM_REJECTED: u32 = 10043;
+/// Envelope error code (Cloudflare's API): "No route for that URI".
+pub(crate) const NO_ROUTE: u32 = 7000;
+
+/// Whether an error answer means "this server has no route for the request" rather than
+/// anything about the data: a 404, 405 or 501 without an error code (Miniflare answers
+/// unknown routes with a `text/plain` `404 Not Found`), or a code that says so (kv-server's
+/// 10025 / 10038 and, behind a kv-server, 10042; Cloudflare's 7000).
+pub(crate) fn is_not_served(status: http::StatusCode, error: &RemoteError) -> bool {
+    use http::StatusCode;
+    match error.code {
+        0 => matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+        ),
+        ENDPOINT_NOT_FOUND | METHOD_NOT_ALLOWED | UPSTREAM_NOT_SERVED | NO_ROUTE => true,
+        _ => false,
+    }
+}
 
 /// The `expiration` response header of a value read.
 pub(crate) const EXPIRATION_HEADER: &str = "expiration";
@@ -75,11 +101,18 @@ fn none<T>() -> Option<T> {
     None
 }
 
-/// The paging part of an envelope.
+/// The paging part of an envelope: a cursor (key listings) or Cloudflare's page fields
+/// (namespace listings).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ResultInfo {
     #[serde(default)]
     pub cursor: Option<String>,
+    #[serde(default)]
+    pub page: Option<u64>,
+    #[serde(default)]
+    pub per_page: Option<u64>,
+    #[serde(default)]
+    pub total_count: Option<u64>,
     #[serde(default)]
     pub total_pages: Option<u64>,
 }
@@ -427,6 +460,39 @@ mod tests {
         );
         let error = RemoteError::from_answer(StatusCode::BAD_GATEWAY, b"");
         assert_eq!(error.message, "Bad Gateway");
+    }
+
+    #[test]
+    fn not_served_is_a_route_answer_not_a_data_answer() {
+        let text = RemoteError::from_answer(StatusCode::NOT_FOUND, b"404 Not Found");
+        assert!(is_not_served(StatusCode::NOT_FOUND, &text));
+        assert!(is_not_served(StatusCode::METHOD_NOT_ALLOWED, &text));
+        assert!(!is_not_served(StatusCode::BAD_REQUEST, &text));
+        let missing_key = RemoteError::from_answer(
+            StatusCode::NOT_FOUND,
+            br#"{"success":false,"errors":[{"code":10009,"message":"get: 'key not found'"}]}"#,
+        );
+        assert!(!is_not_served(StatusCode::NOT_FOUND, &missing_key));
+        let missing_ns = RemoteError::from_answer(
+            StatusCode::NOT_FOUND,
+            br#"{"success":false,"errors":[{"code":10013,"message":"namespace not found"}]}"#,
+        );
+        assert!(!is_not_served(StatusCode::NOT_FOUND, &missing_ns));
+        for code in [
+            ENDPOINT_NOT_FOUND,
+            METHOD_NOT_ALLOWED,
+            UPSTREAM_NOT_SERVED,
+            NO_ROUTE,
+        ] {
+            let body = format!(r#"{{"success":false,"errors":[{{"code":{code},"message":"x"}}]}}"#);
+            let error = RemoteError::from_answer(StatusCode::BAD_GATEWAY, body.as_bytes());
+            assert!(is_not_served(StatusCode::BAD_GATEWAY, &error), "{code}");
+        }
+        let unsupported = RemoteError::from_answer(
+            StatusCode::NOT_IMPLEMENTED,
+            br#"{"success":false,"errors":[{"code":10039,"message":"x"}]}"#,
+        );
+        assert!(!is_not_served(StatusCode::NOT_IMPLEMENTED, &unsupported));
     }
 
     #[test]
