@@ -450,14 +450,20 @@ impl HttpBackend {
     /// Asks the server what it can do (one namespace listing) unless an earlier answer told.
     pub async fn probe(&self) -> Result<Capabilities> {
         if self.shared.transport.traits().is_none() {
-            self.list_namespaces().await?;
+            // One namespace is enough to read the server's traits off the answer; a whole
+            // listing would be a page per thousand namespaces on every start.
+            self.list_page(1, 1).await?;
         }
         Ok(self.shared.transport.capabilities())
     }
 
-    async fn list_page(&self, page: u64) -> Result<(Vec<NamespaceItem>, ResultInfo)> {
+    async fn list_page(
+        &self,
+        page: u64,
+        per_page: u64,
+    ) -> Result<(Vec<NamespaceItem>, ResultInfo)> {
         let url = format!(
-            "{}?page={page}&per_page={NAMESPACE_PAGE}&order=id&direction=asc",
+            "{}?page={page}&per_page={per_page}&order=id&direction=asc",
             self.shared.transport.base()
         );
         let answer = self
@@ -530,7 +536,7 @@ impl Backend for HttpBackend {
         let mut seen = std::collections::HashSet::new();
         let mut page = 1;
         loop {
-            let (items, info) = self.list_page(page).await?;
+            let (items, info) = self.list_page(page, NAMESPACE_PAGE).await?;
             let returned = items.len() as u64;
             let mut new = 0;
             for item in items {
