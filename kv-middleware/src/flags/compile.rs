@@ -25,6 +25,10 @@ pub enum ItemKind {
     Flag,
     /// A segment.
     Segment,
+    /// A shared targeting fragment of a flagd document (`$evaluators`).
+    Evaluator,
+    /// A flagd document as a whole.
+    Document,
 }
 
 impl fmt::Display for ItemKind {
@@ -32,6 +36,8 @@ impl fmt::Display for ItemKind {
         f.write_str(match self {
             ItemKind::Flag => "flag",
             ItemKind::Segment => "segment",
+            ItemKind::Evaluator => "evaluator",
+            ItemKind::Document => "document",
         })
     }
 }
@@ -127,10 +133,14 @@ pub(crate) struct CompiledFlag {
     pub(crate) enabled: bool,
     /// By name, in name order.
     pub(crate) variants: Vec<(String, Value)>,
-    pub(crate) default: usize,
+    /// `None`: no default variant (the caller's default is served).
+    pub(crate) default: Option<usize>,
     pub(crate) kind: ValueKind,
     pub(crate) targets: HashMap<String, usize>,
     pub(crate) rules: Vec<CompiledRule>,
+    /// flagd targeting, compiled (`None` also for `{}`, which flagd treats as none).
+    pub(crate) targeting: Option<super::logic::Node>,
+    /// The document's metadata with the flag's own over it.
     pub(crate) metadata: Map<String, Value>,
     pub(crate) definition: Arc<FlagDefinition>,
 }
@@ -172,7 +182,14 @@ impl CompiledFlag {
 
     /// Whether anything can serve another variant than the default.
     pub(crate) fn has_targeting(&self) -> bool {
-        !self.targets.is_empty() || !self.rules.is_empty()
+        !self.targets.is_empty() || !self.rules.is_empty() || self.targeting.is_some()
+    }
+
+    /// The index of the variant named `name` (variants are sorted by name).
+    pub(crate) fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
     }
 }
 
@@ -368,6 +385,21 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// Decodes a flag (or any item) from JSON already parsed, naming the offending field.
+pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(
+    kind: ItemKind,
+    key: &str,
+    value: &Value,
+) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let mut path = e.path().to_string();
+        if path.is_empty() {
+            path.push('.');
+        }
+        ValidationError::new(kind, key, path, e.into_inner().to_string())
+    })
+}
+
 // ---- compilation ----
 
 /// Compiles segments (which may not refer to other segments).
@@ -411,11 +443,20 @@ fn join(prefix: &str, field: &str) -> String {
     }
 }
 
+/// What a flag is compiled against besides segments: the document's `$evaluators` and
+/// metadata (empty for flags stored one by one without them).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) evaluators: Map<String, Value>,
+    pub(crate) metadata: Map<String, Value>,
+}
+
 /// Compiles one flag against the segments it may refer to.
 pub(crate) fn compile_flag(
     key: &str,
     flag: FlagDefinition,
     segments: &HashMap<String, Arc<CompiledSegment>>,
+    shared: &Shared,
 ) -> Result<CompiledFlag, ValidationError> {
     let err =
         |field: &str, message: String| ValidationError::new(ItemKind::Flag, key, field, message);
@@ -474,7 +515,10 @@ pub(crate) fn compile_flag(
         })
     };
 
-    let default = variant("defaultVariant", &flag.default_variant)?;
+    let default = match &flag.default_variant {
+        Some(name) => Some(variant("defaultVariant", name)?),
+        None => None,
+    };
 
     let mut targets = HashMap::new();
     for (name, keys) in &flag.targets {
@@ -501,7 +545,30 @@ pub(crate) fn compile_flag(
         rules.push(compile_rule(key, rule, &field, &variant, segments)?);
     }
 
-    let metadata = flag.metadata.clone();
+    let targeting = match &flag.targeting {
+        None => None,
+        Some(Value::Object(map)) if map.is_empty() => None,
+        Some(rule) => {
+            if !flag.targets.is_empty() || !flag.rules.is_empty() {
+                return Err(err(
+                    "targeting",
+                    "a flag has either flagd targeting or targets and rules, not both".to_owned(),
+                ));
+            }
+            Some(
+                super::logic::compile(rule, &shared.evaluators)
+                    .map_err(|(field, message)| err(&field, message))?,
+            )
+        }
+    };
+
+    let mut metadata = shared.metadata.clone();
+    for (k, v) in &flag.metadata {
+        // flagd skips null flag metadata, leaving the document's value.
+        if !v.is_null() {
+            metadata.insert(k.clone(), v.clone());
+        }
+    }
     Ok(CompiledFlag {
         enabled: flag.state == FlagState::Enabled,
         variants,
@@ -509,6 +576,7 @@ pub(crate) fn compile_flag(
         kind,
         targets,
         rules,
+        targeting,
         metadata,
         definition: Arc::new(flag),
     })

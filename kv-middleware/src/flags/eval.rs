@@ -12,7 +12,9 @@ use super::compile::{
     parse_semver, semver_cmp, Check, CompiledCondition, CompiledFlag, CompiledSegment, Scalar,
     ScalarSet, Serve, Test,
 };
+use super::compile::{Shared, ValidationError};
 use super::context::{Attr, EvaluationContext};
+use super::logic::{self, Env, Node, Val};
 
 /// Why an evaluation gave its value, as OpenFeature names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,17 +72,24 @@ pub enum ErrorCode {
     /// A split needed a bucketing key (the targeting key, or its `bucketBy` attribute) that the
     /// context lacks: the default variant was served.
     TargetingKeyMissing,
+    /// The flag does not validate (unknown operator, `$ref` to a missing evaluator, unknown
+    /// variant, ...) and has no earlier good definition: the caller's default.
+    ParseError,
+    /// The flag's targeting returned something that is not one of its variants.
+    General,
 }
 
 impl ErrorCode {
     /// OpenFeature's name: `PROVIDER_NOT_READY`, `FLAG_NOT_FOUND`, `TYPE_MISMATCH`,
-    /// `TARGETING_KEY_MISSING`.
+    /// `TARGETING_KEY_MISSING`, `PARSE_ERROR`, `GENERAL`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::ProviderNotReady => "PROVIDER_NOT_READY",
             ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
             ErrorCode::TypeMismatch => "TYPE_MISMATCH",
             ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::General => "GENERAL",
         }
     }
 }
@@ -118,6 +127,100 @@ impl<'a> Evaluation<'a> {
             flag_metadata: None,
         }
     }
+
+    /// The same evaluation read as `ty`: a value that is not of that type becomes the
+    /// caller's default with `ERROR` / `TYPE_MISMATCH` (metadata kept). An integer reads as a
+    /// float; a float reads as an integer only when it has no fraction (`10.0`), as flagd's
+    /// lossless coercion allows.
+    pub fn typed(self, ty: FlagType) -> Self {
+        match self.value {
+            Some(value) if !ty.fits(value) => Evaluation {
+                value: None,
+                variant: None,
+                reason: Reason::Error,
+                error_code: Some(ErrorCode::TypeMismatch),
+                flag_metadata: self.flag_metadata,
+            },
+            _ => self,
+        }
+    }
+
+    /// A short, general explanation of the error code, when there is one (the store's
+    /// [`details`](super::FlagSnapshot::details) gives the specific one).
+    pub fn error_message(&self) -> Option<&'static str> {
+        self.error_code.map(|code| match code {
+            ErrorCode::ProviderNotReady => "no flags snapshot has been loaded yet",
+            ErrorCode::FlagNotFound => "no flag has this key",
+            ErrorCode::TypeMismatch => "the flag's value is not of the requested type",
+            ErrorCode::TargetingKeyMissing => {
+                "the split needs a bucketing key the context lacks; served the default variant"
+            }
+            ErrorCode::ParseError => "the flag's definition does not validate",
+            ErrorCode::General => "the flag's targeting returned a name that is not a variant",
+        })
+    }
+}
+
+/// The type an evaluation is read as (OpenFeature's five).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlagType {
+    /// `true` / `false`.
+    Boolean,
+    /// A string.
+    String,
+    /// A number without fraction.
+    Integer,
+    /// Any number.
+    Float,
+    /// A JSON object (or array, which OpenFeature's structures also hold).
+    Object,
+}
+
+impl FlagType {
+    /// `boolean`, `string`, `integer`, `float` or `object`.
+    pub fn parse(text: &str) -> Option<FlagType> {
+        Some(match text {
+            "boolean" | "bool" => FlagType::Boolean,
+            "string" => FlagType::String,
+            "integer" | "int" => FlagType::Integer,
+            "float" | "number" => FlagType::Float,
+            "object" | "json" => FlagType::Object,
+            _ => return None,
+        })
+    }
+
+    /// The type's name, as [`parse`](FlagType::parse) reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Integer => "integer",
+            FlagType::Float => "float",
+            FlagType::Object => "object",
+        }
+    }
+
+    /// Whether `value` can be read as this type without loss.
+    pub fn fits(self, value: &Value) -> bool {
+        match (self, value) {
+            (FlagType::Boolean, Value::Bool(_)) | (FlagType::String, Value::String(_)) => true,
+            (FlagType::Float, Value::Number(_)) => true,
+            (FlagType::Integer, Value::Number(n)) => {
+                n.is_i64()
+                    || n.is_u64()
+                    || n.as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            }
+            (FlagType::Object, Value::Object(_) | Value::Array(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for FlagType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An evaluation read as a type, in OpenFeature's shape: the value (the caller's default when
@@ -144,7 +247,14 @@ pub struct EvaluationDetails<T> {
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) ready: bool,
-    pub(crate) flags: HashMap<String, CompiledFlag>,
+    pub(crate) flags: HashMap<String, Arc<CompiledFlag>>,
+    /// Flags that do not validate and had no earlier good definition: they answer
+    /// `PARSE_ERROR` with this error.
+    pub(crate) invalid: HashMap<String, ValidationError>,
+    /// Everything that did not validate (flags, segments, the document part), for reports.
+    pub(crate) errors: Vec<ValidationError>,
+    /// The document's `$evaluators` and metadata, as loaded (for export).
+    pub(crate) shared: Arc<Shared>,
     pub(crate) segments: HashMap<String, Arc<CompiledSegment>>,
     /// Store key to version, for change detection.
     pub(crate) versions: HashMap<String, Version>,
@@ -164,13 +274,74 @@ impl Snapshot {
             return Evaluation::error(ErrorCode::ProviderNotReady);
         }
         let Some(flag) = self.flags.get(key) else {
+            if self.invalid.contains_key(key) {
+                return Evaluation::error(ErrorCode::ParseError);
+            }
             return Evaluation::error(ErrorCode::FlagNotFound);
         };
-        let mut result = evaluate_flag(flag, context);
+        let mut result = evaluate_flag(key, flag, context);
         if stale && result.error_code.is_none() && result.reason != Reason::Disabled {
             result.reason = Reason::Stale;
         }
         result
+    }
+}
+
+/// The default variant, or the caller's default when the flag has none (reason `DEFAULT`).
+fn default_served(flag: &CompiledFlag, reason: Reason) -> Evaluation<'_> {
+    match flag.default {
+        Some(index) => served(flag, index, reason),
+        None => Evaluation {
+            value: None,
+            variant: None,
+            reason: Reason::Default,
+            error_code: None,
+            flag_metadata: Some(&flag.metadata),
+        },
+    }
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// flagd targeting: a variant name (or a boolean / number naming one), `null` for the
+/// default, anything else `GENERAL`.
+fn evaluate_targeting<'a>(
+    key: &str,
+    flag: &'a CompiledFlag,
+    node: &Node,
+    context: &EvaluationContext,
+) -> Evaluation<'a> {
+    let env = Env {
+        context,
+        flag_key: key,
+        timestamp: unix_seconds(),
+    };
+    let result = logic::evaluate(node, &env);
+    let mut buffer = StackText::new();
+    let name: Option<&str> = match &result {
+        Err(_) | Ok(Val::Null) => return default_served(flag, Reason::Default),
+        Ok(Val::Str(s)) => Some(s),
+        Ok(Val::Bool(b)) => Some(if *b { "true" } else { "false" }),
+        Ok(Val::Num(n)) => {
+            let text = if n.fract() == 0.0 && n.abs() < 1e15 {
+                buffer.format(*n as i64)
+            } else {
+                buffer.format(n)
+            };
+            text.and_then(|t| std::str::from_utf8(t).ok())
+        }
+        Ok(_) => None,
+    };
+    match name.and_then(|n| flag.variant_index(n)) {
+        Some(index) => served(flag, index, Reason::TargetingMatch),
+        None => Evaluation {
+            flag_metadata: Some(&flag.metadata),
+            ..Evaluation::error(ErrorCode::General)
+        },
     }
 }
 
@@ -185,7 +356,11 @@ fn served(flag: &CompiledFlag, index: usize, reason: Reason) -> Evaluation<'_> {
     }
 }
 
-fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &EvaluationContext) -> Evaluation<'a> {
+fn evaluate_flag<'a>(
+    key: &str,
+    flag: &'a CompiledFlag,
+    context: &EvaluationContext,
+) -> Evaluation<'a> {
     if !flag.enabled {
         return Evaluation {
             value: None,
@@ -194,6 +369,9 @@ fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &EvaluationContext) -> Eva
             error_code: None,
             flag_metadata: Some(&flag.metadata),
         };
+    }
+    if let Some(node) = &flag.targeting {
+        return evaluate_targeting(key, flag, node, context);
     }
     if let Some(key) = context.targeting_key() {
         if let Some(&index) = flag.targets.get(key) {
@@ -216,17 +394,13 @@ fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &EvaluationContext) -> Eva
                     Some(Attr::Json(_)) | None => None,
                 };
                 let Some(bucket_key) = bucket_key else {
-                    let mut result = served(flag, flag.default, Reason::Default);
+                    let mut result = default_served(flag, Reason::Default);
                     result.error_code = Some(ErrorCode::TargetingKeyMissing);
                     return result;
                 };
                 let bucket = bucket(split.salt.as_bytes(), bucket_key, split.total);
                 let mut running = 0u64;
-                let mut chosen = split
-                    .weights
-                    .last()
-                    .map(|(i, _)| *i)
-                    .unwrap_or(flag.default);
+                let mut chosen = split.weights.last().map_or(0, |(i, _)| *i);
                 for (index, weight) in &split.weights {
                     running += u64::from(*weight);
                     if running > bucket {
@@ -243,7 +417,7 @@ fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &EvaluationContext) -> Eva
     } else {
         Reason::Static
     };
-    served(flag, flag.default, reason)
+    default_served(flag, reason)
 }
 
 fn condition_holds(condition: &CompiledCondition, context: &EvaluationContext) -> bool {

@@ -150,5 +150,9 @@ fn message(code: ErrorCode, key: &str) -> String {
         ErrorCode::TargetingKeyMissing => {
             format!("flag {key:?} splits by a bucketing key the context lacks; served the default variant")
         }
+        ErrorCode::ParseError => format!("flag {key:?} does not validate"),
+        ErrorCode::General => {
+            format!("flag {key:?}: targeting returned a name that is not a variant")
+        }
     }
 }

@@ -150,26 +150,31 @@ mod extract;
 mod future;
 mod handle;
 mod layer;
+mod logic;
 mod model;
 mod refresh;
 mod require;
 mod service;
+mod snapshot;
 mod store;
 
 pub use self::bucket::{bucket, fractional, murmur3_x86_32};
 pub use self::compile::{ItemKind, ValidationError, ValueKind};
 pub use self::context::EvaluationContext;
 pub use self::error::FlagsError;
-pub use self::eval::{ErrorCode, Evaluation, EvaluationDetails, Reason};
+pub use self::eval::{ErrorCode, Evaluation, EvaluationDetails, FlagType, Reason};
 #[cfg(feature = "axum")]
 pub use self::extract::MissingFlagsLayer;
 pub use self::future::ResponseFuture;
 pub use self::handle::Flags;
 pub use self::layer::{default_context, FlagsLayer, DEFAULT_USER_HEADER};
-pub use self::model::{Condition, FlagDefinition, FlagState, Operator, Rule, Segment};
+pub use self::model::{
+    Condition, FlagDefinition, FlagDocument, FlagState, Operator, Rule, Segment,
+};
 pub use self::require::{RequireFlag, RequireFlagFuture, RequireFlagLayer};
 pub use self::service::FlagsService;
+pub use self::snapshot::FlagSnapshot;
 pub use self::store::{
     FlagStats, FlagStore, FlagStoreBuilder, RefreshOutcome, StoredFlag, StoredSegment,
-    DEFAULT_MAX_STALENESS, DEFAULT_REFRESH_INTERVAL, FLAG_PREFIX, SEGMENT_PREFIX,
+    DEFAULT_MAX_STALENESS, DEFAULT_REFRESH_INTERVAL, DOCUMENT_KEY, FLAG_PREFIX, SEGMENT_PREFIX,
 };

@@ -17,12 +17,13 @@ pub enum FlagState {
     Disabled,
 }
 
-/// One flag as stored: flagd's `state`, `variants` and `defaultVariant`, plus `targets`,
-/// `rules` and `metadata`.
+/// One flag as stored: flagd's `state`, `variants`, `defaultVariant`, `targeting` and
+/// `metadata`, or our native `targets` and `rules` instead of `targeting`.
 ///
 /// `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off"}` is a complete
-/// flag that is off for everyone. Unknown fields are rejected, so a typo is an error rather
-/// than a silently ignored setting.
+/// flag that is off for everyone. A flagd flag is stored as flagd writes it (`targeting` is
+/// JSON Logic with flagd's operators). Unknown fields are rejected, so a typo is an error
+/// rather than a silently ignored setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlagDefinition {
@@ -31,8 +32,10 @@ pub struct FlagDefinition {
     /// Variant name to value; every value has the same type: all booleans, all strings, all
     /// numbers, or all JSON objects / arrays.
     pub variants: BTreeMap<String, Value>,
-    /// The variant served when no target or rule matches.
-    pub default_variant: String,
+    /// The variant served when no target or rule matches. Absent or `null` (flagd allows
+    /// both): the caller's default is served instead, with reason `DEFAULT`.
+    #[serde(default)]
+    pub default_variant: Option<String>,
     /// Allow-lists: variant name to the targeting keys that always get it (checked before the
     /// rules).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -40,6 +43,11 @@ pub struct FlagDefinition {
     /// Ordered rules; the first whose conditions all hold decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// flagd targeting: a JSON Logic rule (with `fractional`, `sem_ver`, `starts_with`,
+    /// `ends_with` and `$ref`) returning a variant name, or `null` for the default variant.
+    /// Not together with `targets` or `rules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<Value>,
     /// Free-form facts about the flag, returned with every evaluation (by convention `owner`,
     /// `expiry` as an ISO date, `description`).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -66,9 +74,10 @@ impl FlagDefinition {
                 ("on".to_owned(), Value::Bool(true)),
                 ("off".to_owned(), Value::Bool(false)),
             ]),
-            default_variant: if on { "on" } else { "off" }.to_owned(),
+            default_variant: Some(if on { "on" } else { "off" }.to_owned()),
             targets: BTreeMap::new(),
             rules: Vec::new(),
+            targeting: None,
             metadata: Map::new(),
         }
     }
@@ -92,6 +101,12 @@ impl FlagDefinition {
         self
     }
 
+    /// The same flag with this flagd targeting rule (JSON Logic).
+    pub fn with_targeting(mut self, targeting: Value) -> Self {
+        self.targeting = Some(targeting);
+        self
+    }
+
     /// The same flag in this state.
     pub fn with_state(mut self, state: FlagState) -> Self {
         self.state = state;
@@ -102,6 +117,38 @@ impl FlagDefinition {
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.metadata.insert(key.into(), value.into());
         self
+    }
+}
+
+/// A flagd flag-definition document: `{"$schema"?, "flags": {...}, "$evaluators"?: {...},
+/// "metadata"?: {...}}`.
+///
+/// Flags are kept as raw JSON so that one invalid flag can be reported (and answer
+/// `PARSE_ERROR`) while the others compile: see
+/// [`FlagSnapshot::from_document`](super::FlagSnapshot::from_document).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagDocument {
+    /// The schema URL flagd's documents carry (kept on export).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Flag key to flag definition (raw).
+    pub flags: BTreeMap<String, Value>,
+    /// Shared targeting fragments, referred to as `{"$ref": "name"}`.
+    #[serde(rename = "$evaluators", default, skip_serializing_if = "Map::is_empty")]
+    pub evaluators: Map<String, Value>,
+    /// The flag set's metadata, merged under every flag's own metadata in evaluations.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+impl FlagDocument {
+    /// The schema flagd documents name.
+    pub const SCHEMA: &'static str = "https://flagd.dev/schema/v0/flags.json";
+
+    /// Parses a document, naming the offending field when it is not one.
+    pub fn parse(json: &str) -> Result<FlagDocument, super::ValidationError> {
+        super::compile::decode(super::ItemKind::Document, "document", json.as_bytes())
     }
 }
 

@@ -12,20 +12,24 @@ use kv_core::{
     Entry, KvError, ListOptions, Namespace, PutOptions, PutOutcome, SharedClock, Version, WriteMode,
 };
 
-use super::compile::{
-    compile_flag, compile_segment, decode, referenced_headers, ItemKind, ValidationError, ValueKind,
-};
+use super::compile::{compile_flag, compile_segment, decode, ItemKind, ValidationError, ValueKind};
 use super::context::EvaluationContext;
 use super::error::FlagsError;
 use super::eval::Snapshot;
+use super::eval::{EvaluationDetails, FlagType};
 use super::handle::Flags;
+use super::model::FlagDocument;
 use super::model::{FlagDefinition, Segment};
 use super::refresh::{lock, record_refresh_error, spawn_refresh_loop, unix_millis, SingleFlight};
+use super::snapshot::{build, shared_from, FlagSnapshot};
 
 /// Store keys of flags start with this: flag `new-ui` is the entry `flag:new-ui`.
 pub const FLAG_PREFIX: &str = "flag:";
 /// Store keys of segments start with this: segment `beta` is the entry `segment:beta`.
 pub const SEGMENT_PREFIX: &str = "segment:";
+/// The store key of a flagd document's shared part: `{"$evaluators": {...}, "metadata": {...}}`
+/// (written by [`FlagStore::import_document`]).
+pub const DOCUMENT_KEY: &str = "flagd:document";
 
 /// How often the background task refreshes, by default.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -212,6 +216,7 @@ impl fmt::Debug for FlagStore {
             .field("ready", &snapshot.ready)
             .field("flags", &snapshot.flags.len())
             .field("segments", &snapshot.segments.len())
+            .field("invalid", &snapshot.invalid.len())
             .finish()
     }
 }
@@ -311,11 +316,9 @@ impl FlagStore {
         }
     }
 
-    /// The keys of the snapshot's flags, sorted.
+    /// The keys of the snapshot's flags (those answering `PARSE_ERROR` included), sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.inner.snapshot.load().flags.keys().cloned().collect();
-        keys.sort();
-        keys
+        self.snapshot().keys()
     }
 
     /// The type of a flag's variants, as the snapshot holds it.
@@ -331,6 +334,128 @@ impl FlagStore {
             .flags
             .get(key)
             .map(|f| f.definition.clone())
+    }
+
+    /// The current snapshot, to evaluate against without a handle (OFREP, the `kv` tool).
+    pub fn snapshot(&self) -> FlagSnapshot {
+        FlagSnapshot {
+            inner: self.inner.snapshot.load_full(),
+            stale: self.is_stale(),
+        }
+    }
+
+    /// Evaluates `key` for `context` on the current snapshot, owned: value (`None` when the
+    /// caller's default applies), variant, reason, error code and message, and the flag's
+    /// metadata merged over its document's.
+    pub fn evaluate(
+        &self,
+        key: &str,
+        context: &EvaluationContext,
+    ) -> EvaluationDetails<Option<serde_json::Value>> {
+        self.snapshot().details(key, context, None)
+    }
+
+    /// [`evaluate`](FlagStore::evaluate) read as `ty` (`TYPE_MISMATCH` when the value is not
+    /// one).
+    pub fn evaluate_as(
+        &self,
+        key: &str,
+        context: &EvaluationContext,
+        ty: FlagType,
+    ) -> EvaluationDetails<Option<serde_json::Value>> {
+        self.snapshot().details(key, context, Some(ty))
+    }
+
+    /// What did not validate at the last refresh (which flag, segment or evaluator, which
+    /// field, why); such a flag keeps its last good definition or answers `PARSE_ERROR`.
+    pub fn validation_errors(&self) -> Vec<ValidationError> {
+        self.inner.snapshot.load().errors.clone()
+    }
+
+    /// Writes a whole flagd document into the namespace: every flag as `flag:<key>` and the
+    /// `$evaluators` and metadata as [`DOCUMENT_KEY`]. Everything is validated first; if
+    /// anything fails nothing is written ([`FlagsError::Invalid`] lists it all). Flags of the
+    /// namespace that the document lacks are left alone. Returns the number of flags written.
+    ///
+    /// The entries are written in bulk (100 at a time): a reader refreshing during the import
+    /// may see part of it until its next refresh.
+    pub async fn import_document(&self, document: &FlagDocument) -> Result<usize, FlagsError> {
+        let mut errors = Vec::new();
+        let shared = shared_from(
+            document.evaluators.clone(),
+            document.metadata.clone(),
+            &mut errors,
+        );
+        let segments = self.inner.snapshot.load().segments.clone();
+        let mut items = Vec::with_capacity(document.flags.len() + 1);
+        for (key, value) in &document.flags {
+            let flag = super::compile::decode_value::<FlagDefinition>(ItemKind::Flag, key, value)
+                .and_then(|f| compile_flag(key, f.clone(), &segments, &shared).map(|_| f));
+            match flag {
+                Ok(flag) => {
+                    let bytes = serde_json::to_vec(&flag).map_err(|e| {
+                        FlagsError::from(ValidationError {
+                            kind: ItemKind::Flag,
+                            key: key.clone(),
+                            field: ".".to_owned(),
+                            message: e.to_string(),
+                        })
+                    })?;
+                    items.push(kv_core::BulkPut::new(flag_key(key), bytes));
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(FlagsError::Invalid(errors));
+        }
+        let shared_part = serde_json::json!({
+            "flags": {},
+            "$evaluators": document.evaluators,
+            "metadata": document.metadata,
+        });
+        items.push(kv_core::BulkPut::new(
+            DOCUMENT_KEY,
+            serde_json::to_vec(&shared_part).unwrap_or_default(),
+        ));
+        let count = document.flags.len();
+        let namespace = &self.inner.namespace;
+        let chunk = namespace.limits().max_bulk_write.max(1);
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let batch: Vec<_> = items.by_ref().take(chunk).collect();
+            namespace.put_many(batch).await?;
+        }
+        self.refresh_after_write().await;
+        Ok(count)
+    }
+
+    /// The namespace's flags as one flagd document, read from the store (not the snapshot):
+    /// every flag as stored (an invalid one too, so nothing is lost), with the `$evaluators`
+    /// and metadata of [`DOCUMENT_KEY`].
+    pub async fn export_document(&self) -> Result<FlagDocument, FlagsError> {
+        let namespace = &self.inner.namespace;
+        let mut document = match namespace.get_entry(DOCUMENT_KEY).await? {
+            Some(entry) => decode::<FlagDocument>(ItemKind::Document, DOCUMENT_KEY, &entry.value)?,
+            None => FlagDocument::default(),
+        };
+        document.schema = Some(FlagDocument::SCHEMA.to_owned());
+        let names = list_keys(namespace, FLAG_PREFIX).await?;
+        for chunk in names.chunks(namespace.limits().max_bulk_get.max(1)) {
+            for (name, entry) in chunk.iter().zip(namespace.get_many(chunk).await?) {
+                if let Some(entry) = entry {
+                    let key = &name[FLAG_PREFIX.len()..];
+                    let value: serde_json::Value = serde_json::from_slice(&entry.value)
+                        .unwrap_or_else(|_| {
+                            serde_json::Value::String(
+                                String::from_utf8_lossy(&entry.value).into_owned(),
+                            )
+                        });
+                    document.flags.insert(key.to_owned(), value);
+                }
+            }
+        }
+        Ok(document)
     }
 
     // ---- refresh ----
@@ -351,7 +476,18 @@ impl FlagStore {
                     Ok(outcome) => {
                         let now = unix_millis(inner.clock.now()).max(1);
                         inner.last_success_ms.store(now, Ordering::Release);
-                        *lock(&inner.last_error) = None;
+                        let errors = inner.snapshot.load().errors.clone();
+                        if errors.is_empty() {
+                            *lock(&inner.last_error) = None;
+                        } else if matches!(outcome, RefreshOutcome::Updated { .. }) {
+                            // The snapshot is in use; the items that failed are reported.
+                            inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            record_refresh_error(
+                                &inner.last_error,
+                                &FlagsError::Invalid(errors),
+                                "flags",
+                            );
+                        }
                         if let RefreshOutcome::Updated { flags, segments } = outcome {
                             inner.counters.updates.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(flags, segments, "flags snapshot updated");
@@ -376,7 +512,9 @@ impl FlagStore {
         let names = list_keys(namespace, "").await?;
         let names: Vec<String> = names
             .into_iter()
-            .filter(|k| k.starts_with(FLAG_PREFIX) || k.starts_with(SEGMENT_PREFIX))
+            .filter(|k| {
+                k.starts_with(FLAG_PREFIX) || k.starts_with(SEGMENT_PREFIX) || k == DOCUMENT_KEY
+            })
             .collect();
         let mut entries: Vec<(String, Entry)> = Vec::with_capacity(names.len());
         for chunk in names.chunks(namespace.limits().max_bulk_get.max(1)) {
@@ -395,7 +533,7 @@ impl FlagStore {
         if current.ready && current.versions == versions {
             return Ok(RefreshOutcome::Unchanged);
         }
-        let snapshot = build_snapshot(&entries, versions)?;
+        let snapshot = build_snapshot(&entries, versions, Some(&current));
         let outcome = RefreshOutcome::Updated {
             flags: snapshot.flags.len(),
             segments: snapshot.segments.len(),
@@ -572,7 +710,8 @@ impl FlagStore {
                 segments.insert(name.to_owned(), Arc::new(compiled));
             }
         }
-        compile_flag(key, flag.clone(), &segments)?;
+        let shared = &self.inner.snapshot.load().shared;
+        compile_flag(key, flag.clone(), &segments, shared)?;
         Ok(())
     }
 
@@ -728,53 +867,39 @@ async fn list_keys(namespace: &Namespace, prefix: &str) -> Result<Vec<String>, K
     }
 }
 
-/// Decodes and compiles every entry; any error rejects the whole snapshot.
+/// Decodes and compiles every entry. An invalid item is reported and fails alone: a flag keeps
+/// its definition from `previous` or answers `PARSE_ERROR`.
 fn build_snapshot(
     entries: &[(String, Entry)],
     versions: HashMap<String, Version>,
-) -> Result<Snapshot, FlagsError> {
+    previous: Option<&Snapshot>,
+) -> Snapshot {
     let mut errors: Vec<ValidationError> = Vec::new();
-    let mut segments = HashMap::new();
+    let mut evaluators = serde_json::Map::new();
+    let mut metadata = serde_json::Map::new();
+    let mut segments = Vec::new();
+    let mut flags = Vec::new();
     for (name, entry) in entries {
-        if let Some(name) = name.strip_prefix(SEGMENT_PREFIX) {
-            match decode::<Segment>(ItemKind::Segment, name, &entry.value)
-                .and_then(|s| compile_segment(name, s))
-            {
-                Ok(segment) => {
-                    segments.insert(name.to_owned(), Arc::new(segment));
+        if name == DOCUMENT_KEY {
+            match decode::<FlagDocument>(ItemKind::Document, DOCUMENT_KEY, &entry.value) {
+                Ok(document) => {
+                    evaluators = document.evaluators;
+                    metadata = document.metadata;
                 }
                 Err(error) => errors.push(error),
             }
+        } else if let Some(name) = name.strip_prefix(SEGMENT_PREFIX) {
+            segments.push((
+                name.to_owned(),
+                decode::<Segment>(ItemKind::Segment, name, &entry.value),
+            ));
+        } else if let Some(key) = name.strip_prefix(FLAG_PREFIX) {
+            flags.push((
+                key.to_owned(),
+                decode::<FlagDefinition>(ItemKind::Flag, key, &entry.value),
+            ));
         }
     }
-    let mut flags = HashMap::new();
-    for (name, entry) in entries {
-        if let Some(key) = name.strip_prefix(FLAG_PREFIX) {
-            match decode::<FlagDefinition>(ItemKind::Flag, key, &entry.value)
-                .and_then(|f| compile_flag(key, f, &segments))
-            {
-                Ok(flag) => {
-                    flags.insert(key.to_owned(), flag);
-                }
-                Err(error) => errors.push(error),
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(FlagsError::Invalid(errors));
-    }
-    let mut headers = Vec::new();
-    for segment in segments.values() {
-        referenced_headers(&segment.conditions, &mut headers);
-    }
-    for flag in flags.values() {
-        flag.referenced_headers(&mut headers);
-    }
-    Ok(Snapshot {
-        ready: true,
-        flags,
-        segments,
-        versions,
-        headers,
-    })
+    let shared = shared_from(evaluators, metadata, &mut errors);
+    build(segments, flags, shared, errors, previous, versions)
 }
