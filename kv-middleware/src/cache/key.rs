@@ -202,28 +202,6 @@ pub(crate) fn fit_prefix(prefix: &str, max_bytes: usize) -> String {
     prefix[..shortened_len(prefix, max_bytes)].to_owned()
 }
 
-/// The request's values of the `Vary` fields `names` (lowercase): each field's lines joined with
-/// `, ` with surrounding whitespace trimmed, `None` when absent.
-pub(crate) fn vary_values(names: &[String], headers: &HeaderMap) -> Vec<Option<Vec<u8>>> {
-    names
-        .iter()
-        .map(|name| {
-            let mut joined: Option<Vec<u8>> = None;
-            for value in headers.get_all(name.as_str()) {
-                let bytes = value.as_bytes().trim_ascii();
-                match &mut joined {
-                    None => joined = Some(bytes.to_vec()),
-                    Some(all) => {
-                        all.extend_from_slice(b", ");
-                        all.extend_from_slice(bytes);
-                    }
-                }
-            }
-            joined
-        })
-        .collect()
-}
-
 /// The whole key of one variant: the base key, the marker's generation and a hash of the
 /// request's values of the `Vary` fields.
 pub(crate) fn variant_key(
@@ -388,8 +366,8 @@ mod tests {
         headers.append("accept-language", HeaderValue::from_static(" en "));
         headers.append("accept-language", HeaderValue::from_static("fr"));
         let names = vec!["accept-encoding".to_owned(), "accept-language".to_owned()];
-        let values = vary_values(&names, &headers);
-        assert_eq!(values, vec![None, Some(b"en, fr".to_vec())]);
+        let values = crate::cache::vary::vary_values(&names, &headers);
+        assert_eq!(values, vec![None, Some(b"en,fr".to_vec())]);
         let a = variant_key("base", 7, &names, &values);
         assert!(a.starts_with("base~0000000000000007."));
         let b = variant_key("base", 7, &names, &[None, Some(b"de".to_vec())]);

@@ -67,8 +67,9 @@
 //! # What is cached
 //!
 //! `GET` and `HEAD` ([`CacheLayer::with_methods`]); requests with `Authorization`
-//! ([`CacheLayer::with_authorized_requests`]) or `Range` bypass the cache. A response is
-//! stored when it has none of `no-store`, `private`, `Vary: *` and `Set-Cookie`
+//! ([`CacheLayer::with_authorized_requests`]) bypass the cache; a `GET` with a `Range` is
+//! answered from a stored response when one is servable ([Range requests](#range-requests)).
+//! A response is stored when it has none of `no-store`, `private`, `Vary: *` and `Set-Cookie`
 //! ([`CacheLayer::with_set_cookie_responses`]), is not a `206`, `304` or server error, and has
 //! a freshness lifetime: `s-maxage`, else `max-age`, else `Expires` − `Date`, else — for the
 //! status codes RFC 9110 calls heuristically cacheable — the layer's default
@@ -97,6 +98,20 @@
 //! at once. A key longer than the store's key limit keeps its first bytes and ends in a
 //! SHA-256 of the whole key; every entry records its whole key and is checked on read.
 //! [`CacheLayer::cache_key`] tells a request's key.
+//!
+//! A variant is chosen by the request's values of the `Vary` fields after normalising them
+//! as each field's definition allows (RFC 9111 §4.1), so equivalent requests share a variant:
+//!
+//! | fields | whitespace | letter case | member order |
+//! | --- | --- | --- | --- |
+//! | `Accept-Encoding`, `Accept-Charset`, `Accept-Language` | removed | ignored | ignored (sorted; duplicate and empty members dropped) |
+//! | `Accept` | removed | ignored, but for parameter values | ignored, as above |
+//! | `Cookie` | lines trimmed, runs made one space | kept | kept (lines joined with `; `) |
+//! | any other (`Authorization`, `User-Agent`, ...) | lines trimmed, runs made one space | kept | kept (lines joined with `, `) |
+//!
+//! A value with a quoted string is compared as sent (lines trimmed and joined); weights are
+//! compared as written (`q=1` is not the same as no weight); an absent field matches only an
+//! absent one.
 //!
 //! # What is stored
 //!
@@ -206,7 +221,7 @@
 //! | not stored | `kv; fwd=uri-miss; fwd-status=200; detail=no-store` (or `private`, `set-cookie`, `vary-star`, `status`, `no-freshness`, `too-large`, `vary-too-large`) | `MISS` |
 //! | the store failed | `kv; fwd=miss; fwd-status=200; detail=store-error` | `MISS` |
 //! | method not cached | `kv; fwd=method; fwd-status=201` (`; detail=invalidated` after an unsafe request invalidated the URL) | `BYPASS` |
-//! | `Authorization` or `Range` | `kv; fwd=bypass; fwd-status=200; detail=authorization` (or `range`) | `BYPASS` |
+//! | `Authorization`, or a `Range` not answered from storage | `kv; fwd=bypass; fwd-status=200; detail=authorization` (or `range`) | `BYPASS` |
 //! | keyed URL over the size cap, or a host not allowed | `kv; fwd=bypass; fwd-status=200; detail=url-too-long` (or `host-not-allowed`) | `BYPASS` |
 //!
 //! `ttl` is the freshness left in seconds (negative once stale).
@@ -215,11 +230,26 @@
 //!
 //! A client's `If-None-Match` (or, without it, `If-Modified-Since`) is answered `304` from
 //! the cache when it matches the stored response; on a miss the client's conditions are
-//! removed before the origin is asked, so a full response can be stored. A successful `POST`,
-//! `PUT`, `PATCH` or `DELETE` through the layer invalidates the URL's `GET`/`HEAD` entries (and
-//! those of its `Location` and `Content-Location` on the same host). From code,
+//! removed before the origin is asked, so a full response can be stored. A request with any
+//! method not known to be safe (all but `GET`, `HEAD`, `OPTIONS` and `TRACE`: `POST`, `PUT`,
+//! `PATCH`, `DELETE`, and extension methods such as `PURGE` or `M-SEARCH`) that the origin
+//! answers `2xx` or `3xx` invalidates the URL's cached entries, and those of its `Location` and
+//! `Content-Location` on the same host (RFC 9111 §4.4). From code,
 //! [`CacheLayer::purge`] deletes one URL target and [`CacheLayer::purge_prefix`] every target
 //! under a prefix.
+//!
+//! # Range requests
+//!
+//! A `GET` with a `bytes` `Range` is answered from the stored complete response when it is
+//! fresh or may be served stale (RFC 9110 §14): one range (`0-99`, `100-`, `-100`), or several
+//! that overlap or touch, is a `206` with `Content-Range`; several disjoint ones get the whole
+//! `200` (no `multipart/byteranges`); none that overlaps the body is a `416` with
+//! `Content-Range: bytes */LEN`. `If-Range` is honoured (a strong entity-tag, or the stored
+//! strong `Last-Modified`; otherwise the whole `200`), a matching `If-None-Match` is a `304`
+//! first, and a stored response that is not a `200` is served whole. With nothing servable
+//! stored, or a Range that is not a valid `bytes` range, the request goes to the origin
+//! unchanged and its answer is not stored (`fwd=bypass; detail=range`). `HEAD` ignores
+//! `Range`, and the cache always asks the origin for complete responses.
 //!
 //! # Coalescing and background refresh
 //!
@@ -307,10 +337,12 @@ mod layer;
 mod policy;
 mod programmatic;
 mod query;
+mod range;
 mod service;
 mod singleflight;
 mod stats;
 mod trim;
+mod vary;
 
 pub use self::body::CacheBody;
 pub use self::future::ResponseFuture;

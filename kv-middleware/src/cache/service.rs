@@ -21,9 +21,11 @@ use super::future::ResponseFuture;
 use super::key;
 use super::layer::{Config, State};
 use super::policy::{self, NotStored, Windows};
+use super::range::{self, Plan};
 use super::singleflight::Join;
 use super::stats::{CacheEvent, CacheStats, Counters};
 use super::trim;
+use super::vary;
 
 /// The service [`CacheLayer`](super::CacheLayer) wraps around an inner service.
 ///
@@ -291,7 +293,11 @@ impl Shared {
         if !config.authorized && request.headers().contains_key(header::AUTHORIZATION) {
             return Box::pin(self.bypass(inner, request, "bypass", "authorization")).await;
         }
-        if request.headers().contains_key(header::RANGE) {
+        // Range is defined for GET only (RFC 9110 §14.2): other methods ignore it. A byte
+        // range is answered from a stored response; any other goes to the origin unchanged.
+        let ranged =
+            *request.method() == Method::GET && request.headers().contains_key(header::RANGE);
+        if ranged && range::parse(request.headers()).is_none() {
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
 
@@ -349,6 +355,12 @@ impl Shared {
                 }
                 _ => lookup.found = Some(found),
             }
+        }
+        if ranged {
+            // Nothing servable stored: the origin answers the range itself, and its partial
+            // answer is not stored (the cache stores complete responses only).
+            let request = Request::from_parts(parts, body);
+            return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
         Box::pin(self.fetch(inner, parts, body, base, lookup)).await
     }
@@ -490,6 +502,10 @@ impl Shared {
     }
 
     /// A method the cache does not store: a successful unsafe one invalidates the URL.
+    ///
+    /// Unsafe is every method not known to be safe (RFC 9110 §9.2.1: `GET`, `HEAD`, `OPTIONS`
+    /// and `TRACE` are), extension methods such as `PURGE` or `M-SEARCH` included: RFC 9111
+    /// §4.4 has a cache invalidate the target URI after any unsafe request that did not fail.
     async fn not_cached_method<S, ReqBody, ResBody>(
         &self,
         mut inner: S,
@@ -498,9 +514,9 @@ impl Shared {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
-        let is_unsafe = matches!(
+        let is_unsafe = !matches!(
             *request.method(),
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
         if !(is_unsafe && self.config.invalidate_unsafe) {
             return self.bypass(inner, request, "method", "").await;
@@ -639,7 +655,7 @@ impl Shared {
     /// The second read of a lookup: the variant of a Vary marker that matches the request.
     async fn lookup_variant(&self, base: &str, marker: Marker, headers: &HeaderMap) -> Lookup {
         let ns = &self.config.namespace;
-        let values = key::vary_values(&marker.names, headers);
+        let values = vary::vary_values(&marker.names, headers);
         let variant = key::variant_key(base, marker.generation, &marker.names, &values);
         let variant_key = key::fit(&variant, ns.limits().max_key_bytes);
         let read = self
@@ -809,11 +825,13 @@ impl Shared {
         ResBody: Body,
         ResBody::Error: Into<BoxError>,
     {
-        // The client's own conditions are answered by the cache; the origin gets ours.
+        // The client's own conditions (and a range, for a HEAD or a background refresh) are
+        // answered by the cache; the origin gets ours and sends the complete response.
         for name in [
             header::IF_NONE_MATCH,
             header::IF_MODIFIED_SINCE,
             header::IF_RANGE,
+            header::RANGE,
         ] {
             parts.headers.remove(name);
         }
@@ -931,7 +949,7 @@ impl Shared {
             kept.remove(name);
         }
         let names = policy::vary_names(headers).unwrap_or_default();
-        let values = key::vary_values(&names, &target.headers);
+        let values = vary::vary_values(&names, &target.headers);
         StoredResponse {
             status,
             headers: kept,
@@ -1218,7 +1236,8 @@ impl Shared {
         self.respond(stale, client, status, Some(stale.age_secs(now_ms)))
     }
 
-    /// Answers from a stored response (a `304` when the client's validators match).
+    /// Answers from a stored response: a `304` when the client's validators match, else the
+    /// part a `Range` selects (a `206` or `416`), else the whole response.
     fn respond<B>(
         &self,
         stored: &StoredResponse,
@@ -1226,8 +1245,8 @@ impl Shared {
         status: Status,
         age: Option<u64>,
     ) -> Response<CacheBody<B>> {
-        if not_modified(stored, client.headers()) {
-            return self.not_modified_response(stored, status, age);
+        if let Some(response) = self.conditional(stored, client, status, age) {
+            return response;
         }
         let body = if *client.method() == Method::HEAD || stored.body.is_empty() {
             CacheBody::empty()
@@ -1248,8 +1267,8 @@ impl Shared {
         status: Status,
         age: Option<u64>,
     ) -> Response<CacheBody<B>> {
-        if not_modified(&stored, client.headers()) {
-            return self.not_modified_response(&stored, status, age);
+        if let Some(response) = self.conditional(&stored, client, status, age) {
+            return response;
         }
         let body = if *client.method() == Method::HEAD {
             CacheBody::empty()
@@ -1260,6 +1279,26 @@ impl Shared {
         *response.status_mut() = stored.status;
         *response.headers_mut() = stored.headers;
         self.finish(response, status, age)
+    }
+
+    /// The answer to a request whose conditions or range make it other than the whole stored
+    /// response: preconditions first, then the range (RFC 9110 §13.2.2).
+    fn conditional<B>(
+        &self,
+        stored: &StoredResponse,
+        client: &impl Head,
+        status: Status,
+        age: Option<u64>,
+    ) -> Option<Response<CacheBody<B>>> {
+        if not_modified(stored, client.headers()) {
+            return Some(self.not_modified_response(stored, status, age));
+        }
+        let response = match range::plan(client.method(), client.headers(), stored) {
+            Plan::Whole => return None,
+            Plan::Partial { first, last } => range::partial(stored, first, last),
+            Plan::Unsatisfiable => range::unsatisfiable(stored),
+        };
+        Some(self.finish(response, status, age))
     }
 
     fn not_modified_response<B>(
@@ -1473,7 +1512,7 @@ fn vary_matches(response: &StoredResponse, headers: &HeaderMap) -> bool {
         return true;
     }
     let names: Vec<String> = response.vary.iter().map(|(n, _)| n.clone()).collect();
-    let values = key::vary_values(&names, headers);
+    let values = vary::vary_values(&names, headers);
     response
         .vary
         .iter()
