@@ -174,13 +174,11 @@ async fn miniflare_explorer_through_the_http_backend() {
     assert_eq!(bin, Bytes::from_static(&[0xfe, 0]));
 
     // A bulk put with a TTL anywhere is refused whole, before anything is written.
-    let refused = within(
-        ns.put_many(vec![
+    let refused = within(ns.put_many(vec![
             BulkPut::new("bulk-ttl/1", "v"),
             BulkPut::new("bulk-ttl/2", "v")
                 .with_options(PutOptions::new().ttl(Duration::from_secs(600))),
-        ]),
-    )
+        ]))
     .await;
     assert!(
         matches!(refused, Err(KvError::Unsupported { .. })),
