@@ -847,8 +847,9 @@ async fn validation_rejects_and_keeps_the_last_good_snapshot(fx: Fixture) {
     for (key, flag, field) in invalid_flags() {
         // Written behind the API's back (the `kv` tool writes raw JSON) ...
         ns.put_json(&format!("flag:{key}"), &flag).await.unwrap();
-        let error = store.refresh().await.unwrap_err();
-        let errors = error.validation_errors();
+        store.refresh().await.unwrap();
+        let errors = store.validation_errors();
+        let error = FlagsError::Invalid(errors.clone());
         assert_eq!(errors.len(), 1, "{key}: {error}");
         assert_eq!(errors[0].kind, ItemKind::Flag);
         assert_eq!(errors[0].key, key);
@@ -860,10 +861,12 @@ async fn validation_rejects_and_keeps_the_last_good_snapshot(fx: Fixture) {
         );
         let message = error.to_string();
         assert!(message.contains(key), "{message}");
-        // ... the whole new snapshot is refused; the last good one stays.
+        // ... it fails alone: the other flags keep serving, it answers PARSE_ERROR.
         let flags = store.flags(user("u"));
         assert!(flags.is_enabled("good"), "{key}");
-        assert_eq!(flags.details(key).error_code, Some(ErrorCode::FlagNotFound));
+        assert_eq!(flags.details(key).error_code, Some(ErrorCode::ParseError));
+        let details = store.evaluate(key, &user("u"));
+        assert!(details.error_message.unwrap().contains(field), "{key}");
         assert!(store.stats().last_error.unwrap().contains(key));
         // The admin API refuses it before writing.
         let parsed: Result<FlagDefinition, _> = serde_json::from_value(flag);
@@ -908,12 +911,13 @@ async fn several_errors_are_all_reported() {
     .await
     .unwrap();
     ns.put_text("unrelated", "ignored").await.unwrap();
-    let error = FlagStore::builder(ns)
+    let store = FlagStore::builder(ns)
         .manual_refresh()
         .load()
         .await
-        .unwrap_err();
-    let errors = error.validation_errors();
+        .unwrap();
+    let errors = store.validation_errors();
+    let error = FlagsError::Invalid(errors.clone());
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors
         .iter()

@@ -264,7 +264,7 @@ async fn a_flag_change_reaches_the_next_request() {
         .await
         .starts_with("beta=false"));
     flags
-        .update_flag("beta", |f| f.default_variant = "on".into())
+        .update_flag("beta", |f| f.default_variant = Some("on".into()))
         .await
         .unwrap();
     assert!(text(app.oneshot(call()).await.unwrap())

@@ -1259,25 +1259,27 @@ mod flags {
                 FlagStore::builder(ns).manual_refresh().build()
             });
             match runtime.block_on(store.refresh()) {
-                Err(FlagsError::Invalid(errors)) => {
+                Err(other) => prop_assert!(false, "a refresh over a working store failed: {}", other),
+                Ok(_) if store.definition("f").is_none() => {
+                    // The flag does not validate: it fails alone, reported, answering PARSE_ERROR.
+                    let errors = store.validation_errors();
                     invalid.set(invalid.get() + 1);
                     prop_assert!(!errors.is_empty());
                     for error in &errors {
                         match error.kind {
                             ItemKind::Flag => prop_assert_eq!(&error.key, "f"),
                             ItemKind::Segment => prop_assert_eq!(&error.key, "s"),
+                            other => prop_assert!(false, "unexpected {:?}", other),
                         }
                         prop_assert!(
                             !error.field.is_empty() && !error.message.is_empty(),
                             "{:?} for {:?} / {:?}", error, String::from_utf8_lossy(&flag), segment
                         );
                     }
-                    // Nothing was loaded: evaluations say so.
                     let flags = store.flags(EvaluationContext::new());
                     let details = flags.details("f");
-                    prop_assert_eq!(details.error_code, Some(ErrorCode::ProviderNotReady));
+                    prop_assert_eq!(details.error_code, Some(ErrorCode::ParseError));
                 }
-                Err(other) => prop_assert!(false, "not a validation error: {}", other),
                 Ok(_) => {
                     valid.set(valid.get() + 1);
                     let definition = store.definition("f").expect("the flag is loaded");
@@ -1293,7 +1295,12 @@ mod flags {
                             prop_assert!(!flags.is_enabled("f"));
                             continue;
                         }
-                        let variant = details.variant.expect("an enabled flag serves a variant");
+                        let Some(variant) = details.variant else {
+                            // No default variant: the caller's default, reason DEFAULT.
+                            prop_assert!(definition.default_variant.is_none());
+                            prop_assert_eq!(details.reason, Reason::Default);
+                            continue;
+                        };
                         prop_assert_eq!(details.value, definition.variants.get(variant));
                         prop_assert_eq!(
                             flags.is_enabled("f"),
@@ -1314,10 +1321,10 @@ mod flags {
                             Reason::Static => {
                                 prop_assert!(definition.targets.values().all(Vec::is_empty));
                                 prop_assert!(definition.rules.is_empty());
-                                prop_assert_eq!(variant, definition.default_variant.as_str());
+                                prop_assert_eq!(Some(variant), definition.default_variant.as_deref());
                             }
                             Reason::Default => {
-                                prop_assert_eq!(variant, definition.default_variant.as_str());
+                                prop_assert_eq!(Some(variant), definition.default_variant.as_deref());
                                 prop_assert!(targeted.is_none());
                             }
                             Reason::TargetingMatch => {
