@@ -36,6 +36,9 @@
 //! ([`error::codes::UPSTREAM_NOT_SERVED`]), and what it rejects 502 with code 10043; a TTL it
 //! would drop is refused with 501 and code 10039.
 //!
+//! [`proxy`] is `kv proxy`: a caching reverse proxy (the `CacheLayer` of kv-middleware) in
+//! front of any upstream, its cache in any store.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let store = kv_backends::open("file:./kv-data").await.expect("store opens");
@@ -52,6 +55,7 @@ mod config;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod proxy;
 mod routes;
 mod serve;
 mod state;

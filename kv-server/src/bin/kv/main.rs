@@ -8,6 +8,7 @@
 //! kv bulk put FILE.json | kv bulk delete FILE.json [--force]
 //! kv bulk get [FILE.json | -] [--key KEY]... [--metadata] [--base64]
 //! kv compact                      (a file store that no process has open)
+//! kv proxy --listen ADDR --upstream URL --store URL [--purge-token T] [--default-ttl SECS] [--upstream-timeout SECS]
 //! ```
 //!
 //! Every client command takes `--store URL` (default `./kv-data`, or `KV_STORE`) and
@@ -27,6 +28,7 @@ mod bulk;
 mod confirm;
 mod key;
 mod namespace;
+mod proxy;
 mod serve;
 
 use std::process::ExitCode;
@@ -52,6 +54,8 @@ struct Cli {
 enum Command {
     /// Serve the store over the REST API until SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// A caching reverse proxy in front of an upstream, its cache in the store.
+    Proxy(proxy::ProxyArgs),
     /// Create, list, rename and delete namespaces.
     #[command(subcommand)]
     Namespace(namespace::NamespaceCommand),
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.store, args).await,
+        Command::Proxy(args) => proxy::run(&cli.store, args).await,
         Command::Namespace(command) => {
             // Refused before the store is opened: a script without --force changes nothing.
             command.check_confirmation()?;
