@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request};
+use http::{HeaderName, Method, Request};
 use kv_core::{KvError, ListOptions, Namespace};
 use tokio::sync::broadcast;
 use tower_layer::Layer;
@@ -33,7 +33,8 @@ use super::trim::{Bound, Trimmer};
 /// use kv_middleware::cache::{CacheLayer, QueryKey};
 ///
 /// let layer = CacheLayer::new(store.namespace("HTTP_CACHE").await?)
-///     .with_default_ttl(Duration::from_secs(30))
+///     .with_max_heuristic_freshness(Duration::from_secs(3_600))
+///     .with_targeted_cache_control("Kv-Cache-Control")
 ///     .with_stale_while_revalidate(Duration::from_secs(300))
 ///     .with_stale_if_error(Duration::from_secs(86_400))
 ///     .with_max_body_size(256 * 1024)
@@ -93,7 +94,11 @@ impl CacheLayer {
     /// - `GET` and `HEAD` cached, keyed by method, host, path and query (no key prefix), any
     ///   host, the query as sent; requests whose keyed URL is over 2 KiB bypass the cache;
     /// - at most 10 000 entries and 256 MiB in the namespace, the oldest evicted first;
-    /// - responses that say nothing about freshness are fresh for 60 s, with no stale windows;
+    /// - freshness as RFC 9111 says for a shared cache: `CDN-Cache-Control`, else
+    ///   `Cache-Control` (`s-maxage`, `max-age`) and `Expires`, for any status; a response
+    ///   that states none is stored only with a `Last-Modified`, fresh for a tenth of its age
+    ///   up to a day (heuristic freshness, for the status codes that allow it); no stale
+    ///   windows unless the response grants them;
     /// - responses up to 1 MiB are stored; larger ones stream through;
     /// - `Set-Cookie` responses and `Authorization` requests are not cached;
     /// - waiting on another request's origin call: at most 10 s; a background refresh: at most
@@ -105,12 +110,7 @@ impl CacheLayer {
                 namespace,
                 key: KeyConfig::default(),
                 methods: vec![Method::GET, Method::HEAD],
-                defaults: Defaults {
-                    ttl: Some(Duration::from_secs(60)),
-                    stale_while_revalidate: Duration::ZERO,
-                    stale_if_error: Duration::ZERO,
-                    store_set_cookie: false,
-                },
+                defaults: Defaults::default(),
                 authorized: false,
                 max_body: DEFAULT_MAX_BODY_SIZE,
                 coalesce_timeout: Duration::from_secs(10),
@@ -224,28 +224,95 @@ impl CacheLayer {
         self
     }
 
-    /// How long a response that carries no freshness information (no `max-age`, `s-maxage` or
-    /// `Expires`) stays fresh; 60 s by default. Applies to the status codes RFC 9110 calls
-    /// heuristically cacheable (200, 203, 204, 300, 301, 308, 404, 405, 410, 414).
+    /// A fixed freshness for responses that state none (no `max-age`, `s-maxage` or
+    /// `Expires`), in place of the heuristic: an opt-in for application routes whose handlers
+    /// say nothing about caching but may be cached for `ttl`. Off by default, since a shared
+    /// cache in front of an origin must not store such responses beyond what RFC 9111 §4.2.2
+    /// allows ([`CacheLayer::with_max_heuristic_freshness`]). Applies to the status codes RFC
+    /// 9110 calls heuristically cacheable (200, 203, 204, 300, 301, 308, 404, 405, 410, 414,
+    /// 501) and to other non-error responses marked `public`.
+    ///
+    /// ```
+    /// # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
+    /// use std::time::Duration;
+    /// use axum::{routing::get, Router};
+    /// use kv_middleware::cache::CacheLayer;
+    ///
+    /// // These handlers set no Cache-Control; their answers may be 30 s old.
+    /// let cache = CacheLayer::new(store.namespace("HTTP_CACHE").await?)
+    ///     .with_default_ttl(Duration::from_secs(30));
+    /// let app: Router = Router::new()
+    ///     .route("/products", get(|| async { "products" }))
+    ///     .route_layer(cache);
+    /// # let _ = app;
+    /// # Ok(()) }
+    /// ```
     pub fn with_default_ttl(mut self, ttl: Duration) -> Self {
         self.config_mut().defaults.ttl = Some(ttl);
         self
     }
 
-    /// Store only responses that state their own freshness.
+    /// Goes back to heuristic freshness for responses that state none (the default).
+    #[deprecated(
+        note = "the default now: responses without explicit freshness get heuristic \
+                         freshness (see `with_max_heuristic_freshness`); drop the call"
+    )]
     pub fn without_default_ttl(mut self) -> Self {
         self.config_mut().defaults.ttl = None;
         self
     }
 
-    /// The stale-while-revalidate window of responses whose `Cache-Control` has none (0 by
-    /// default).
+    /// The longest heuristic freshness (1 day by default; zero stores no response without
+    /// explicit freshness). A response with no `max-age`, `s-maxage` or `Expires` (and no
+    /// [`CacheLayer::with_default_ttl`]) but with a `Last-Modified` is fresh for a tenth of
+    /// the time between its `Last-Modified` and its `Date`, up to this (RFC 9111 §4.2.2); one
+    /// without `Last-Modified` is not stored (`Cache-Status: ...; detail=no-freshness`).
+    pub fn with_max_heuristic_freshness(mut self, max: Duration) -> Self {
+        self.config_mut().defaults.heuristic_max = max;
+        self
+    }
+
+    /// Obeys the targeted field `name` (RFC 9213), such as `Kv-Cache-Control`, ahead of
+    /// `CDN-Cache-Control`: the target list becomes `[name, CDN-Cache-Control]`. The first
+    /// of them that a response carries with a valid value (a Structured Fields Dictionary)
+    /// decides its caching, and `Cache-Control` and `Expires` are then ignored. Targeted
+    /// fields are stored and passed on downstream unchanged, as `CDN-Cache-Control` is meant
+    /// to be, so a chain of caches can share them. A name that is not a valid field name is
+    /// ignored with a warning.
+    pub fn with_targeted_cache_control(mut self, name: impl AsRef<str>) -> Self {
+        let text = name.as_ref();
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(name) => {
+                let mut targets = vec![name];
+                let cdn = HeaderName::from_static("cdn-cache-control");
+                if targets[0] != cdn {
+                    targets.push(cdn);
+                }
+                self.config_mut().defaults.targets = targets;
+            }
+            Err(_) => {
+                tracing::warn!(name = %text, "ignoring a targeted cache control name that is not a field name");
+            }
+        }
+        self
+    }
+
+    /// Obeys no targeted field, not even `CDN-Cache-Control`: only `Cache-Control` and
+    /// `Expires` decide (for a cache that is not a CDN's, such as one inside an application).
+    pub fn without_targeted_cache_control(mut self) -> Self {
+        self.config_mut().defaults.targets.clear();
+        self
+    }
+
+    /// The stale-while-revalidate window of responses whose directives have none (0 by
+    /// default); not for responses with `s-maxage`, which implies `proxy-revalidate`.
     pub fn with_stale_while_revalidate(mut self, window: Duration) -> Self {
         self.config_mut().defaults.stale_while_revalidate = window;
         self
     }
 
-    /// The stale-if-error window of responses whose `Cache-Control` has none (0 by default).
+    /// The stale-if-error window of responses whose directives have none (0 by default); not
+    /// for responses with `s-maxage`, which implies `proxy-revalidate`.
     pub fn with_stale_if_error(mut self, window: Duration) -> Self {
         self.config_mut().defaults.stale_if_error = window;
         self

@@ -66,20 +66,106 @@
 //!
 //! # What is cached
 //!
+//! The layer is a shared cache as RFC 9111 defines one, in front of an origin it does not
+//! control; with its defaults it stores only what that origin allows.
+//!
 //! `GET` and `HEAD` ([`CacheLayer::with_methods`]); requests with `Authorization`
 //! ([`CacheLayer::with_authorized_requests`]) bypass the cache; a `GET` with a `Range` is
 //! answered from a stored response when one is servable ([Range requests](#range-requests)).
-//! A response is stored when it has none of `no-store`, `private`, `Vary: *` and `Set-Cookie`
-//! ([`CacheLayer::with_set_cookie_responses`]), is not a `206`, `304` or server error, and has
-//! a freshness lifetime: `s-maxage`, else `max-age`, else `Expires` − `Date`, else — for the
-//! status codes RFC 9110 calls heuristically cacheable — the layer's default
-//! ([`CacheLayer::with_default_ttl`], 60 s). Its SWR and SIE windows come from its
-//! `Cache-Control`, else from the layer's defaults ([`CacheLayer::with_stale_while_revalidate`],
-//! [`CacheLayer::with_stale_if_error`], both 0). Request `Cache-Control` directives are not
-//! honoured (as CDNs do): the origin decides.
+//! Request `Cache-Control` directives are not honoured (as CDNs do): the origin decides, by its
+//! response's directives, read from
+//!
+//! 1. the first *targeted field* on the layer's target list (RFC 9213) that the response
+//!    carries with a valid value — `CDN-Cache-Control` by default, or
+//!    `[Kv-Cache-Control, CDN-Cache-Control]` with
+//!    [`CacheLayer::with_targeted_cache_control`]`("Kv-Cache-Control")`, none with
+//!    [`CacheLayer::without_targeted_cache_control`]. Its `max-age`, `s-maxage`, `no-store`,
+//!    `no-cache`, `private`, `must-revalidate`, `proxy-revalidate` and `stale-*` then replace
+//!    `Cache-Control` *and* `Expires`, even when it states no freshness of its own. A field
+//!    that is not a valid Structured Fields Dictionary, or is empty, is ignored. Targeted
+//!    fields are stored and passed on downstream unchanged, as RFC 9213 §3 describes for
+//!    `CDN-Cache-Control`;
+//! 2. else `Cache-Control`, with `Expires`.
+//!
+//! A response is stored when its directives have neither `no-store` nor `private`, it has no
+//! `Vary: *` and no `Set-Cookie` ([`CacheLayer::with_set_cookie_responses`]), is final and
+//! not a `206` or `304`, and has a freshness lifetime:
+//!
+//! - **explicit**, for any status, server errors included: `s-maxage`, else `max-age`, else
+//!   `Expires` − `Date` (from `Cache-Control` only when no targeted field applies). A `500`
+//!   with `max-age=10` is served from storage for 10 s — unless a stored response may stand in
+//!   for it (stale-if-error), which is preferred;
+//! - else **heuristic** (RFC 9111 §4.2.2), for the status codes RFC 9110 calls heuristically
+//!   cacheable (200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501) and for other
+//!   non-error responses marked `public`: a tenth of the time between its `Last-Modified` and
+//!   its `Date`, at most [`CacheLayer::with_max_heuristic_freshness`] (one day). A response
+//!   without `Last-Modified` is not stored (`detail=no-freshness`), so a page that varies by
+//!   cookie but says nothing never reaches another user;
+//! - or, instead of the heuristic, a fixed [`CacheLayer::with_default_ttl`]: an explicit
+//!   opt-in for application routes whose handlers say nothing but may be cached.
+//!
+//! Its SWR and SIE windows come from its directives, else from the layer's defaults
+//! ([`CacheLayer::with_stale_while_revalidate`], [`CacheLayer::with_stale_if_error`], both 0),
+//! which do not apply to a response with `s-maxage` (it implies `proxy-revalidate`, RFC 9111
+//! §5.2.2.10; windows the response grants itself still do).
+//!
+//! Header values are read as RFC 9110 and 9111 ask of a cache:
+//!
+//! - `Expires`, `Date` and `Last-Modified` in any of the three HTTP-date forms (IMF-fixdate,
+//!   RFC 850, asctime), in any letter case; a zone other than `GMT`, `0` or anything else
+//!   invalid in `Expires` means already expired, and so do two `Expires` lines that disagree;
+//! - `Age`: the first member of a list; a value that is not a non-negative integer (`5s`,
+//!   `-1`, `+5`) is ignored, never read as a prefix;
+//! - a directive repeated with different values (`max-age=60, max-age=120`, on one line or
+//!   several) or with an invalid value (`max-age=soon`) makes the response stale (RFC 9111
+//!   §4.2.1); conflicting directives resolve to the most restrictive (`no-store` over all,
+//!   `private` over `public`, `no-cache` over `max-age`);
+//! - qualified `private="Set-Cookie, X-User"` and `no-cache="X-Debug"`: the named fields are
+//!   not stored, the rest is (RFC 9111 §5.2.2.4 and §5.2.2.7). The client whose request
+//!   brought the response gets it whole; later clients get it without those fields, so a
+//!   `private="set-cookie"` response is cached without its cookie.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header::CACHE_CONTROL, HeaderName, Request};
+//! use kv_middleware::cache::CacheLayer;
+//! use tower::ServiceExt;
+//!
+//! let store = kv_backends::open("memory:").await?;
+//! let cache = CacheLayer::new(store.namespace("HTTP_CACHE").await?);
+//! let cdn = HeaderName::from_static("cdn-cache-control");
+//! let app = Router::new()
+//!     // Browsers must not keep it; this cache may, for 10 minutes.
+//!     .route("/news", get(|| async { ([(CACHE_CONTROL, "no-store"), (cdn, "max-age=600")], "news") }))
+//!     // Says nothing, has no Last-Modified: not stored.
+//!     .route("/me", get(|| async { "hello, you" }))
+//!     .route_layer(cache);
+//!
+//! let get = |uri: &str| Request::get(uri).header("host", "example.com").body(Body::empty());
+//! let news = app.clone().oneshot(get("/news")?).await?;
+//! assert_eq!(news.headers()["cache-status"], "kv; fwd=uri-miss; fwd-status=200; stored; ttl=600");
+//! assert_eq!(news.headers()["cdn-cache-control"], "max-age=600");
+//! let me = app.oneshot(get("/me")?).await?;
+//! assert_eq!(me.headers()["cache-status"], "kv; fwd=uri-miss; fwd-status=200; detail=no-freshness");
+//! # Ok(()) }
+//! ```
 //!
 //! Bodies are buffered up to [`CacheLayer::with_max_body_size`] (1 MiB); a larger body, or one
 //! with trailers, streams through uncached and the layer never holds more than the cap.
+//!
+//! ## Interim responses
+//!
+//! A tower service answers a request with one final response, so `1xx` responses cannot pass
+//! through this layer (or any tower layer). hyper 1's server sends `100 Continue` by itself when
+//! a request body sent with `Expect: 100-continue` is first read; the layer hands the body to
+//! the origin service untouched, so such uploads work when the origin reads it. A request
+//! answered from storage never has its body read, and the client gets the final response
+//! without a `100`, as RFC 9110 §10.1.1 allows. A `103 Early Hints` from the origin is seen only by a hyper client's
+//! `hyper::ext::on_informational` callback and cannot be relayed through a service's response:
+//! it is dropped (RFC 8297 allows an intermediary to drop it), and the final response's `Link`
+//! fields carry the same hints.
 //!
 //! # Keys
 //!
@@ -174,7 +260,9 @@
 //! use tower::ServiceExt;
 //!
 //! let store = kv_backends::open("memory:").await?;
+//! // The handler says nothing about caching: this route opts in to 60 s.
 //! let cache = CacheLayer::new(store.namespace("HTTP_CACHE").await?)
+//!     .with_default_ttl(std::time::Duration::from_secs(60))
 //!     .with_max_url_size(1024)
 //!     .with_allowed_hosts(["shop.example", "www.shop.example"])
 //!     .with_other_hosts(OtherHosts::KeyAs("shop.example".into()))
@@ -259,7 +347,8 @@
 //! [`CacheLayer::with_coalesce_timeout`], after which a waiting request goes to the origin
 //! itself; so does a waiter whose leader's response may not be shared (uncacheable, or too
 //! large), whose leader's origin call failed with an error (rather than a response), or whose
-//! leader was dropped. A server error response is shared with the waiters (never stored).
+//! leader was dropped. A server error response is shared with the waiters (and stored only
+//! when it has explicit freshness).
 //!
 //! A stale entry in its SWR window is served at once while one background refresh per key
 //! runs a clone of the inner service (request head copied, body `Default`), bounded by
@@ -329,9 +418,11 @@
 
 mod backoff;
 mod body;
+mod directives;
 mod entry;
 mod future;
 mod host;
+mod http_date;
 mod key;
 mod layer;
 mod policy;

@@ -1,133 +1,17 @@
-//! What a response's headers say about caching it: `Cache-Control` and `Expires` parsed into a
-//! freshness lifetime, stale-while-revalidate and stale-if-error windows, and whether a shared
-//! cache may store the response at all (RFC 9111, RFC 5861).
+//! What a response's headers say about caching it in a shared cache: its directives (from a
+//! targeted field or `Cache-Control`, see [`super::directives`]), `Expires`, `Age` and
+//! `Last-Modified` turned into a freshness lifetime, stale-while-revalidate and stale-if-error
+//! windows, and whether the response may be stored at all (RFC 9111, RFC 9213, RFC 5861).
 //!
 //! Everything here is pure: the service decides with it, the tests drive it directly.
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
 
-/// The `Cache-Control` directives this cache acts on.
-///
-/// Unknown directives are ignored; a numeric directive with an invalid value counts as 0
-/// (RFC 9111 §4.2.1 asks caches to treat invalid freshness information as stale); when a
-/// numeric directive appears more than once the smallest value wins (the most restrictive).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Directives {
-    pub no_store: bool,
-    pub no_cache: bool,
-    pub private: bool,
-    pub public: bool,
-    pub must_revalidate: bool,
-    pub proxy_revalidate: bool,
-    pub max_age: Option<u64>,
-    pub s_maxage: Option<u64>,
-    pub stale_while_revalidate: Option<u64>,
-    pub stale_if_error: Option<u64>,
-}
-
-impl Directives {
-    /// Parses every `Cache-Control` field line of `headers`.
-    pub fn parse(headers: &HeaderMap) -> Self {
-        let mut directives = Directives::default();
-        for value in headers.get_all(header::CACHE_CONTROL) {
-            // A field line that is not visible ASCII is ignored as a whole.
-            let Ok(text) = value.to_str() else { continue };
-            for (name, argument) in split_directives(text) {
-                directives.apply(&name, argument.as_deref());
-            }
-        }
-        directives
-    }
-
-    fn apply(&mut self, name: &str, argument: Option<&str>) {
-        let seconds = || argument.and_then(parse_delta_seconds).unwrap_or(0);
-        let keep_min = |slot: &mut Option<u64>, value: u64| {
-            *slot = Some(slot.map_or(value, |old| old.min(value)));
-        };
-        match name {
-            "no-store" => self.no_store = true,
-            // `no-cache="field"` only restricts those fields; treating it as plain `no-cache` is
-            // the conservative reading.
-            "no-cache" => self.no_cache = true,
-            "private" => self.private = true,
-            "public" => self.public = true,
-            "must-revalidate" => self.must_revalidate = true,
-            "proxy-revalidate" => self.proxy_revalidate = true,
-            "max-age" => keep_min(&mut self.max_age, seconds()),
-            "s-maxage" => keep_min(&mut self.s_maxage, seconds()),
-            "stale-while-revalidate" => keep_min(&mut self.stale_while_revalidate, seconds()),
-            "stale-if-error" => keep_min(&mut self.stale_if_error, seconds()),
-            _ => {}
-        }
-    }
-}
-
-/// Splits a `Cache-Control` value into lowercase directive names and their unquoted arguments;
-/// commas inside quoted strings do not split.
-fn split_directives(text: &str) -> Vec<(String, Option<String>)> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        if in_quotes {
-            current.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_quotes = true;
-                current.push(c);
-            }
-            ',' => parts.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    parts.push(current);
-    parts
-        .into_iter()
-        .filter_map(|part| {
-            let part = part.trim();
-            if part.is_empty() {
-                return None;
-            }
-            let (name, argument) = match part.split_once('=') {
-                Some((name, argument)) => (name.trim(), Some(unquote(argument.trim()))),
-                None => (part, None),
-            };
-            Some((name.to_ascii_lowercase(), argument))
-        })
-        .collect()
-}
-
-fn unquote(text: &str) -> String {
-    match text
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-    {
-        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
-        None => text.to_owned(),
-    }
-}
-
-/// A `delta-seconds` value: digits only; values too large for a `u64` saturate (RFC 9111 §1.2.2
-/// says to use 2^31 or more for them).
-fn parse_delta_seconds(text: &str) -> Option<u64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(text.parse::<u64>().unwrap_or(u64::MAX))
-}
+use super::directives::{parse_delta_seconds, Directives, Source};
+use super::http_date;
 
 /// The windows, in whole seconds, that a stored response is used in, counted from its age.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,32 +70,59 @@ impl NotStored {
     }
 }
 
-/// What the layer falls back to when a response says nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The layer's policy settings: what it falls back to when a response says nothing, and
+/// which targeted fields it obeys.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Defaults {
-    /// Freshness of a heuristically cacheable response without `max-age`, `s-maxage` or
-    /// `Expires`; `None` stores no such response.
+    /// A fixed freshness for responses without `max-age`, `s-maxage` or `Expires`, in place of
+    /// the heuristic; `None` (the default) uses the heuristic.
     pub ttl: Option<Duration>,
+    /// The cap on heuristic freshness (RFC 9111 §4.2.2); zero stores no response without
+    /// explicit freshness.
+    pub heuristic_max: Duration,
     /// `stale-while-revalidate` when the response has none.
     pub stale_while_revalidate: Duration,
     /// `stale-if-error` when the response has none.
     pub stale_if_error: Duration,
     /// Store responses that set cookies.
     pub store_set_cookie: bool,
+    /// The target list (RFC 9213 §2.1): the targeted fields obeyed, first valid one wins.
+    pub targets: Vec<HeaderName>,
 }
 
-/// Status codes a cache may store without explicit freshness (RFC 9110 §15.1), less `501`.
+/// The default cap on heuristic freshness: one day.
+pub(crate) const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(86_400);
+
+/// The fraction of the time since `Last-Modified` that a response stays fresh without explicit
+/// freshness: the 10 % RFC 9111 §4.2.2 gives as typical (and nginx, Squid and Varnish use).
+const HEURISTIC_PERCENT: u64 = 10;
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            ttl: None,
+            heuristic_max: DEFAULT_HEURISTIC_MAX,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            store_set_cookie: false,
+            targets: vec![HeaderName::from_static("cdn-cache-control")],
+        }
+    }
+}
+
+/// Status codes a cache may store without explicit freshness (RFC 9110 §15.1).
 pub(crate) fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
-        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
     )
 }
 
-/// Status codes this cache stores at all: final, not partial, not `304`, not a server error.
+/// Status codes this cache stores at all: final, not `206` (ranges are served from complete
+/// responses), not `304` (it updates a stored response instead).
 fn storable_status(status: StatusCode) -> bool {
     let code = status.as_u16();
-    (200..500).contains(&code) && code != 206 && code != 304
+    (200..600).contains(&code) && code != 206 && code != 304
 }
 
 /// Whether the response carries a validator (`ETag` or `Last-Modified`).
@@ -244,6 +155,37 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Result<Vec<String>, ()> {
     Ok(names)
 }
 
+/// The directives this cache obeys for a response (a targeted field's, else `Cache-Control`'s).
+pub(crate) fn directives(headers: &HeaderMap, defaults: &Defaults) -> (Directives, Source) {
+    Directives::for_response(headers, &defaults.targets)
+}
+
+/// The fields of a response that are not stored: those named by a qualified `private` (RFC
+/// 9111 §5.2.2.7: a shared cache may store the rest) or `no-cache` (§5.2.2.4: never sent from
+/// storage without revalidation, so not kept at all), as present in `headers`.
+pub(crate) fn withheld_fields(headers: &HeaderMap, defaults: &Defaults) -> Vec<HeaderName> {
+    let (directives, _) = directives(headers, defaults);
+    let mut names: Vec<HeaderName> = directives
+        .withheld_fields()
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|name| headers.contains_key(name))
+        .collect();
+    names.dedup();
+    names
+}
+
+/// The fields [`withheld_fields`] names, with their values: what the client whose request
+/// brought the response gets on top of the stored part.
+pub(crate) fn withheld_headers(headers: &HeaderMap, defaults: &Defaults) -> HeaderMap {
+    let mut withheld = HeaderMap::new();
+    for name in withheld_fields(headers, defaults) {
+        for value in headers.get_all(&name) {
+            withheld.append(name.clone(), value.clone());
+        }
+    }
+    withheld
+}
+
 /// Decides whether a response may be stored and for which windows.
 ///
 /// `now` is when the response was received; the request side (method, `Authorization`, range)
@@ -254,14 +196,21 @@ pub(crate) fn decide(
     defaults: &Defaults,
     now: SystemTime,
 ) -> Result<Windows, NotStored> {
-    let directives = Directives::parse(headers);
+    let (directives, source) = directives(headers, defaults);
+    // Conflicts resolve to the most restrictive directive (RFC 9111 §4.2.1).
     if directives.no_store {
         return Err(NotStored::NoStore);
     }
     if directives.private {
         return Err(NotStored::Private);
     }
-    if !defaults.store_set_cookie && headers.contains_key(header::SET_COOKIE) {
+    let set_cookie_withheld = directives
+        .withheld_fields()
+        .any(|name| name == "set-cookie");
+    if !defaults.store_set_cookie
+        && !set_cookie_withheld
+        && headers.contains_key(header::SET_COOKIE)
+    {
         return Err(NotStored::SetCookie);
     }
     if vary_names(headers).is_err() {
@@ -271,28 +220,49 @@ pub(crate) fn decide(
         return Err(NotStored::Status);
     }
 
+    // Explicit freshness, for any status (RFC 9111 §3, §4.2.1): s-maxage, max-age, then
+    // Expires − Date. A targeted field replaces Cache-Control and Expires (RFC 9213 §2.1).
     let explicit = directives
         .s_maxage
         .or(directives.max_age)
-        .or_else(|| expires_lifetime(headers, now));
+        .or_else(|| match source {
+            Source::CacheControl => expires_lifetime(headers, now),
+            Source::Targeted => None,
+        });
     let fresh = match explicit {
         Some(secs) => secs,
-        None if heuristically_cacheable(status) => match defaults.ttl {
-            Some(ttl) => ttl.as_secs(),
-            None => return Err(NotStored::NoFreshness),
-        },
-        None => return Err(NotStored::Status),
+        None => {
+            // Without explicit freshness: only heuristically cacheable statuses, or those
+            // marked `public` (RFC 9111 §4.2.2) — but never a server error on `public` alone.
+            let allowed =
+                heuristically_cacheable(status) || (directives.public && !status.is_server_error());
+            if !allowed {
+                return Err(NotStored::Status);
+            }
+            match defaults.ttl {
+                Some(ttl) => ttl.as_secs(),
+                None => heuristic_lifetime(headers, defaults.heuristic_max, now)
+                    .ok_or(NotStored::NoFreshness)?,
+            }
+        }
     };
     let no_cache = directives.no_cache;
     let no_stale = no_cache || directives.must_revalidate || directives.proxy_revalidate;
+    // `s-maxage` carries proxy-revalidate's meaning for a shared cache (RFC 9111 §5.2.2.10):
+    // the layer's default stale windows do not apply to it; stale windows the response grants
+    // itself (RFC 5861) still do.
+    let (default_swr, default_sie) = if directives.s_maxage.is_some() {
+        (0, 0)
+    } else {
+        (
+            defaults.stale_while_revalidate.as_secs(),
+            defaults.stale_if_error.as_secs(),
+        )
+    };
     let windows = Windows {
         fresh: if no_cache { 0 } else { fresh },
-        stale_while_revalidate: directives
-            .stale_while_revalidate
-            .unwrap_or(defaults.stale_while_revalidate.as_secs()),
-        stale_if_error: directives
-            .stale_if_error
-            .unwrap_or(defaults.stale_if_error.as_secs()),
+        stale_while_revalidate: directives.stale_while_revalidate.unwrap_or(default_swr),
+        stale_if_error: directives.stale_if_error.unwrap_or(default_sie),
         initial_age: age_header(headers),
         no_stale,
         no_cache,
@@ -305,16 +275,39 @@ pub(crate) fn decide(
     Ok(windows)
 }
 
-/// `Expires` minus `Date` (or minus now without a `Date`); an invalid `Expires` means already
-/// expired (RFC 9111 §5.3).
+/// Heuristic freshness (RFC 9111 §4.2.2): a tenth of the time between `Last-Modified` and
+/// `Date` (or now), at most `max`; `None` without a readable `Last-Modified` or with a zero
+/// `max`.
+fn heuristic_lifetime(headers: &HeaderMap, max: Duration, now: SystemTime) -> Option<u64> {
+    if max.is_zero() {
+        return None;
+    }
+    let modified = headers
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| parse_http_date_at(v, now))?;
+    let date = headers
+        .get(header::DATE)
+        .and_then(|v| parse_http_date_at(v, now))
+        .unwrap_or(now);
+    let since = date.duration_since(modified).unwrap_or_default().as_secs();
+    Some((since.saturating_mul(HEURISTIC_PERCENT) / 100).min(max.as_secs()))
+}
+
+/// `Expires` minus `Date` (or minus now without a `Date`). An invalid `Expires` (`0`, a bad
+/// date) means already expired (RFC 9111 §5.3), and so do several `Expires` lines that
+/// disagree (§4.2.1).
 fn expires_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<u64> {
-    let expires = headers.get(header::EXPIRES)?;
-    let Some(expires) = parse_http_date(expires) else {
+    let mut lines = headers.get_all(header::EXPIRES).iter();
+    let first = lines.next()?;
+    if lines.any(|other| other != first) {
+        return Some(0);
+    }
+    let Some(expires) = parse_http_date_at(first, now) else {
         return Some(0);
     };
     let date = headers
         .get(header::DATE)
-        .and_then(parse_http_date)
+        .and_then(|v| parse_http_date_at(v, now))
         .unwrap_or(now);
     Some(
         expires
@@ -324,18 +317,25 @@ fn expires_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<u64> {
     )
 }
 
-/// The `Age` header in seconds; absent or invalid counts as 0.
+/// The `Age` header in seconds (RFC 9111 §5.1): of a list, the first member; a value that is
+/// not a non-negative integer is ignored (0), as is an absent one.
 pub(crate) fn age_header(headers: &HeaderMap) -> u64 {
     headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_delta_seconds(v.trim()))
+        .and_then(|v| parse_delta_seconds(v.split(',').next().unwrap_or_default().trim()))
         .unwrap_or(0)
 }
 
-/// An HTTP date, if the value is one.
+/// An HTTP date in any of its three forms and any letter case, if the value is one; the
+/// system clock decides the century of a two-digit year.
 pub(crate) fn parse_http_date(value: &http::HeaderValue) -> Option<SystemTime> {
-    httpdate::parse_http_date(value.to_str().ok()?).ok()
+    parse_http_date_at(value, SystemTime::now())
+}
+
+/// [`parse_http_date`] with `now` deciding the century of a two-digit year.
+pub(crate) fn parse_http_date_at(value: &http::HeaderValue, now: SystemTime) -> Option<SystemTime> {
+    http_date::parse(value.to_str().ok()?, now)
 }
 
 /// Whether a client's `If-None-Match` (a list of entity tags, or `*`) matches `etag` by the weak
@@ -381,51 +381,14 @@ mod tests {
     fn defaults() -> Defaults {
         Defaults {
             ttl: Some(Duration::from_secs(60)),
-            stale_while_revalidate: Duration::ZERO,
-            stale_if_error: Duration::ZERO,
-            store_set_cookie: false,
+            ..Defaults::default()
         }
     }
 
-    const NOW: u64 = 1_700_000_000;
+    const NOW: u64 = 1_700_000_000; // Tue, 14 Nov 2023 22:13:20 GMT
 
     fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(NOW)
-    }
-
-    #[test]
-    fn parses_directives() {
-        let d = Directives::parse(&headers(&[
-            ("cache-control", "Public, MAX-AGE=30, s-maxage=\"60\""),
-            (
-                "cache-control",
-                "stale-while-revalidate=10, stale-if-error=abc, x-unknown=1",
-            ),
-        ]));
-        assert!(d.public);
-        assert_eq!(d.max_age, Some(30));
-        assert_eq!(d.s_maxage, Some(60));
-        assert_eq!(d.stale_while_revalidate, Some(10));
-        assert_eq!(d.stale_if_error, Some(0), "invalid values count as 0");
-
-        let d = Directives::parse(&headers(&[(
-            "cache-control",
-            "private=\"set-cookie, x-user\", max-age=5, max-age=3, no-cache",
-        )]));
-        assert!(d.private && d.no_cache);
-        assert_eq!(d.max_age, Some(3), "the smallest of duplicates");
-        assert_eq!(
-            Directives::parse(&headers(&[(
-                "cache-control",
-                "max-age=99999999999999999999999"
-            )]))
-            .max_age,
-            Some(u64::MAX)
-        );
-        assert_eq!(
-            Directives::parse(&headers(&[("cache-control", ",, ,=,max-age")])).max_age,
-            Some(0)
-        );
     }
 
     #[test]
@@ -439,14 +402,11 @@ mod tests {
         .unwrap();
         assert_eq!(w.fresh, 90, "s-maxage wins in a shared cache");
         let w = decide(StatusCode::OK, &headers(&[]), &defaults(), now()).unwrap();
-        assert_eq!(w.fresh, 60, "the layer default");
-        let no_default = Defaults {
-            ttl: None,
-            ..defaults()
-        };
+        assert_eq!(w.fresh, 60, "the layer's fixed default");
         assert_eq!(
-            decide(StatusCode::OK, &headers(&[]), &no_default, now()),
-            Err(NotStored::NoFreshness)
+            decide(StatusCode::OK, &headers(&[]), &Defaults::default(), now()),
+            Err(NotStored::NoFreshness),
+            "no explicit freshness, no Last-Modified: not stored"
         );
         assert_eq!(
             decide(StatusCode::FOUND, &headers(&[]), &defaults(), now()),
@@ -463,6 +423,25 @@ mod tests {
             w.fresh, 5,
             "explicit freshness makes other statuses storable"
         );
+        for code in [500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                decide(
+                    status,
+                    &headers(&[("cache-control", "max-age=7")]),
+                    &defaults(),
+                    now()
+                )
+                .map(|w| w.fresh),
+                Ok(7),
+                "{code}"
+            );
+            assert_eq!(
+                decide(status, &headers(&[]), &defaults(), now()),
+                Err(NotStored::Status),
+                "{code} without explicit freshness"
+            );
+        }
 
         let expires = headers(&[
             ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
@@ -493,6 +472,67 @@ mod tests {
     }
 
     #[test]
+    fn heuristic() {
+        let d = Defaults::default();
+        let modified = |lm: &'static str| {
+            headers(&[
+                ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
+                ("last-modified", lm),
+            ])
+        };
+        // 1000 s since Last-Modified: fresh for 100 s.
+        let w = decide(
+            StatusCode::OK,
+            &modified("Tue, 14 Nov 2023 21:56:40 GMT"),
+            &d,
+            now(),
+        );
+        assert_eq!(w.map(|w| w.fresh), Ok(100));
+        // A year ago: capped at a day, or at the layer's cap.
+        let old = modified("Mon, 14 Nov 2022 22:13:20 GMT");
+        assert_eq!(
+            decide(StatusCode::OK, &old, &d, now()).map(|w| w.fresh),
+            Ok(86_400)
+        );
+        let capped = Defaults {
+            heuristic_max: Duration::from_secs(600),
+            ..Defaults::default()
+        };
+        assert_eq!(
+            decide(StatusCode::OK, &old, &capped, now()).map(|w| w.fresh),
+            Ok(600)
+        );
+        let off = Defaults {
+            heuristic_max: Duration::ZERO,
+            ..Defaults::default()
+        };
+        assert_eq!(
+            decide(StatusCode::OK, &old, &off, now()),
+            Err(NotStored::NoFreshness)
+        );
+        // Only for heuristically cacheable statuses, or `public` ones that are not errors.
+        assert_eq!(
+            decide(StatusCode::FOUND, &old, &d, now()),
+            Err(NotStored::Status)
+        );
+        let mut public = old.clone();
+        public.insert("cache-control", HeaderValue::from_static("public"));
+        assert!(decide(StatusCode::FOUND, &public, &d, now()).is_ok());
+        assert_eq!(
+            decide(StatusCode::INTERNAL_SERVER_ERROR, &public, &d, now()),
+            Err(NotStored::Status)
+        );
+        assert!(decide(StatusCode::NOT_FOUND, &old, &d, now()).is_ok());
+        // Explicit freshness always wins over the heuristic.
+        let mut explicit = old.clone();
+        explicit.insert("cache-control", HeaderValue::from_static("max-age=3"));
+        assert_eq!(
+            decide(StatusCode::OK, &explicit, &d, now()).map(|w| w.fresh),
+            Ok(3)
+        );
+    }
+
+    #[test]
     fn storability() {
         let d = defaults();
         let check = |pairs: &[(&'static str, &'static str)]| {
@@ -507,17 +547,16 @@ mod tests {
             Err(NotStored::Private)
         );
         assert_eq!(check(&[("set-cookie", "a=b")]), Err(NotStored::SetCookie));
+        assert!(
+            check(&[
+                ("set-cookie", "a=b"),
+                ("cache-control", "private=\"set-cookie\"")
+            ])
+            .is_ok(),
+            "a withheld Set-Cookie does not stop storing"
+        );
         assert_eq!(check(&[("vary", "accept, *")]), Err(NotStored::VaryStar));
         assert!(check(&[("vary", "Accept-Language")]).is_ok());
-        assert_eq!(
-            decide(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &headers(&[("cache-control", "max-age=60")]),
-                &d,
-                now()
-            ),
-            Err(NotStored::Status)
-        );
         assert_eq!(
             decide(
                 StatusCode::PARTIAL_CONTENT,
@@ -546,6 +585,70 @@ mod tests {
     }
 
     #[test]
+    fn targeted() {
+        let d = Defaults::default();
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            decide(StatusCode::OK, &headers(pairs), &d, now())
+        };
+        assert_eq!(
+            check(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=600")
+            ])
+            .map(|w| w.fresh),
+            Ok(600)
+        );
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            Err(NotStored::NoStore)
+        );
+        // Without freshness of its own, the targeted field still silences Expires and
+        // Cache-Control: nothing explicit is left.
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=600"),
+                ("expires", "Tue, 14 Nov 2023 23:13:20 GMT"),
+                ("cdn-cache-control", "must-revalidate"),
+            ]),
+            Err(NotStored::NoFreshness)
+        );
+        // ... and the heuristic then applies.
+        assert_eq!(
+            check(&[
+                ("cache-control", "max-age=600"),
+                ("date", "Tue, 14 Nov 2023 22:13:20 GMT"),
+                ("last-modified", "Tue, 14 Nov 2023 21:56:40 GMT"),
+                ("cdn-cache-control", "public"),
+            ])
+            .map(|w| w.fresh),
+            Ok(100)
+        );
+        let own = Defaults {
+            targets: vec![
+                HeaderName::from_static("kv-cache-control"),
+                HeaderName::from_static("cdn-cache-control"),
+            ],
+            ..Defaults::default()
+        };
+        assert_eq!(
+            decide(
+                StatusCode::OK,
+                &headers(&[
+                    ("cdn-cache-control", "max-age=600"),
+                    ("kv-cache-control", "max-age=6")
+                ]),
+                &own,
+                now()
+            )
+            .map(|w| w.fresh),
+            Ok(6)
+        );
+    }
+
+    #[test]
     fn stale_windows() {
         let d = Defaults {
             stale_while_revalidate: Duration::from_secs(7),
@@ -564,6 +667,18 @@ mod tests {
             (1, 30, 9)
         );
         assert_eq!(w.stale_span(), 30);
+        let w = decide(
+            StatusCode::OK,
+            &headers(&[("cache-control", "s-maxage=1, stale-while-revalidate=30")]),
+            &d,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            (w.stale_while_revalidate, w.stale_if_error),
+            (30, 0),
+            "s-maxage: the response's own windows, not the layer's"
+        );
         let w = decide(
             StatusCode::OK,
             &headers(&[(
@@ -587,12 +702,76 @@ mod tests {
         assert_eq!(w.fresh, 0);
         let w = decide(
             StatusCode::OK,
-            &headers(&[("cache-control", "max-age=10"), ("age", "4")]),
+            &headers(&[("cache-control", "max-age=10, no-cache=\"x-debug\"")]),
             &d,
             now(),
         )
         .unwrap();
-        assert_eq!(w.initial_age, 4);
+        assert!(
+            !w.no_cache && !w.no_stale,
+            "qualified no-cache withholds fields only"
+        );
+        assert_eq!(w.fresh, 10);
+    }
+
+    #[test]
+    fn robust_values() {
+        let age = |value: &'static str| age_header(&headers(&[("age", value)]));
+        assert_eq!(age("4"), 4);
+        assert_eq!(age(" 4 "), 4);
+        assert_eq!(age("4, 9"), 4, "the first member of a list");
+        for ignored in ["4s", "-4", "+4", "4.5", "", "0x10", "four"] {
+            assert_eq!(age(ignored), 0, "{ignored:?}");
+        }
+        assert_eq!(
+            age_header(&headers(&[("age", "7"), ("age", "9")])),
+            7,
+            "the first field line"
+        );
+
+        let expires =
+            |pairs: &[(&'static str, &'static str)]| expires_lifetime(&headers(pairs), now());
+        let date = ("date", "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            expires(&[date, ("expires", "tue, 14 nov 2023 22:15:20 gmt")]),
+            Some(120)
+        );
+        assert_eq!(
+            expires(&[date, ("expires", "Tuesday, 14-Nov-23 22:15:20 GMT")]),
+            Some(120)
+        );
+        assert_eq!(
+            expires(&[date, ("expires", "Tue Nov 14 22:15:20 2023")]),
+            Some(120)
+        );
+        assert_eq!(expires(&[date, ("expires", "0")]), Some(0));
+        assert_eq!(
+            expires(&[date, ("expires", "Tue, 14 Nov 2023 22:15:20 UTC")]),
+            Some(0)
+        );
+        assert_eq!(
+            expires(&[
+                date,
+                ("expires", "Tue, 14 Nov 2023 22:15:20 GMT"),
+                ("expires", "Tue, 14 Nov 2023 23:15:20 GMT"),
+            ]),
+            Some(0),
+            "disagreeing Expires lines: stale"
+        );
+        assert_eq!(expires(&[date]), None);
+
+        let withheld = withheld_fields(
+            &headers(&[
+                (
+                    "cache-control",
+                    "private=\"set-cookie, x-absent\", no-cache=\"X-Debug\"",
+                ),
+                ("set-cookie", "a=b"),
+                ("x-debug", "1"),
+            ]),
+            &Defaults::default(),
+        );
+        assert_eq!(withheld, ["set-cookie", "x-debug"]);
     }
 
     #[test]

@@ -225,6 +225,8 @@ enum Exchange<B, E> {
     Fresh {
         response: Arc<StoredResponse>,
         stored: bool,
+        /// Fields not stored (qualified `private` / `no-cache`): for this request's client only.
+        withheld: HeaderMap,
     },
     /// A server error, for the caller to replace with stale or pass on.
     ServerError(Response<B>),
@@ -775,7 +777,11 @@ impl Shared {
                 };
                 (Ok(answer), outcome)
             }
-            Exchange::Fresh { response, stored } => {
+            Exchange::Fresh {
+                response,
+                stored,
+                withheld,
+            } => {
                 self.state.backoff.succeeded(&response.key);
                 let status = Status {
                     stored,
@@ -788,7 +794,8 @@ impl Shared {
                     ..Status::forwarded(XCache::Miss, fwd, Some(response.status))
                 };
                 let age = response.age_secs(now_ms);
-                let answer = self.respond(&response, &client, status, (age > 0).then_some(age));
+                let mut answer = self.respond(&response, &client, status, (age > 0).then_some(age));
+                answer.headers_mut().extend(withheld);
                 let outcome = Outcome::Response {
                     fwd_status: response.status,
                     response,
@@ -881,7 +888,12 @@ impl Shared {
                 reason: NotStored::Status,
             };
         }
-        if status.is_server_error() {
+        // A server error replaces nothing stale it may stand in for, and is stored only with
+        // explicit freshness (RFC 9111 §3: any final status may be).
+        if status.is_server_error()
+            && (candidate.is_some_and(|c| c.usable_on_error(now_ms))
+                || policy::decide(status, response.headers(), &self.config.defaults, now).is_err())
+        {
             return Exchange::ServerError(response);
         }
         let windows = match policy::decide(status, response.headers(), &self.config.defaults, now) {
@@ -916,8 +928,13 @@ impl Shared {
                     bytes
                 };
                 let fresh = self.new_stored(status, &head.headers, bytes, now_ms, windows, target);
+                let withheld = policy::withheld_headers(&head.headers, &self.config.defaults);
                 let (response, stored) = self.store(fresh, target).await;
-                Exchange::Fresh { response, stored }
+                Exchange::Fresh {
+                    response,
+                    stored,
+                    withheld,
+                }
             }
         }
     }
@@ -943,6 +960,9 @@ impl Shared {
             }
         }
         for name in NOT_STORED {
+            kept.remove(name);
+        }
+        for name in policy::withheld_fields(headers, &self.config.defaults) {
             kept.remove(name);
         }
         for name in named {
@@ -1180,7 +1200,10 @@ impl Shared {
                 Outcome::Failed,
                 Some(format!("the origin answered {}", response.status())),
             ),
-            Exchange::Revalidated { response, stored } | Exchange::Fresh { response, stored } => {
+            Exchange::Revalidated { response, stored }
+            | Exchange::Fresh {
+                response, stored, ..
+            } => {
                 let failure = (!stored).then(|| "the store did not take the response".to_owned());
                 let fwd_status = response.status;
                 (
