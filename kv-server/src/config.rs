@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use kv_core::Limits;
+use kv_middleware::flags::FlagStore;
 
 /// How long a client may take to send a request's header, by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,10 @@ pub struct ServerConfig {
     /// link is fine; a client that sends its header and then stalls its body gets 400 and its
     /// connection closed instead of holding it. Applied by [`router`](crate::router).
     pub body_read_timeout: Option<Duration>,
+    /// The flags served over OFREP (`POST /ofrep/v1/evaluate/flags[/{key}]`, see
+    /// [`ofrep`](crate::ofrep)); `None` (the default): no OFREP routes. `kv serve
+    /// --flags-namespace NAME` loads the store's namespace `NAME` into one.
+    pub flags: Option<FlagStore>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +68,7 @@ impl Default for ServerConfig {
             multipart_overhead_bytes: 64 * 1024,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            flags: None,
         }
     }
 }
@@ -96,6 +102,12 @@ impl ServerConfig {
     /// [`header_read_timeout`](Self::header_read_timeout).
     pub fn with_header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.header_read_timeout = timeout.into();
+        self
+    }
+
+    /// The same settings serving these flags over OFREP; see [`flags`](Self::flags).
+    pub fn with_flags(mut self, flags: FlagStore) -> Self {
+        self.flags = Some(flags);
         self
     }
 

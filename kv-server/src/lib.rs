@@ -16,9 +16,10 @@
 //! | `POST /{ns}/bulk/delete` (or `DELETE /{ns}/bulk`) | delete up to 10 000 keys |
 //! | `POST /{ns}/bulk/get` `{keys, type, withMetadata}` | read up to 100 keys |
 //!
-//! plus `GET /metrics` (OpenMetrics text). Every answer but a raw value is the envelope
-//! `{success, errors: [{code, message}], messages, result, result_info?}`; the status codes and
-//! error codes are listed in [`error::codes`].
+//! plus `GET /metrics` (OpenMetrics text), and with [`ServerConfig::flags`] set, OFREP's
+//! `POST /ofrep/v1/evaluate/flags[/{key}]` ([`ofrep`], in OFREP's own shapes). Every other
+//! answer but a raw value is the envelope `{success, errors: [{code, message}], messages,
+//! result, result_info?}`; the status codes and error codes are listed in [`error::codes`].
 //!
 //! **Compare-and-swap**, an extension: value responses carry an `ETag`; `PUT` and `DELETE`
 //! honour `If-Match: "<etag>"` and `If-None-Match: *` and answer 412 when the condition fails.
@@ -55,6 +56,7 @@ mod config;
 pub mod error;
 mod extract;
 pub mod metrics;
+pub mod ofrep;
 pub mod proxy;
 mod routes;
 mod serve;
@@ -93,6 +95,7 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
     let value_limit = store.limits().max_value_bytes + config.multipart_overhead_bytes;
     let bulk_limit = config.max_bulk_body_bytes;
     let bulk_get_limit = config.max_bulk_get_body_bytes;
+    let ofrep = config.flags.clone().map(ofrep::router);
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
     let capabilities_store = state.store.clone();
 
@@ -109,7 +112,13 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
     let bulk_get = extract::limit_body(post(routes::bulk::get), bulk_get_limit);
     let namespaces = get(routes::namespaces::list).post(routes::namespaces::create);
 
-    Router::new()
+    let router = Router::new();
+    // OFREP sits behind the same token, metrics and tracing as the REST API.
+    let router = match ofrep {
+        Some(ofrep) => router.merge(ofrep),
+        None => router,
+    };
+    router
         .route(API_BASE, namespaces.clone())
         .route(&format!("{API_BASE}/"), namespaces)
         .route(

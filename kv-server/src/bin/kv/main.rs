@@ -7,6 +7,8 @@
 //! kv key get KEY | kv key delete KEY [--strict] | kv key list [--prefix P] [--json]
 //! kv bulk put FILE.json | kv bulk delete FILE.json [--force]
 //! kv bulk get [FILE.json | -] [--key KEY]... [--metadata] [--base64]
+//! kv flags import FILE | kv flags export | kv flags list [--json]
+//! kv flags eval KEY [--file FILE] [--context JSON] [--type T] [--default JSON]
 //! kv compact                      (a file store that no process has open)
 //! kv proxy --listen ADDR --upstream URL --store URL [--purge-token T] [--default-ttl SECS] [--upstream-timeout SECS]
 //! ```
@@ -26,6 +28,7 @@
 
 mod bulk;
 mod confirm;
+mod flags;
 mod key;
 mod namespace;
 mod proxy;
@@ -65,6 +68,9 @@ enum Command {
     /// Write or delete many keys from a JSON file in Cloudflare's bulk format.
     #[command(subcommand)]
     Bulk(bulk::BulkCommand),
+    /// Import, export, list and evaluate feature flags (flagd flag-definition documents).
+    #[command(subcommand)]
+    Flags(flags::FlagsCommand),
     /// Give a file store's free space (of deleted and expired entries) back to the file
     /// system; the store must not be open elsewhere.
     Compact,
@@ -150,6 +156,7 @@ async fn run(cli: Cli) -> Outcome {
             command.check_confirmation()?;
             bulk::run(&cli.store, &cli.namespace, command).await
         }
+        Command::Flags(command) => flags::run(&cli.store, &cli.namespace, command).await,
         Command::Compact => compact(&cli.store).await,
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use kv_core::redact_store_url;
+use kv_middleware::flags::FlagStore;
 use kv_server::{router, serve_with_config, shutdown_signal, ServerConfig, TimeoutArgs};
 
 use crate::{Failure, Outcome};
@@ -17,6 +18,11 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <token>` on every request.
     #[arg(long, env = "KV_TOKEN")]
     token: Option<String>,
+    /// Serve the flags of this namespace (by title or id) over OFREP, the OpenFeature Remote
+    /// Evaluation Protocol: `POST /ofrep/v1/evaluate/flags/{key}` and
+    /// `POST /ofrep/v1/evaluate/flags`. The namespace must exist.
+    #[arg(long, value_name = "NAME")]
+    flags_namespace: Option<String>,
     #[command(flatten)]
     timeouts: TimeoutArgs,
 }
@@ -28,6 +34,14 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
     if let Some(token) = args.token.filter(|t| !t.is_empty()) {
         config = config.with_token(token);
     }
+    if let Some(name) = &args.flags_namespace {
+        let namespace = crate::existing_namespace(&store, name).await?;
+        // Refuses to start on a store it cannot read: OFREP would answer nothing but errors.
+        let flags = FlagStore::load(namespace).await.map_err(|e| {
+            Failure::Error(anyhow::Error::new(e).context(format!("loading the flags of {name:?}")))
+        })?;
+        config = config.with_flags(flags);
+    }
     let auth = if config.token.is_some() {
         "bearer token required"
     } else {
@@ -38,8 +52,12 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
         .map_err(|e| Failure::Error(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr()?;
     println!(
-        "kv-server listening on http://{address} (store {}, {auth})",
-        redact_store_url(store_url)
+        "kv-server listening on http://{address} (store {}, {auth}{})",
+        redact_store_url(store_url),
+        match &args.flags_namespace {
+            Some(name) => format!(", OFREP over the flags of {name:?}"),
+            None => String::new(),
+        }
     );
     let app = router(store, config.clone());
     serve_with_config(listener, app, &config, shutdown_signal()).await?;
