@@ -659,6 +659,25 @@ mod tests {
     }
 
     #[test]
+    fn any_short_input_parses_without_panicking() {
+        // Every string of up to four characters over the characters the grammars care about.
+        let alphabet: Vec<char> = "a=,\"\\ ;-1.:?(*)\té".chars().collect();
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = inputs
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            for text in &longer {
+                let _ = sf::parse_dictionary(text);
+                let _ = split_directives(text);
+                let _ = super::super::http_date::parse(text, std::time::SystemTime::now());
+            }
+            inputs = longer;
+        }
+    }
+
+    #[test]
     fn targeted_fields() {
         let h = headers(&[
             ("cache-control", "no-store"),
