@@ -150,7 +150,16 @@ pub fn router(demo: Demo, args: &Args) -> anyhow::Result<Router> {
     let flagged = Router::new()
         .route("/", get(page::home))
         .route("/api/flags", get(api::flags))
-        .route_layer(FlagsLayer::new(demo.flags.clone()).with_session_user(SESSION_USER));
+        .route_layer(
+            FlagsLayer::new(demo.flags.clone())
+                // Signed out, the demo lets a client name itself with `X-User-ID` to try
+                // rollouts: an explicit opt-in (a client picks its own bucket), never used
+                // for access; signed in, the session's user wins.
+                .with_user_header(HeaderName::from_static(
+                    kv_middleware::flags::DEFAULT_USER_HEADER,
+                ))
+                .with_session_user(SESSION_USER),
+        );
     let mut app = Router::new()
         .route(page::STYLE_PATH, get(page::style))
         .route(page::SCRIPT_PATH, get(page::script))

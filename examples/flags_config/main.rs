@@ -175,10 +175,23 @@ async fn main() -> anyhow::Result<()> {
         config.set(&AppConfig::default()).await?;
     }
 
-    // The user: `?user=` (for trying it in a browser), else the `X-User-ID` header.
+    // The user: `?user=` (for trying it in a browser), else the `X-User-ID` header. Both are
+    // chosen by the client: fine for trying a rollout, never for access control (the default
+    // context takes no identity from the request; a session layer gives one that cannot be
+    // forged).
     let flags_layer =
         FlagsLayer::new(flags.clone()).with_context(|parts: &http::request::Parts| {
             let mut context = default_context(parts);
+            let from_header = parts
+                .headers
+                .get(kv_middleware::flags::DEFAULT_USER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|user| !user.is_empty() && user.len() <= 64)
+                .map(str::to_owned);
+            if from_header.is_some() {
+                context.set_targeting_key(from_header);
+            }
             let from_query = parts.uri.query().and_then(|q| {
                 q.split('&')
                     .find_map(|pair| pair.strip_prefix("user="))

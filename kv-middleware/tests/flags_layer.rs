@@ -76,11 +76,33 @@ async fn report(flags: Flags) -> String {
     )
 }
 
+/// The header a client chooses: only read when the layer opts in.
+const X_USER_ID: http::HeaderName = http::HeaderName::from_static("x-user-id");
+
+#[tokio::test]
+async fn the_default_context_takes_no_identity_from_the_client() {
+    let app = Router::new()
+        .route("/", get(report))
+        .layer(FlagsLayer::new(flag_store().await));
+    let request = Request::get("/")
+        .header("x-user-id", "ada")
+        .body(Body::empty())
+        .unwrap();
+    let body = text(app.oneshot(request).await.unwrap()).await;
+    assert!(body.ends_with("user=None"), "{body}");
+    let (parts, ()) = Request::get("/")
+        .header("x-user-id", "ada")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert_eq!(default_context(&parts).targeting_key(), None);
+}
+
 #[tokio::test]
 async fn the_default_context_reads_user_ip_and_headers() {
     let app = Router::new()
         .route("/", get(report))
-        .layer(FlagsLayer::new(flag_store().await));
+        .layer(FlagsLayer::new(flag_store().await).with_user_header(X_USER_ID));
     let mut request = Request::get("/")
         .header("x-user-id", "ada")
         .header("x-client", "ios")
@@ -143,9 +165,13 @@ async fn the_user_comes_from_the_session() {
     let app = Router::new()
         .route("/", get(report))
         .route("/login", post(login))
-        .layer(FlagsLayer::new(flag_store().await).with_session_user("user"))
+        .layer(
+            FlagsLayer::new(flag_store().await)
+                .with_user_header(X_USER_ID)
+                .with_session_user("user"),
+        )
         .layer(sessions);
-    // No session yet: the header-based context stands.
+    // No session yet: the opted-in header stands.
     let request = Request::get("/")
         .header("x-user-id", "bob")
         .body(Body::empty())
@@ -181,7 +207,7 @@ async fn require_flag_hides_routes() {
         .route("/beta", get(|| async { "beta page" }))
         .route_layer(RequireFlagLayer::new("beta"))
         .route("/", get(|| async { "home" }))
-        .layer(FlagsLayer::new(flag_store().await));
+        .layer(FlagsLayer::new(flag_store().await).with_user_header(X_USER_ID));
     let call = |user: &str, path: &str| {
         Request::get(path)
             .header("x-user-id", user)
@@ -201,7 +227,7 @@ async fn require_flag_hides_routes() {
     let forbidden = Router::new()
         .route("/beta", get(|| async { "beta page" }))
         .route_layer(RequireFlagLayer::new("beta").with_status(StatusCode::FORBIDDEN))
-        .layer(FlagsLayer::new(flag_store().await));
+        .layer(FlagsLayer::new(flag_store().await).with_user_header(X_USER_ID));
     let response = forbidden.oneshot(call("bob", "/beta")).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let missing = Router::new()
@@ -234,7 +260,7 @@ async fn the_extractor_without_the_layer_is_a_500_naming_it() {
 #[tokio::test]
 async fn works_with_plain_tower_services() {
     let service = ServiceBuilder::new()
-        .layer(FlagsLayer::new(flag_store().await))
+        .layer(FlagsLayer::new(flag_store().await).with_user_header(X_USER_ID))
         .service_fn(|request: Request<String>| async move {
             let flags = request.extensions().get::<Flags>().cloned();
             let on = flags.is_some_and(|f| f.is_enabled("beta"));
@@ -253,7 +279,7 @@ async fn a_flag_change_reaches_the_next_request() {
     let flags = flag_store().await;
     let app = Router::new()
         .route("/", get(report))
-        .layer(FlagsLayer::new(flags.clone()));
+        .layer(FlagsLayer::new(flags.clone()).with_user_header(X_USER_ID));
     let call = || {
         Request::get("/")
             .header("x-user-id", "bob")
@@ -289,7 +315,7 @@ async fn the_default_context_copies_only_the_headers_rules_read() {
                 names.join(",")
             }),
         )
-        .layer(FlagsLayer::new(flag_store().await));
+        .layer(FlagsLayer::new(flag_store().await).with_user_header(X_USER_ID));
     let request = Request::get("/")
         .header("x-client", "ios")
         .header("user-agent", "test")

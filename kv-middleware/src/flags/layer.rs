@@ -12,7 +12,8 @@ use super::context::EvaluationContext;
 use super::service::FlagsService;
 use super::store::FlagStore;
 
-/// The header the default context reads the user from.
+/// The conventional user header, for [`FlagsLayer::with_user_header`]. The default context
+/// does **not** read it: a client chooses its value.
 pub const DEFAULT_USER_HEADER: &str = "x-user-id";
 
 pub(crate) type ContextFn = Arc<dyn Fn(&Parts) -> EvaluationContext + Send + Sync>;
@@ -20,9 +21,9 @@ pub(crate) type ContextFn = Arc<dyn Fn(&Parts) -> EvaluationContext + Send + Syn
 /// Where a request's context comes from.
 #[derive(Clone)]
 pub(crate) enum ContextSource {
-    /// The default context, with the user from this header; only the headers the snapshot's
-    /// flags read are copied.
-    Default { user_header: HeaderName },
+    /// The default context, with the user from this header when one is set (an explicit,
+    /// unsafe opt-in); only the headers the snapshot's flags read are copied.
+    Default { user_header: Option<HeaderName> },
     /// The application's function.
     Custom(ContextFn),
 }
@@ -30,12 +31,15 @@ pub(crate) enum ContextSource {
 /// Gives every request a [`Flags`](super::Flags) handle: the store's current snapshot and an
 /// [`EvaluationContext`] built from the request.
 ///
-/// The context comes from a function of the request's parts; the default takes the targeting
-/// key from the `X-User-ID` header, the `ip` from the connection, and the request headers as
-/// `header.<name>` (only those some flag or segment reads are copied, so a request costs no
-/// header copies while no rule reads one; [`default_context`] copies them all). With the `session` feature,
-/// [`with_session_user`](FlagsLayer::with_session_user) takes the user from the session
-/// instead.
+/// The context comes from a function of the request's parts; the default has **no targeting
+/// key** (nothing the client sends chooses its identity), the `ip` from the connection, and
+/// the request headers as `header.<name>` (only those some flag or segment reads are copied,
+/// so a request costs no header copies while no rule reads one; [`default_context`] copies
+/// them all). With the `session` feature,
+/// [`with_session_user`](FlagsLayer::with_session_user) takes the user from the session: the
+/// way to give flags an identity a client cannot forge.
+/// [`with_user_header`](FlagsLayer::with_user_header) takes it from a header instead, an
+/// explicit opt-in that is unsafe for access control.
 ///
 /// Cheap to clone; works with `ServiceBuilder`, axum's `layer` and `route_layer`.
 ///
@@ -76,21 +80,24 @@ impl FlagsLayer {
     pub fn new(store: FlagStore) -> Self {
         FlagsLayer {
             store,
-            context: ContextSource::Default {
-                user_header: HeaderName::from_static(DEFAULT_USER_HEADER),
-            },
+            context: ContextSource::Default { user_header: None },
             #[cfg(feature = "session")]
             session_user: None,
         }
     }
 
-    /// The default context, with the user read from this header instead of `X-User-ID`.
+    /// The default context, with the targeting key read from this header
+    /// ([`DEFAULT_USER_HEADER`] is the usual `X-User-ID`).
     ///
-    /// A client can put anything in a header: use this for a header your gateway sets (and
-    /// strips from incoming requests), not for access control.
+    /// **Unsafe for access control**: a client can put anything in a header, so it can pick
+    /// the variant it gets (join a rollout, reach a staff-only route behind
+    /// [`RequireFlagLayer`](super::RequireFlagLayer)). Use it for a header your gateway sets
+    /// (and strips from incoming requests), or for gradual rollouts where choosing your own
+    /// bucket does no harm. A session user
+    /// ([`with_session_user`](FlagsLayer::with_session_user)) takes precedence when present.
     pub fn with_user_header(mut self, header: HeaderName) -> Self {
         self.context = ContextSource::Default {
-            user_header: header,
+            user_header: Some(header),
         };
         self
     }
@@ -133,21 +140,21 @@ impl<S> Layer<S> for FlagsLayer {
     }
 }
 
-/// The default evaluation context of a request: targeting key from the `X-User-ID` header,
-/// `ip` from the connection (axum's `ConnectInfo<SocketAddr>` with the `axum` feature, or a
-/// plain [`SocketAddr`] extension), and the request headers (attributes `header.<name>`).
+/// The default evaluation context of a request: no targeting key, `ip` from the connection
+/// (axum's `ConnectInfo<SocketAddr>` with the `axum` feature, or a plain [`SocketAddr`]
+/// extension), and the request headers (attributes `header.<name>`).
 ///
-/// The header is whatever the client sent: fine for gradual rollouts, not for access control
-/// (see [`FlagsLayer::with_session_user`]).
+/// The targeting key is left to something the client cannot choose (the session's user,
+/// [`FlagsLayer::with_session_user`]), or to your context function.
 pub fn default_context(parts: &Parts) -> EvaluationContext {
-    request_context(parts, &HeaderName::from_static(DEFAULT_USER_HEADER), None)
+    request_context(parts, None, None)
 }
 
-/// The default context with the user from `header`, copying the headers named in `only` (all
-/// of them when `None`).
+/// The default context with the user from `header` (if any), copying the headers named in
+/// `only` (all of them when `None`).
 pub(crate) fn request_context(
     parts: &Parts,
-    header: &HeaderName,
+    header: Option<&HeaderName>,
     only: Option<&[HeaderName]>,
 ) -> EvaluationContext {
     let headers = match only {
@@ -163,9 +170,8 @@ pub(crate) fn request_context(
         }
     };
     let mut context = EvaluationContext::new().with_headers(headers);
-    if let Some(user) = parts
-        .headers
-        .get(header)
+    if let Some(user) = header
+        .and_then(|header| parts.headers.get(header))
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())

@@ -28,9 +28,14 @@
 //! async fn page(flags: Flags) -> &'static str {
 //!     if flags.is_enabled("new-ui") { "new page" } else { "old page" }
 //! }
-//! let app = Router::new().route("/", get(page)).layer(FlagsLayer::new(flags.clone()));
+//! // The default context has no user: a session layer gives one
+//! // (`with_session_user`). Here the client's `X-User-ID` header is used, an explicit opt-in
+//! // that lets a client choose its bucket (fine for a rollout, not for access control).
+//! let layer = FlagsLayer::new(flags.clone())
+//!     .with_user_header(http::HeaderName::from_static(kv_middleware::flags::DEFAULT_USER_HEADER));
+//! let app = Router::new().route("/", get(page)).layer(layer);
 //!
-//! // The default context takes the user from `X-User-ID`; 10 % of users get the new page.
+//! // 10 % of users get the new page.
 //! let request = Request::get("/").header("x-user-id", "user-1").body(Body::empty())?;
 //! let response = app.oneshot(request).await?;
 //! assert_eq!(response.status(), 200);

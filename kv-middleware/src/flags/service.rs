@@ -59,9 +59,9 @@ where
         let flags = match &self.layer.context {
             ContextSource::Default { user_header } => {
                 let parts = &parts;
-                self.layer
-                    .store
-                    .flags_for_request(|headers| request_context(parts, user_header, Some(headers)))
+                self.layer.store.flags_for_request(|headers| {
+                    request_context(parts, user_header.as_ref(), Some(headers))
+                })
             }
             ContextSource::Custom(build) => self.layer.store.flags_with(Arc::new(build(&parts))),
         };
