@@ -124,3 +124,51 @@ fn evaluating_a_bool_flag_does_not_allocate() {
     });
     assert_eq!(count, 0);
 }
+
+/// The same meaning as flagd targeting: `ends_with`, `in`, `sem_ver`, then `fractional`.
+pub fn flagd_targeting() -> serde_json::Value {
+    json!({
+        "state": "ENABLED",
+        "variants": {"on": true, "off": false},
+        "defaultVariant": "off",
+        "targeting": {"if": [
+            {"ends_with": [{"var": "email"}, "@example.com"]}, "on",
+            {"in": [{"var": "country"}, ["FR", "DE", "IT", "ES"]]}, "on",
+            {"sem_ver": [{"var": "app_version"}, "<", "2.0.0"]}, "off",
+            {"fractional": [["on", 25], ["off", 75]]}
+        ]}
+    })
+}
+
+#[test]
+fn evaluating_a_flagd_bool_flag_does_not_allocate() {
+    let snapshot = kv_middleware::flags::FlagSnapshot::from_document(
+        &json!({"flags": {"checkout": flagd_targeting()}}).to_string(),
+    )
+    .unwrap();
+    assert!(snapshot.errors().is_empty());
+    let contexts: Vec<_> = (0..100)
+        .map(|i| {
+            snapshot.flags(
+                EvaluationContext::new()
+                    .with_targeting_key(format!("user-{i}"))
+                    .with_attribute("email", format!("user-{i}@mail.test"))
+                    .with_attribute("country", "US")
+                    .with_attribute("app_version", "2.3.1"),
+            )
+        })
+        .collect();
+    let mut on = 0;
+    let count = allocations(|| {
+        for _ in 0..100 {
+            for flags in &contexts {
+                on += flags.is_enabled("checkout") as usize;
+            }
+        }
+    });
+    assert_eq!(count, 0, "allocations in 10 000 flagd evaluations");
+    assert!(
+        on > 0 && on < 100 * 100,
+        "the fractional serves both variants"
+    );
+}
