@@ -787,7 +787,7 @@ mod flags {
     use http::{HeaderMap, HeaderValue};
     use kv_core::Store;
     use kv_middleware::flags::{
-        ErrorCode, EvaluationContext, FlagState, FlagStore, FlagsError, ItemKind, Reason,
+        ErrorCode, EvaluationContext, FlagState, FlagStore, ItemKind, Reason,
     };
     use proptest::prelude::*;
     use serde_json::{json, Map, Value};
