@@ -123,10 +123,29 @@
 //!
 //! Every refresh and every admin write validates: unknown fields, unknown variants (default,
 //! targets, rules, splits), mixed variant types, bad regular expressions, semantic versions and
-//! CIDR blocks, unknown segments, weights (integers adding up to between 1 and 2³²−1). Any
-//! error rejects the **whole** new snapshot, with messages naming the flag and the field
-//! (`flag "new-ui": rules[1].conditions[0].value: invalid regex ...`); the last good snapshot
-//! stays in use and the error is logged and in [`FlagStore::stats`].
+//! CIDR blocks, unknown segments, weights (integers adding up to between 1 and 2³²−1), and
+//! for flagd targeting unknown operators and `$ref`s to missing evaluators. A bad item fails
+//! alone: it is reported with the flag and the field (`flag "new-ui": targeting.if[0].foo:
+//! unknown operator "foo"`) in [`FlagStore::validation_errors`], [`FlagStore::stats`] and the
+//! log; the flag keeps its last good definition, or answers `PARSE_ERROR` when it never had
+//! one; every other flag keeps serving and refreshing.
+//!
+//! # flagd documents and the API for other front ends
+//!
+//! A flag may carry flagd `targeting` (JSON Logic with `fractional`, `sem_ver`,
+//! `starts_with`, `ends_with`, `$ref`) instead of `targets`/`rules`, evaluated exactly as
+//! flagd does (reasons `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `DISABLED`, `ERROR`; codes
+//! `FLAG_NOT_FOUND`, `PARSE_ERROR`, `TYPE_MISMATCH`, `GENERAL`), compiled once per snapshot.
+//!
+//! - [`FlagStore::evaluate`] / [`evaluate_as`](FlagStore::evaluate_as): owned
+//!   [`EvaluationDetails`] (value `None` = the caller's default, error message, flag metadata
+//!   merged over the document's).
+//! - [`FlagStore::snapshot`] → [`FlagSnapshot`]: `evaluate` (borrowed, allocation-free),
+//!   `details`, `keys`, `errors`, `to_document`.
+//! - [`FlagSnapshot::from_document`]: a flagd document without a store.
+//! - [`FlagStore::import_document`] (validated, all or nothing) and
+//!   [`FlagStore::export_document`]; the `$evaluators` and metadata live in [`DOCUMENT_KEY`].
+//! - [`Evaluation::typed`] with a [`FlagType`]: `TYPE_MISMATCH` for a value of another type.
 //!
 //! # Admin, and concurrent admins
 //!
