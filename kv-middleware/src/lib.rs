@@ -24,6 +24,8 @@ pub mod cache;
 pub mod config;
 #[cfg(feature = "flags")]
 pub mod flags;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 #[cfg(feature = "origin")]
 pub mod origin;
 #[cfg(feature = "rate_limit")]
