@@ -14,12 +14,34 @@
 //!   or sits behind `FlagsLayer` and extracts `Flags` to check the 5-rule flag (ours); each
 //!   request carries `X-User-ID` and 5 other typical headers. Driven as a tower service.
 //!
-//! After the criterion groups a **paired** run alternates the contenders in batches (rotating
-//! which goes first) and reports medians and median per-round ratios; it writes
-//! `target/tmp/kv-benches-flags-paired.json` (`KV_BENCH_PAIRED_ROUNDS`, default 30; 0 skips).
+//! - `flags-flagd/*`: one rollout written twice with the same meaning, as flagd `targeting`
+//!   (`ends_with`, `in`, `sem_ver`, then `fractional` 25/75) and as native rules (`ends_with`,
+//!   `in`, `semver_lt`, then a 25/75 `split` salted like flagd's default bucketing), so both
+//!   serve every user the same variant (checked at start-up); none of the conditions match the
+//!   users, so every evaluation walks every condition and hashes. Contenders:
+//!   `flagd-targeting` and `native-rules` (`Flags::is_enabled`, borrowed, no allocation),
+//!   `flagd-owned-details` (`FlagStore::evaluate_as`, the owned details OFREP and `kv flags
+//!   eval` answer with), `open-feature-const` (the OpenFeature client over a provider that
+//!   answers a constant: the SDK's own cost), `open-feature-flag-store` (the client over our
+//!   `FlagStoreProvider`, feature `openfeature`) and `flag-store-provider` (that provider's
+//!   `resolve_bool_value` called directly, without the client).
+//!
+//! After the criterion groups two **paired** runs alternate the contenders in batches (rotating
+//! which goes first) and report medians and median per-round ratios; they write
+//! `target/tmp/kv-benches-flags-paired.json` and `target/tmp/kv-benches-flags-flagd-paired.json`
+//! (`KV_BENCH_PAIRED_ROUNDS`, default 30; 0 skips). The flagd run also counts the heap
+//! allocations per evaluation of each contender (a counting global allocator; one
+//! thread-local flag test per allocation while not counting).
+//!
+//! Instruction counts: `KV_FLAGS_PROFILE=CONTENDER,N` runs one `flags-flagd` contender alone
+//! (`N` evaluations after an unmeasured pass over the users) and exits, e.g. under
+//! `valgrind --tool=callgrind target/release/deps/flags-*` with `N` = 1 000 and 11 000: the
+//! difference of the two totals / 10 000 is the instructions per evaluation.
 //!
 //! `cargo bench -p kv-benches --bench flags`
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,12 +49,13 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::Request;
 use kv_backends::memory::MemoryBackend;
 use kv_benches::{current_thread_runtime, median, paired_rounds, write_paired, Timing};
 use kv_core::Store;
-use kv_middleware::flags::{EvaluationContext, FlagStore, Flags, FlagsLayer};
+use kv_middleware::flags::{EvaluationContext, FlagStore, FlagType, Flags, FlagsLayer};
+use kv_middleware::openfeature::FlagStoreProvider;
 use open_feature::provider::{FeatureProvider, ProviderMetadata, ResolutionDetails};
 use open_feature::{EvaluationError, EvaluationErrorCode, EvaluationResult, StructValue};
 use serde_json::json;
@@ -40,6 +63,46 @@ use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
 
 const USERS: usize = 1024;
+
+/// Counts this thread's heap allocations while `COUNTING` is set.
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> u64 {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
 
 fn five_rules_and_a_split() -> serde_json::Value {
     json!({
@@ -54,6 +117,38 @@ fn five_rules_and_a_split() -> serde_json::Value {
             {"conditions": [{"attribute": "ip", "op": "in_cidr", "value": ["10.0.0.0/8", "192.168.0.0/16"]}], "variant": "on"},
             {"conditions": [{"attribute": "email", "op": "regex", "value": "^qa-[0-9]+@"}], "variant": "on"},
             {"conditions": [], "split": [["on", 25], ["off", 75]]}
+        ]
+    })
+}
+
+/// The rollout as flagd targeting: `ends_with`, `in`, `sem_ver`, then `fractional` (bucketing
+/// by flag key + targeting key, flagd's default).
+fn flagd_rollout() -> serde_json::Value {
+    json!({
+        "state": "ENABLED",
+        "variants": {"on": true, "off": false},
+        "defaultVariant": "off",
+        "targeting": {"if": [
+            {"ends_with": [{"var": "email"}, "@example.com"]}, "on",
+            {"in": [{"var": "country"}, ["FR", "DE", "IT", "ES"]]}, "on",
+            {"sem_ver": [{"var": "app_version"}, "<", "2.0.0"]}, "off",
+            {"fractional": [["on", 25], ["off", 75]]}
+        ]}
+    })
+}
+
+/// The same rollout as native rules; the split is salted with the flagd flag's key, so both
+/// bucket every user alike.
+fn native_rollout() -> serde_json::Value {
+    json!({
+        "state": "ENABLED",
+        "variants": {"on": true, "off": false},
+        "defaultVariant": "off",
+        "rules": [
+            {"conditions": [{"attribute": "email", "op": "ends_with", "value": "@example.com"}], "variant": "on"},
+            {"conditions": [{"attribute": "country", "op": "in", "value": ["FR", "DE", "IT", "ES"]}], "variant": "on"},
+            {"conditions": [{"attribute": "app_version", "op": "semver_lt", "value": "2.0.0"}], "variant": "off"},
+            {"conditions": [], "split": [["on", 25], ["off", 75]], "salt": "rollout"}
         ]
     })
 }
@@ -73,11 +168,19 @@ fn flag_store(rt: &Runtime) -> FlagStore {
         )
         .await
         .expect("put");
-        FlagStore::builder(ns)
+        ns.put_json("flag:rollout", &flagd_rollout())
+            .await
+            .expect("put");
+        ns.put_json("flag:rollout-native", &native_rollout())
+            .await
+            .expect("put");
+        let store = FlagStore::builder(ns)
             .manual_refresh()
             .load()
             .await
-            .expect("flags")
+            .expect("flags");
+        assert!(store.validation_errors().is_empty(), "every flag is valid");
+        store
     })
 }
 
@@ -158,16 +261,76 @@ impl FeatureProvider for InMemoryProvider {
     }
 }
 
-fn open_feature_client(rt: &Runtime) -> open_feature::Client {
+/// The most trivial OpenFeature provider: every boolean flag is `true`. Through the client it
+/// measures the SDK's own cost.
+struct ConstProvider {
+    metadata: ProviderMetadata,
+}
+
+#[open_feature::async_trait]
+impl FeatureProvider for ConstProvider {
+    fn metadata(&self) -> &ProviderMetadata {
+        &self.metadata
+    }
+
+    async fn resolve_bool_value(
+        &self,
+        _flag_key: &str,
+        _context: &open_feature::EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<bool>> {
+        Ok(ResolutionDetails::new(true))
+    }
+
+    async fn resolve_int_value(
+        &self,
+        _flag_key: &str,
+        _context: &open_feature::EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<i64>> {
+        not_found()
+    }
+
+    async fn resolve_float_value(
+        &self,
+        _flag_key: &str,
+        _context: &open_feature::EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<f64>> {
+        not_found()
+    }
+
+    async fn resolve_string_value(
+        &self,
+        _flag_key: &str,
+        _context: &open_feature::EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<String>> {
+        not_found()
+    }
+
+    async fn resolve_struct_value(
+        &self,
+        _flag_key: &str,
+        _context: &open_feature::EvaluationContext,
+    ) -> EvaluationResult<ResolutionDetails<StructValue>> {
+        not_found()
+    }
+}
+
+/// An OpenFeature client (of its own API instance, not the global singleton) over `provider`.
+fn client_over(rt: &Runtime, provider: impl FeatureProvider) -> open_feature::Client {
     rt.block_on(async {
         let mut api = open_feature::OpenFeature::default();
-        api.set_provider(InMemoryProvider {
-            metadata: ProviderMetadata::new("in-memory"),
-            bools: HashMap::from([("checkout".to_owned(), true)]),
-        })
-        .await;
+        api.set_provider(provider).await;
         api.create_client()
     })
+}
+
+fn open_feature_client(rt: &Runtime) -> open_feature::Client {
+    client_over(
+        rt,
+        InMemoryProvider {
+            metadata: ProviderMetadata::new("in-memory"),
+            bools: HashMap::from([("checkout".to_owned(), true)]),
+        },
+    )
 }
 
 fn open_feature_users() -> Vec<open_feature::EvaluationContext> {
@@ -204,6 +367,7 @@ impl Eval {
 
 struct OpenFeatureEval {
     client: open_feature::Client,
+    key: &'static str,
     users: Vec<open_feature::EvaluationContext>,
     next: usize,
 }
@@ -211,6 +375,7 @@ struct OpenFeatureEval {
 impl OpenFeatureEval {
     fn run(&mut self, rt: &Runtime, n: usize) -> Duration {
         let client = &self.client;
+        let key = self.key;
         let users = &self.users;
         let first = self.next;
         self.next = self.next.wrapping_add(n);
@@ -219,13 +384,167 @@ impl OpenFeatureEval {
             for i in 0..n {
                 let context = &users[(first + i) & (USERS - 1)];
                 let on = client
-                    .get_bool_value(black_box("checkout"), Some(context), None)
+                    .get_bool_value(black_box(key), Some(context), None)
                     .await
                     .unwrap_or(false);
                 black_box(on);
             }
             start.elapsed()
         })
+    }
+}
+
+/// `FlagStore::evaluate_as`: the owned details (value, variant, reason, metadata).
+struct OwnedEval {
+    store: FlagStore,
+    users: Vec<EvaluationContext>,
+    next: usize,
+}
+
+impl OwnedEval {
+    fn run(&mut self, key: &str, n: usize) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            let context = &self.users[self.next & (USERS - 1)];
+            self.next = self.next.wrapping_add(1);
+            let details = self
+                .store
+                .evaluate_as(black_box(key), context, FlagType::Boolean);
+            black_box(details.value.and_then(|v| v.as_bool()).unwrap_or(false));
+        }
+        start.elapsed()
+    }
+}
+
+/// Our OpenFeature provider called directly, without the SDK's client.
+struct ProviderEval {
+    provider: FlagStoreProvider,
+    users: Vec<open_feature::EvaluationContext>,
+    next: usize,
+}
+
+impl ProviderEval {
+    fn run(&mut self, rt: &Runtime, key: &str, n: usize) -> Duration {
+        let provider = &self.provider;
+        let users = &self.users;
+        let first = self.next;
+        self.next = self.next.wrapping_add(n);
+        rt.block_on(async move {
+            let start = Instant::now();
+            for i in 0..n {
+                let context = &users[(first + i) & (USERS - 1)];
+                let on = provider
+                    .resolve_bool_value(black_box(key), context)
+                    .await
+                    .map(|details| details.value)
+                    .unwrap_or(false);
+                black_box(on);
+            }
+            start.elapsed()
+        })
+    }
+}
+
+/// The contenders of `flags-flagd`, in order.
+const FLAGD: [&str; 6] = [
+    "flagd-targeting",
+    "native-rules",
+    "flagd-owned-details",
+    "open-feature-const",
+    "open-feature-flag-store",
+    "flag-store-provider",
+];
+
+/// Every `flags-flagd` contender, over the same 1 024 users.
+struct FlagdContenders {
+    flagd: Eval,
+    native: Eval,
+    owned: OwnedEval,
+    sdk_const: OpenFeatureEval,
+    sdk_store: OpenFeatureEval,
+    provider: ProviderEval,
+}
+
+impl FlagdContenders {
+    fn new(rt: &Runtime, store: &FlagStore) -> Self {
+        let users = our_users(store);
+        // Same meaning: both rules serve every user the same variant, and the split serves both.
+        let on = users
+            .iter()
+            .filter(|flags| {
+                let flagd = flags.details("rollout");
+                let native = flags.details("rollout-native");
+                assert_eq!(flagd.variant, native.variant, "one meaning");
+                assert!(flagd.error_code.is_none() && native.error_code.is_none());
+                flags.is_enabled("rollout")
+            })
+            .count();
+        assert!(on > USERS / 8 && on < USERS / 2, "about 25 % on: {on}");
+        let contexts = users.iter().map(|flags| flags.context().clone()).collect();
+        let contenders = FlagdContenders {
+            flagd: Eval {
+                users: users.clone(),
+                next: 0,
+            },
+            native: Eval { users, next: 0 },
+            owned: OwnedEval {
+                store: store.clone(),
+                users: contexts,
+                next: 0,
+            },
+            sdk_const: OpenFeatureEval {
+                client: client_over(
+                    rt,
+                    ConstProvider {
+                        metadata: ProviderMetadata::new("const"),
+                    },
+                ),
+                key: "rollout",
+                users: open_feature_users(),
+                next: 0,
+            },
+            sdk_store: OpenFeatureEval {
+                client: client_over(rt, FlagStoreProvider::new(store.clone())),
+                key: "rollout",
+                users: open_feature_users(),
+                next: 0,
+            },
+            provider: ProviderEval {
+                provider: FlagStoreProvider::new(store.clone()),
+                users: open_feature_users(),
+                next: 0,
+            },
+        };
+        // The OpenFeature path serves the same values.
+        rt.block_on(async {
+            for (flags, context) in contenders
+                .flagd
+                .users
+                .iter()
+                .zip(&contenders.sdk_store.users)
+            {
+                let theirs = contenders
+                    .sdk_store
+                    .client
+                    .get_bool_value("rollout", Some(context), None)
+                    .await
+                    .expect("the provider answers");
+                assert_eq!(theirs, flags.is_enabled("rollout"), "one meaning");
+            }
+        });
+        contenders
+    }
+
+    /// Times `n` evaluations of contender `c` (an index into [`FLAGD`]).
+    fn run(&mut self, rt: &Runtime, c: usize, n: usize) -> Duration {
+        match c {
+            0 => self.flagd.run("rollout", n),
+            1 => self.native.run("rollout-native", n),
+            2 => self.owned.run("rollout", n),
+            3 => self.sdk_const.run(rt, n),
+            4 => self.sdk_store.run(rt, n),
+            _ => self.provider.run(rt, "rollout", n),
+        }
     }
 }
 
@@ -314,12 +633,26 @@ fn benches(criterion: &mut Criterion) {
     });
     let mut peer = OpenFeatureEval {
         client: open_feature_client(&rt),
+        key: "checkout",
         users: open_feature_users(),
         next: 0,
     };
     group.bench_function("open-feature-in-memory", |b| {
         b.iter_custom(|iters| peer.run(&rt, iters as usize))
     });
+    group.finish();
+
+    let mut group = criterion.benchmark_group("flags-flagd");
+    group
+        .warm_up_time(timing.warm_up)
+        .measurement_time(timing.measurement)
+        .sample_size(timing.samples);
+    let mut flagd = FlagdContenders::new(&rt, &store);
+    for (c, name) in FLAGD.iter().enumerate() {
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| flagd.run(&rt, c, iters as usize))
+        });
+    }
     group.finish();
 
     let mut group = criterion.benchmark_group("flags-layer");
@@ -404,7 +737,66 @@ fn benches(criterion: &mut Criterion) {
         ratio(1, 2)
     );
     write_paired(env!("CARGO_TARGET_TMPDIR"), "flags", &results);
+
+    // The flagd rollout against the native rules and the OpenFeature SDK: allocations per
+    // evaluation (one pass over the users, after the criterion runs warmed everything up),
+    // then the paired run.
+    let mut allocs = serde_json::Map::new();
+    println!("allocations per evaluation (flags-flagd, {USERS} evaluations each):");
+    for (c, name) in FLAGD.iter().enumerate() {
+        let count = allocations(|| {
+            flagd.run(&rt, c, USERS);
+        });
+        let per_eval = count as f64 / USERS as f64;
+        allocs.insert((*name).to_owned(), per_eval.into());
+        println!("  {name:<24} {per_eval:>6.2}");
+    }
+    let flagd = RefCell::new(flagd);
+    let mut flagd_results = kv_benches::paired(
+        "flags-flagd",
+        rounds,
+        batch,
+        (0..FLAGD.len())
+            .map(|c| {
+                let (flagd, rt) = (&flagd, &rt);
+                let run: kv_benches::Batch<'_> =
+                    Box::new(move |n| flagd.borrow_mut().run(rt, c, n));
+                (FLAGD[c], run)
+            })
+            .collect(),
+    );
+    flagd_results["allocations_per_evaluation"] = allocs.into();
+    write_paired(env!("CARGO_TARGET_TMPDIR"), "flags-flagd", &flagd_results);
+}
+
+/// `KV_FLAGS_PROFILE=CONTENDER,N`: one `flags-flagd` contender alone (see the module docs).
+fn profile(spec: &str) {
+    let (name, n) = spec
+        .split_once(',')
+        .unwrap_or_else(|| panic!("KV_FLAGS_PROFILE is CONTENDER,N, not {spec:?}"));
+    let c = FLAGD
+        .iter()
+        .position(|known| *known == name.trim())
+        .unwrap_or_else(|| panic!("contenders: {FLAGD:?}"));
+    let n: usize = n.trim().parse().expect("N is a number");
+    let rt = current_thread_runtime();
+    let store = flag_store(&rt);
+    let mut contenders = FlagdContenders::new(&rt, &store);
+    contenders.run(&rt, c, USERS);
+    let elapsed = contenders.run(&rt, c, n);
+    println!(
+        "{name}: {n} evaluations, {:?} per evaluation",
+        elapsed / n.max(1) as u32
+    );
 }
 
 criterion_group!(flags, benches);
-criterion_main!(flags);
+
+fn main() {
+    if let Ok(spec) = std::env::var("KV_FLAGS_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    flags();
+    Criterion::default().configure_from_args().final_summary();
+}
