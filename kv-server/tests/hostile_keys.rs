@@ -469,7 +469,10 @@ fn nul_bytes_in_keys_through_kv_bulk_files() {
     let delete = dir.path().join("delete.json");
     std::fs::write(&delete, serde_json::to_vec(&all).unwrap()).unwrap();
     let delete = delete.display().to_string();
-    assert_ok(&kv(&store, &["bulk", "delete", "--force", &delete]), "bulk delete");
+    assert_ok(
+        &kv(&store, &["bulk", "delete", "--force", &delete]),
+        "bulk delete",
+    );
     assert!(listed_names(&kv(&store, &["key", "list", "--json"])).is_empty());
 }
 
