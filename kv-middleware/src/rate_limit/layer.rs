@@ -4,12 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderValue, Response};
-use kv_core::Bytes;
+use kv_core::{Bytes, Namespace};
 use tower_layer::Layer;
 
 use super::headers::{policy_value, HeaderStyle};
 use super::key::{AllowList, KeyExtractor, PeerIp, RequestHead};
-use super::limiter::{RateLimitStats, RateLimiter};
+use super::limiter::{ConfigError, RateLimitStats, RateLimiter};
+use super::quota::Quota;
 use super::response::Rejection;
 use super::service::RateLimitService;
 
@@ -145,6 +146,56 @@ impl RateLimitLayer {
                 rejection: None,
             }),
         }
+    }
+
+    /// The common case in one call: limits each client IP (the peer address, IPv6 by /64) to
+    /// `quota`, a quota named `name` whose state lives in `namespace`.
+    ///
+    /// The same as [`RateLimitLayer::new`] over
+    /// `RateLimiter::builder(namespace).quota(name, quota).build()?`, with every default of
+    /// both; use that form for several quotas, other keys (behind a proxy, [`ClientIp`]) or the
+    /// limiter's settings. Layers (and processes) that use the same `name` in the same
+    /// namespace share one limit. Fails as [`RateLimiterBuilder::build`] does: a name that is
+    /// not 1 to 64 ASCII letters, digits, `_`, `-` or `.`, or a store that cannot
+    /// compare-and-swap ([`ConfigError::NotAtomic`]).
+    ///
+    /// [`ClientIp`]: super::ClientIp
+    /// [`RateLimiterBuilder::build`]: super::RateLimiterBuilder::build
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::net::SocketAddr;
+    /// use axum::{body::Body, routing::get, Router};
+    /// use http::Request;
+    /// use kv_middleware::rate_limit::RateLimitLayer;
+    /// use tower::ServiceExt;
+    ///
+    /// let store = kv_backends::open("memory:").await?;
+    /// let limit = RateLimitLayer::per_ip(store.namespace("RATE_LIMITS").await?, "api", "2/min".parse()?)?;
+    /// let app = Router::new().route("/", get(|| async { "hi" })).layer(limit);
+    ///
+    /// // axum inserts the peer address when served with
+    /// // `into_make_service_with_connect_info::<SocketAddr>()`; here it is set by hand.
+    /// let request = || {
+    ///     let mut request = Request::get("/").body(Body::empty()).unwrap();
+    ///     request.extensions_mut().insert(SocketAddr::from(([203, 0, 113, 7], 50000)));
+    ///     request
+    /// };
+    /// assert_eq!(app.clone().oneshot(request()).await?.headers()["ratelimit"], r#""api";r=1;t=30"#);
+    /// assert_eq!(app.clone().oneshot(request()).await?.status(), 200);
+    /// let denied = app.oneshot(request()).await?;
+    /// assert_eq!(denied.status(), 429);
+    /// assert_eq!(denied.headers()["retry-after"], "30");
+    /// # Ok(()) }
+    /// ```
+    pub fn per_ip(
+        namespace: Namespace,
+        name: impl Into<String>,
+        quota: Quota,
+    ) -> Result<Self, ConfigError> {
+        let limiter = RateLimiter::builder(namespace).quota(name, quota).build()?;
+        Ok(RateLimitLayer::new(limiter))
     }
 
     fn config_mut(&mut self) -> &mut Config {
