@@ -8,13 +8,9 @@ use kv_core::testing::{Fault, Ops};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::IntoResponse;
-use axum::routing::any;
-use axum::Router;
-use cache_support::{cache_control, eventually, Fixture, Origin, Script};
-use http::{HeaderMap, Method, Request, StatusCode};
-use kv_middleware::cache::{CacheEvent, CacheLayer};
-use tower::ServiceExt;
+use cache_support::{app, cache_control, eventually, layer, send, Fixture, Origin, Script};
+use http::{Method, Request, StatusCode};
+use kv_middleware::cache::CacheEvent;
 
 backend_tests!(
     states_and_headers,
@@ -34,27 +30,6 @@ backend_tests!(
     expires_and_defaults,
 );
 
-/// An app whose every route is the origin, behind the cache.
-fn app(origin: &Origin, layer: CacheLayer) -> Router {
-    let origin = origin.clone();
-    let handler = move |request: Request<Body>| {
-        let origin = origin.clone();
-        async move {
-            match origin.answer(request).await {
-                Ok(response) => response.into_response(),
-                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            }
-        }
-    };
-    Router::new()
-        .route("/{*path}", any(handler))
-        .route_layer(layer)
-}
-
-fn layer(fx: &Fixture) -> CacheLayer {
-    CacheLayer::new(fx.ns.clone()).with_x_cache(true)
-}
-
 fn request(method: Method, path: &str) -> http::request::Builder {
     Request::builder()
         .method(method)
@@ -64,44 +39,6 @@ fn request(method: Method, path: &str) -> http::request::Builder {
 
 fn get(path: &str) -> Request<Body> {
     request(Method::GET, path).body(Body::empty()).unwrap()
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-    fn x_cache(&self) -> &str {
-        self.header("x-cache")
-    }
-    fn cache_status(&self) -> &str {
-        self.header("cache-status")
-    }
-    fn age(&self) -> &str {
-        self.header("age")
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Reply {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
 }
 
 async fn states_and_headers(fx: Fixture) {

@@ -6,11 +6,10 @@
 #[macro_use]
 mod cache_support;
 
-use cache_support::{cache_control, Fixture, Origin, Script};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use cache_support::{cache_control, layer, send, Fixture, Origin, Script};
+use http::{Method, Request, Response, StatusCode};
 use kv_middleware::cache::{CacheEvent, CacheLayer};
-use tower::{service_fn, Layer, Service, ServiceExt};
+use tower::{service_fn, Layer, Service};
 
 backend_tests!(
     ranges_are_served_from_a_stored_response,
@@ -41,10 +40,6 @@ fn app(
     }))
 }
 
-fn layer(fx: &Fixture) -> CacheLayer {
-    CacheLayer::new(fx.ns.clone()).with_x_cache(true)
-}
-
 /// A request to `path` on example.com with `headers`.
 fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<String> {
     let mut builder = Request::builder()
@@ -59,41 +54,6 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<String
 
 fn get(path: &str, headers: &[(&str, &str)]) -> Request<String> {
     request("GET", path, headers)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-    fn cache_status(&self) -> &str {
-        self.header("cache-status")
-    }
-}
-
-async fn send<S, B>(app: &S, request: Request<String>) -> Reply
-where
-    S: Service<Request<String>, Response = Response<B>, Error = std::io::Error> + Clone,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
 }
 
 /// A script answering the alphabet, fresh for `cache_control`.

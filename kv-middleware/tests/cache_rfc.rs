@@ -10,13 +10,9 @@ mod cache_support;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::IntoResponse;
-use axum::routing::any;
 use axum::Router;
-use cache_support::{cache_control, Fixture, Origin, Script};
-use http::{HeaderMap, Request, StatusCode};
-use kv_middleware::cache::CacheLayer;
-use tower::ServiceExt;
+use cache_support::{app, cache_control, layer, send, Fixture, Origin, Reply, Script};
+use http::{Request, StatusCode};
 
 backend_tests!(
     silent_response_without_last_modified_is_not_stored,
@@ -42,27 +38,6 @@ backend_tests!(
 /// The manual clock's start as an HTTP date.
 const START_DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
 
-/// An app whose every route is the origin, behind the cache.
-fn app(origin: &Origin, layer: CacheLayer) -> Router {
-    let origin = origin.clone();
-    let handler = move |request: Request<Body>| {
-        let origin = origin.clone();
-        async move {
-            match origin.answer(request).await {
-                Ok(response) => response.into_response(),
-                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-            }
-        }
-    };
-    Router::new()
-        .route("/{*path}", any(handler))
-        .route_layer(layer)
-}
-
-fn layer(fx: &Fixture) -> CacheLayer {
-    CacheLayer::new(fx.ns.clone()).with_x_cache(true)
-}
-
 fn get(path: &str) -> Request<Body> {
     Request::get(path)
         .header("host", "example.com")
@@ -74,41 +49,6 @@ fn script(headers: &[(&'static str, &str)]) -> Script {
     Script {
         headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
         ..Script::default()
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-    fn x_cache(&self) -> &str {
-        self.header("x-cache")
-    }
-    fn cache_status(&self) -> &str {
-        self.header("cache-status")
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> Reply {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(body.to_vec()).unwrap(),
     }
 }
 

@@ -270,3 +270,73 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) {
     }
     panic!("condition not met within 5 s");
 }
+
+/// The layer most tests use: the store of `fx`, with `X-Cache`.
+pub fn layer(fx: &Fixture) -> kv_middleware::cache::CacheLayer {
+    kv_middleware::cache::CacheLayer::new(fx.ns.clone()).with_x_cache(true)
+}
+
+/// An axum app whose every route is the origin, behind the cache.
+pub fn app(origin: &Origin, layer: kv_middleware::cache::CacheLayer) -> axum::Router {
+    use axum::response::IntoResponse;
+    let origin = origin.clone();
+    let handler = move |request: Request<axum::body::Body>| {
+        let origin = origin.clone();
+        async move {
+            match origin.answer(request).await {
+                Ok(response) => response.into_response(),
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
+        }
+    };
+    axum::Router::new()
+        .route("/{*path}", axum::routing::any(handler))
+        .route_layer(layer)
+}
+
+/// A whole response: status, headers and the body as text.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The header's value, or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache")
+    }
+    pub fn cache_status(&self) -> &str {
+        self.header("cache-status")
+    }
+    pub fn age(&self) -> &str {
+        self.header("age")
+    }
+}
+
+/// Sends `request` through `app` (any tower service) and reads the whole answer.
+pub async fn send<S, Q, B>(app: &S, request: Request<Q>) -> Reply
+where
+    S: tower::Service<Request<Q>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
