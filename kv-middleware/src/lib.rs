@@ -9,6 +9,7 @@
 //! | `flags` | [`flags`] | feature flags evaluated from an in-memory snapshot: flagd's format and bucketing, rules and segments, a layer giving each request a `Flags` handle, `RequireFlagLayer` |
 //! | `config` | [`config`] | a typed, versioned config document with validation, compare-and-swap updates and rollback; `ConfigLayer`, `ApiKeyLayer` |
 //! | `origin` | [`origin`] | cross-site request forgery protection without tokens or a store: `OriginCheckLayer` refuses state-changing requests a browser makes for another origin (`Sec-Fetch-Site`, `Origin`) |
+//! | `tower-sessions` | [`session`] | `TowerSessionsStore`: tower-sessions' `SessionStore` over a namespace, for keeping tower-sessions' layer and handlers on our backends |
 //!
 //! The `axum` feature adds axum extractors for the handles of the enabled middleware, and `full`
 //! enables everything. Nothing requires axum: every layer works with any tower or hyper service,

@@ -24,6 +24,14 @@ pub enum Fault {
     /// The call yields to the runtime once, then runs normally: a store whose calls suspend,
     /// as a remote store's do, so concurrent tasks interleave as they would over a network.
     Yield,
+    /// The call runs against the wrapped store (a write lands), then its reply is lost: the
+    /// caller gets [`KvError::Unavailable`], as when a connection drops after the server
+    /// applied the request. The caller cannot tell this from [`Fault::Error`], which is the
+    /// point: code that treats every error as "nothing happened" is wrong about this one.
+    LostReply,
+    /// The call runs against the wrapped store (a write lands), then never returns: the reply
+    /// is lost and only the caller's timeout ends the call.
+    LostReplyHang,
 }
 
 /// Which calls a rule applies to.
@@ -151,8 +159,11 @@ pub struct FaultCounts {
     pub delete_manys: u64,
     /// Calls that got a fault (any kind).
     pub injected: u64,
-    /// Calls that failed with an injected error.
+    /// Calls that failed with an injected error (including [`Fault::LostReply`]).
     pub errors: u64,
+    /// Calls that ran against the wrapped store and then lost their reply
+    /// ([`Fault::LostReply`] and [`Fault::LostReplyHang`]); for writes, each one landed.
+    pub lost_replies: u64,
 }
 
 /// One counter per [`Call`], then injected faults and errors.
@@ -161,6 +172,7 @@ struct Counters {
     calls: [AtomicU64; 7],
     injected: AtomicU64,
     errors: AtomicU64,
+    lost_replies: AtomicU64,
 }
 
 /// The remote control of a [`FaultyStore`]: cheap to clone, usable from any task.
@@ -272,33 +284,65 @@ impl Faults {
             delete_manys,
             injected: c.injected.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            lost_replies: c.lost_replies.load(Ordering::Relaxed),
         }
     }
 
-    async fn before(&self, call: Call) -> Result<()> {
+    fn injected_error(&self, message: &str) -> KvError {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        KvError::Unavailable {
+            backend: "faulty",
+            source: Box::new(Message(format!("injected fault: {message}"))),
+        }
+    }
+
+    /// Decides one call's fault and applies what happens before the wrapped store runs; the
+    /// returned [`After`] says what happens to its reply.
+    async fn before(&self, call: Call) -> Result<After> {
         self.counters.calls[call as usize].fetch_add(1, Ordering::Relaxed);
         let fault = self.plan().pick(call.is_write());
-        let Some(fault) = fault else { return Ok(()) };
+        let Some(fault) = fault else {
+            return Ok(After::Deliver);
+        };
         self.counters.injected.fetch_add(1, Ordering::Relaxed);
         match fault {
-            Fault::Error => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                Err(KvError::Unavailable {
-                    backend: "faulty",
-                    source: Box::new(Message("injected fault: connection refused".to_owned())),
-                })
-            }
+            Fault::Error => Err(self.injected_error("connection refused")),
             Fault::Delay(delay) => {
                 tokio::time::sleep(delay).await;
-                Ok(())
+                Ok(After::Deliver)
             }
             Fault::Hang => std::future::pending().await,
             Fault::Yield => {
                 tokio::task::yield_now().await;
-                Ok(())
+                Ok(After::Deliver)
             }
+            Fault::LostReply => Ok(After::Fail),
+            Fault::LostReplyHang => Ok(After::Hang),
         }
     }
+
+    /// Hands the wrapped store's reply to the caller, or loses it.
+    async fn after<T>(&self, after: After, reply: Result<T>) -> Result<T> {
+        if after == After::Deliver {
+            return reply;
+        }
+        self.counters.lost_replies.fetch_add(1, Ordering::Relaxed);
+        match after {
+            After::Fail => Err(self.injected_error("connection reset after the request was sent")),
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// What happens to a call's reply once the wrapped store has run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// The caller gets the reply.
+    Deliver,
+    /// The reply is lost: the caller gets an error.
+    Fail,
+    /// The reply is lost: the call never returns.
+    Hang,
 }
 
 /// A [`KvStore`] that passes every call to the store it wraps, unless its [`Faults`] say
@@ -364,37 +408,44 @@ impl KvStore for FaultyStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.faults.before(Call::Get).await?;
-        self.inner.get(key).await
+        let after = self.faults.before(Call::Get).await?;
+        let reply = self.inner.get(key).await;
+        self.faults.after(after, reply).await
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        self.faults.before(Call::Put).await?;
-        self.inner.put(key, entry, mode).await
+        let after = self.faults.before(Call::Put).await?;
+        let reply = self.inner.put(key, entry, mode).await;
+        self.faults.after(after, reply).await
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
-        self.faults.before(Call::Delete).await?;
-        self.inner.delete(key, mode).await
+        let after = self.faults.before(Call::Delete).await?;
+        let reply = self.inner.delete(key, mode).await;
+        self.faults.after(after, reply).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.faults.before(Call::List).await?;
-        self.inner.list(options).await
+        let after = self.faults.before(Call::List).await?;
+        let reply = self.inner.list(options).await;
+        self.faults.after(after, reply).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
-        self.faults.before(Call::GetMany).await?;
-        self.inner.get_many(keys).await
+        let after = self.faults.before(Call::GetMany).await?;
+        let reply = self.inner.get_many(keys).await;
+        self.faults.after(after, reply).await
     }
 
     async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
-        self.faults.before(Call::PutMany).await?;
-        self.inner.put_many(items).await
+        let after = self.faults.before(Call::PutMany).await?;
+        let reply = self.inner.put_many(items).await;
+        self.faults.after(after, reply).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        self.faults.before(Call::DeleteMany).await?;
-        self.inner.delete_many(keys).await
+        let after = self.faults.before(Call::DeleteMany).await?;
+        let reply = self.inner.delete_many(keys).await;
+        self.faults.after(after, reply).await
     }
 }

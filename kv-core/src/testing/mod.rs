@@ -1,8 +1,9 @@
 //! Test doubles for code built on the store contract (feature `testing`).
 //!
-//! [`FaultyStore`] wraps any namespace store and injects faults on command: errors, delays and
-//! calls that never return, on every call, on the next *n* calls, or with a probability from a
-//! seeded generator (so a failing run can be replayed). Tests of the layers use it to show each
+//! [`FaultyStore`] wraps any namespace store and injects faults on command: errors, delays,
+//! calls that never return, and calls that run but lose their reply (a write that landed while
+//! its caller saw an error or a timeout), on every call, on the next *n* calls, or with a
+//! probability from a seeded generator (so a failing run can be replayed). Tests of the layers use it to show each
 //! documented store-error policy: what a request gets while the store is unwell, and that it
 //! recovers when the store does.
 //!
@@ -17,6 +18,12 @@
 //! faults.clear();
 //! namespace.put_text("k", "v").await?;
 //! assert_eq!(faults.counts().injected, 1);
+//!
+//! // The write lands, the caller sees an error: exactness must not assume "error = no write".
+//! faults.next(Ops::Writes, 1, Fault::LostReply);
+//! assert!(namespace.put_text("k", "landed").await.is_err());
+//! assert_eq!(namespace.get_text("k").await?.as_deref(), Some("landed"));
+//! assert_eq!(faults.counts().lost_replies, 1);
 //! # Ok(()) }
 //! ```
 

@@ -638,6 +638,13 @@ impl Session {
         state.delete_records(config).await
     }
 
+    /// tower-sessions' name for [`destroy`](Self::destroy), with the same meaning: the data is
+    /// cleared, the record is deleted from the store now, and a later write starts a new
+    /// session under a new ID. (Here the response also removes the cookie.)
+    pub async fn flush(&self) -> Result<(), SessionError> {
+        self.destroy().await
+    }
+
     /// Saves the session now, even if unchanged (which refreshes a rolling expiry); a session
     /// with no data is deleted instead, or not stored at all if it is new.
     ///

@@ -53,13 +53,19 @@ impl SessionId {
 
     /// The key the session is stored under: the lowercase hex SHA-256 of the ID's bytes.
     pub fn store_key(&self) -> String {
-        let digest = Sha256::digest(self.0);
-        let mut hex = [0u8; 64];
-        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
-        std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+        sha256_hex(&self.0)
     }
+}
+
+/// The lowercase hex SHA-256 of `bytes`: the stored name of a secret ID, which whoever reads
+/// the store cannot turn back into the ID.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
+    }
+    std::str::from_utf8(&hex).unwrap_or_default().to_owned()
 }
 
 /// The two lowercase hex digits of every byte.

@@ -56,6 +56,19 @@
 //!
 //! Outside requests, [`SessionManager`] creates, loads, updates and destroys sessions by ID.
 //!
+//! # Coming from tower-sessions
+//!
+//! The handle's names are tower-sessions' where the meaning is the same: `get`, `insert`,
+//! `get_value`, `insert_value`, `remove`, `remove_value`, `clear`, `is_empty`, `cycle_id`,
+//! `save`, `is_modified`, and [`flush`](Session::flush) (our [`destroy`](Session::destroy)).
+//! They differ in that every method that may load returns `Result` and is `async` (the session
+//! loads lazily), `id` returns the ID rather than an `Option`, [`Expiry`] is ours, and
+//! tower-sessions' `load` / `delete` have no counterpart of the same meaning
+//! ([`reload`](Session::reload) also drops a pending ID change; deleting keeps nothing in the
+//! handle here). To keep tower-sessions' own layer and handlers instead and only move the data
+//! onto one of our stores, the `tower-sessions` feature gives `TowerSessionsStore`, its
+//! `SessionStore` over a namespace.
+//!
 //! # Cookies and IDs
 //!
 //! The cookie defaults to `session=<id>; Path=/; Secure; HttpOnly; SameSite=Strict`, with
@@ -190,6 +203,8 @@ mod layer;
 mod manager;
 mod record;
 mod service;
+#[cfg(feature = "tower-sessions")]
+mod tower_sessions_store;
 
 pub use self::config::{LoadErrorPolicy, SessionStats};
 pub use self::error::SessionError;
@@ -202,6 +217,8 @@ pub use self::id::{ParseSessionIdError, SessionId};
 pub use self::layer::SessionLayer;
 pub use self::manager::SessionManager;
 pub use self::service::SessionService;
+#[cfg(feature = "tower-sessions")]
+pub use self::tower_sessions_store::TowerSessionsStore;
 /// Re-exported from the `cookie` crate: a signing key (64 bytes; `Key::generate()`,
 /// `Key::from(&bytes)`) and the `SameSite` attribute.
 pub use ::cookie::{Key, SameSite};
