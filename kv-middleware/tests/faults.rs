@@ -464,3 +464,205 @@ async fn config_keeps_the_last_good_value_and_refuses_writes_while_the_store_is_
         serde_json::json!({"limit": 2})
     );
 }
+
+// ---- replies lost after the write landed ----
+
+/// The fault itself: the wrapped store runs the call, then the caller gets an error (or
+/// nothing, until its timeout), exactly as when a connection drops after the server applied it.
+#[tokio::test(start_paused = true)]
+async fn a_lost_reply_lands_the_write_and_fails_the_call() {
+    let (ns, faults, _clock) = faulty("LOST", 11).await;
+    faults.next(Ops::Writes, 1, Fault::LostReply);
+    assert!(
+        ns.put_text("k", "1").await.is_err(),
+        "the caller sees an error"
+    );
+    assert_eq!(
+        ns.get_text("k").await.unwrap().as_deref(),
+        Some("1"),
+        "it landed"
+    );
+
+    let bounded = ns.with_timeout(Duration::from_secs(1));
+    faults.next(Ops::Writes, 1, Fault::LostReplyHang);
+    let started = tokio::time::Instant::now();
+    assert!(
+        bounded.put_text("k", "2").await.is_err(),
+        "only the timeout ends it"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        ns.get_text("k").await.unwrap().as_deref(),
+        Some("2"),
+        "it landed"
+    );
+
+    faults.next(Ops::Writes, 1, Fault::LostReply);
+    assert!(ns.delete("k").await.is_err());
+    assert_eq!(ns.get_text("k").await.unwrap(), None, "the delete landed");
+
+    let counts = faults.counts();
+    assert_eq!(
+        (counts.lost_replies, counts.errors, counts.injected),
+        (3, 2, 3)
+    );
+}
+
+/// Sessions whose saves land but lose their reply: the request that was told "error" got a
+/// 500, its change may be in the store (a later request sees it), and nothing acknowledged is
+/// ever lost or applied twice. Each request's fate is read from the injector's counters: a
+/// 500 whose save lost its reply landed its increment, any other 500 did not.
+#[tokio::test(start_paused = true)]
+async fn sessions_with_lost_replies_lose_nothing_acknowledged_and_apply_nothing_twice() {
+    let (ns, faults, _clock) = faulty("SESSIONS", 12).await;
+    let app = session_app(SessionLayer::new(ns).with_store_timeout(Some(Duration::from_secs(1))));
+    let mut cookies = Vec::new();
+    for _ in 0..10 {
+        let (_, headers, _) = send(&app, with_cookie("POST", "/incr", None)).await;
+        cookies.push(set_cookie(&headers).unwrap());
+    }
+    let mut stored: Vec<u64> = vec![1; cookies.len()];
+    faults
+        .with_probability(Ops::Writes, 0.15, Fault::LostReply)
+        .with_probability(Ops::Writes, 0.05, Fault::LostReplyHang)
+        .with_probability(Ops::All, 0.1, Fault::Error);
+    let (mut ok, mut landed_500, mut clean_500) = (0, 0, 0);
+    for round in 0..400 {
+        let i = round % cookies.len();
+        let lost_before = faults.counts().lost_replies;
+        let (status, _, body) = send(&app, with_cookie("POST", "/incr", Some(&cookies[i]))).await;
+        let lost = faults.counts().lost_replies - lost_before;
+        match status {
+            StatusCode::OK => {
+                assert_eq!(lost, 0);
+                assert_eq!(body, (stored[i] + 1).to_string(), "round {round}");
+                stored[i] += 1;
+                ok += 1;
+            }
+            StatusCode::INTERNAL_SERVER_ERROR if lost == 1 => {
+                stored[i] += 1;
+                landed_500 += 1;
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                assert_eq!(lost, 0);
+                clean_500 += 1;
+            }
+            other => panic!("status {other} is not in the session policy"),
+        }
+    }
+    assert!(
+        ok > 100 && landed_500 > 20 && clean_500 > 20,
+        "{ok} {landed_500} {clean_500}"
+    );
+    faults.clear();
+    for (i, cookie) in cookies.iter().enumerate() {
+        let (status, _, body) = send(&app, with_cookie("GET", "/read", Some(cookie))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            stored[i].to_string(),
+            "session {i}: exactly the landed writes"
+        );
+    }
+}
+
+/// A rate-limit write that landed but whose reply was lost counts against the quota although
+/// the request was refused (fail closed) or let through unchecked (fail open); it never lets
+/// more than the quota through: every slot is either an admission or a lost reply.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_lost_replies_use_up_quota_but_never_admit_more_than_it() {
+    for policy in [StoreErrorPolicy::FailClosed, StoreErrorPolicy::FailOpen] {
+        let (limiter, faults) = limiter("50/h", 13).await;
+        let app = limited_app(RateLimitLayer::new(limiter).on_store_error(policy));
+        faults
+            .with_probability(Ops::Writes, 0.2, Fault::LostReply)
+            .with_probability(Ops::Writes, 0.1, Fault::LostReplyHang);
+        let mut counts: HashMap<u16, usize> = HashMap::new();
+        for _ in 0..200 {
+            let (status, _, _) = send(&app, from_peer()).await;
+            *counts.entry(status.as_u16()).or_default() += 1;
+        }
+        let lost = faults.counts().lost_replies as usize;
+        assert!(lost > 5, "{policy:?}: {counts:?}");
+        let get = |s: u16| counts.get(&s).copied().unwrap_or(0);
+        match policy {
+            StoreErrorPolicy::FailClosed => {
+                // The lost replies were refused and still took their slots.
+                assert_eq!(get(503), lost, "{policy:?}: {counts:?}");
+                assert_eq!(get(200) + lost, 50, "{policy:?}: {counts:?}");
+            }
+            _ => {
+                // Let through unchecked, and counted all the same: exactly the quota passed.
+                assert_eq!(get(200), 50, "{policy:?}: {counts:?}");
+            }
+        }
+        assert_eq!(
+            get(429),
+            200 - get(200) - get(503),
+            "{policy:?}: {counts:?}"
+        );
+    }
+}
+
+/// A config write whose reply was lost: the caller got an error, the document changed once
+/// (a refresh shows it), its version has no history record, and a conditional retry cannot
+/// apply it twice: it answers `Conflict` with the version the lost write took.
+#[tokio::test(start_paused = true)]
+async fn config_lost_replies_apply_once_and_a_conditional_retry_sees_them() {
+    let (ns, faults, _clock) = faulty("CONFIG", 14).await;
+    let config: Config<serde_json::Value> = Config::builder(ns, "app")
+        .default_value(serde_json::json!({"n": 0}))
+        .manual_refresh()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(config.set(&serde_json::json!({"n": 1})).await.unwrap(), 1);
+
+    // update = read, modify, compare-and-swap: the swap lands, its reply is lost.
+    faults.next(Ops::Writes, 1, Fault::LostReply);
+    let bump = |v: &mut serde_json::Value| v["n"] = (v["n"].as_u64().unwrap() + 1).into();
+    assert!(matches!(
+        config.update(bump).await,
+        Err(ConfigError::Store(_))
+    ));
+    assert_eq!(
+        *config.get(),
+        serde_json::json!({"n": 1}),
+        "not yet seen here"
+    );
+    config.refresh().await.unwrap();
+    assert_eq!(*config.get(), serde_json::json!({"n": 2}), "applied once");
+    assert_eq!(config.version(), Some(2));
+
+    // The caller retries the way that cannot apply twice: conditionally on the version it saw.
+    faults.next(Ops::Writes, 1, Fault::LostReplyHang);
+    assert!(config
+        .set_if_version(&serde_json::json!({"n": 3}), 2)
+        .await
+        .is_err());
+    match config.set_if_version(&serde_json::json!({"n": 3}), 2).await {
+        Err(ConfigError::Conflict { current, .. }) => assert_eq!(current, Some(3)),
+        other => panic!("a retry after a landed write must conflict, got {other:?}"),
+    }
+    config.refresh().await.unwrap();
+    assert_eq!(*config.get(), serde_json::json!({"n": 3}));
+
+    // The versions whose replies were lost have no history record; the others do.
+    let kept: Vec<u64> = config
+        .versions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, [1]);
+    assert_eq!(config.set(&serde_json::json!({"n": 4})).await.unwrap(), 4);
+    let kept: Vec<u64> = config
+        .versions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, [1, 4]);
+}
