@@ -641,6 +641,26 @@ impl Session {
     /// tower-sessions' name for [`destroy`](Self::destroy), with the same meaning: the data is
     /// cleared, the record is deleted from the store now, and a later write starts a new
     /// session under a new ID. (Here the response also removes the cookie.)
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use kv_backends::memory::MemoryBackend;
+    /// # use kv_middleware::session::SessionManager;
+    /// # let store = kv_core::Store::new(MemoryBackend::new());
+    /// # let manager = SessionManager::new(store.namespace("SESSIONS").await?);
+    /// let session = manager.create();
+    /// session.insert("user", "ada").await?;
+    /// session.save().await?;
+    /// let id = session.id().await?;
+    ///
+    /// session.flush().await?;
+    /// assert!(session.is_empty().await?);
+    /// assert!(manager.load(&id).await?.is_none(), "deleted from the store");
+    /// session.insert("user", "bob").await?;
+    /// assert_ne!(session.id().await?, id, "a new session, a new ID");
+    /// # Ok(()) }
+    /// ```
     pub async fn flush(&self) -> Result<(), SessionError> {
         self.destroy().await
     }
