@@ -76,6 +76,7 @@
 //! | `redis` | no | the Redis backend |
 //! | `http` | no | the HTTP backend: a client of `kv serve`, Cloudflare Workers KV and Miniflare |
 //! | `openfeature` | no | `openfeature::FlagStoreProvider`, an OpenFeature provider over the flag store |
+//! | `tower-sessions` | no | `session::TowerSessionsStore`, tower-sessions' `SessionStore` over a namespace |
 //! | `full` | no | all of the above |
 //!
 //! `cargo add tower-kv` gives the defaults; `cargo add tower-kv --features redis` reaches Redis.
@@ -143,3 +144,8 @@ pub use kv_middleware::session;
 #[cfg(any(feature = "session", feature = "flags", feature = "config"))]
 #[doc(inline)]
 pub use kv_middleware::DEFAULT_STORE_TIMEOUT;
+
+/// The README's "A short tour", compiled: `tests/readme_tour.rs` holds the README to this text.
+#[cfg(doctest)]
+#[doc = include_str!("tour.md")]
+pub struct TourDoctests;
