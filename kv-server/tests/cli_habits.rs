@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -31,62 +30,16 @@ fn kv_in(store: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .args(args)
         .env_remove("KV_STORE")
         .env_remove("KV_TOKEN");
-    run(command, stdin, &format!("kv {}", args.join(" ")))
+    support::run_to_end(
+        command,
+        stdin,
+        &format!("kv {}", args.join(" ")),
+        CALL_TIMEOUT,
+    )
 }
 
 fn kv(store: &str, args: &[&str]) -> Output {
     kv_in(store, args, None)
-}
-
-/// Runs a command to its end, killing it (and failing the test) after [`CALL_TIMEOUT`].
-fn run(mut command: Command, stdin: Option<&[u8]>, what: &str) -> Output {
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
-    if let Some(bytes) = stdin {
-        let mut input = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = input.write_all(&bytes);
-        });
-    }
-    // Read both pipes while waiting, so a chatty child cannot block on a full pipe.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = out.read_to_end(&mut buffer);
-        buffer
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = err.read_to_end(&mut buffer);
-        buffer
-    });
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {CALL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
 }
 
 fn ok(output: Output) -> String {
@@ -352,7 +305,12 @@ fn a_terminal_is_asked_before_deleting() {
         command
             .args(["-qec", &line, "/dev/null"])
             .env_remove("KV_STORE");
-        let output = run(command, Some(answer), &format!("script -c '{args}'"));
+        let output = support::run_to_end(
+            command,
+            Some(answer),
+            &format!("script -c '{args}'"),
+            CALL_TIMEOUT,
+        );
         (
             exit_code(&output),
             String::from_utf8_lossy(&output.stdout).into_owned(),

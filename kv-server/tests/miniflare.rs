@@ -4,13 +4,15 @@
 //! 10039), namespace administration is 502 with code 10042 through `kv serve`, never 404 "key
 //! not found" and never 500; `kv serve` advertises only the capabilities Miniflare has.
 
+mod support;
+
 #[path = "../../kv-backends/tests/support/miniflare.rs"]
 mod miniflare;
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,47 +25,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs `kv --store STORE ARGS` to its end, killing it (and failing) after [`CALL_TIMEOUT`].
 fn kv(store: &str, args: &[&str]) -> Output {
     let what = format!("kv {}", args.join(" "));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kv"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kv"));
+    command
         .arg("--store")
         .arg(store)
         .args(args)
         .env_remove("KV_STORE")
-        .env_remove("KV_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    // Read both pipes while waiting, so a chatty child cannot block on a full pipe.
-    let stdout = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = out.read_to_end(&mut buffer);
-        buffer
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = err.read_to_end(&mut buffer);
-        buffer
-    });
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {CALL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+        .env_remove("KV_TOKEN");
+    support::run_to_end(command, None, &what, CALL_TIMEOUT)
 }
 
 /// The standard output of a call that must succeed.

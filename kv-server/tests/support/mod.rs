@@ -207,3 +207,63 @@ impl kv_core::KvStore for GatedStore {
         self.inner.list(options).await
     }
 }
+
+/// Runs `command` to its end with `stdin` (or none), reading both pipes while it runs so a
+/// chatty child cannot block on a full pipe; kills it and fails the test after `timeout`.
+pub fn run_to_end(
+    mut command: std::process::Command,
+    stdin: Option<&[u8]>,
+    what: &str,
+    timeout: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Read as _;
+    use std::process::{Output, Stdio};
+    use std::time::{Duration, Instant};
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+    if let Some(bytes) = stdin {
+        let mut input = child.stdin.take().unwrap();
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = input.write_all(&bytes);
+        });
+    }
+    // Read both pipes while waiting, so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = out.read_to_end(&mut buffer);
+        buffer
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = err.read_to_end(&mut buffer);
+        buffer
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
