@@ -247,6 +247,12 @@ fn require_host(rest: &str) -> Result<(), String> {
     if host.is_empty() || host.starts_with(':') {
         return Err("the URL has no host".to_owned());
     }
+    // A network URL never holds whitespace or control characters (they would be
+    // percent-encoded); letting one through would also make the URL display as text that no
+    // longer parses (`http:// /` would print `http:// `).
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the URL contains whitespace or a control character".to_owned());
+    }
     if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
         if port.parse::<u16>().is_err() {
             return Err(format!("port {port:?} is not a number from 0 to 65535"));
@@ -318,6 +324,9 @@ mod tests {
             "redis://",
             "redis://:6379",
             "http://host:notaport",
+            "http:// /",
+            "http://a/ /",
+            "redis://h\tost",
             "cloudflare://",
             "cloudflare://acc/../x",
             "s3://bucket",
