@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use kv_core::{
-    is_expired, Capabilities, DeleteOutcome, Entry, KvStore, Limits, ListOptions, ListPage,
-    Namespace, NewEntry, PutOutcome, SystemClock, Version, WriteMode,
+    is_expired, Capabilities, DeleteOutcome, Entry, Limits, ListOptions, ListPage, Namespace,
+    NamespaceStore, NewEntry, PutOutcome, SystemClock, Version, WriteMode,
 };
 
 /// Shortest precomputed key-selection pattern (a power of two).
@@ -336,7 +336,7 @@ impl HashStore {
 }
 
 #[kv_core::async_trait]
-impl KvStore for HashStore {
+impl NamespaceStore for HashStore {
     fn kind(&self) -> &'static str {
         "hashmap"
     }

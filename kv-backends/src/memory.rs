@@ -34,7 +34,7 @@ use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, new_namespace_id, Backend, Capabilities,
-    DeleteOutcome, Entry, KeyInfo, KvError, KvStore, ListOptions, ListPage, NamespaceInfo,
+    DeleteOutcome, Entry, KeyInfo, KvError, ListOptions, ListPage, NamespaceInfo, NamespaceStore,
     NewEntry, PutOutcome, Result, SharedClock, SystemClock, Version, WriteMode,
 };
 use parking_lot::{Mutex, RwLock};
@@ -225,7 +225,7 @@ impl Backend for MemoryBackend {
         Ok(removed.is_some())
     }
 
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         match self.shared.namespaces.read().get(id) {
             Some(ns) => Ok(ns.store.clone()),
             None => Err(KvError::NamespaceNotFound {
@@ -394,7 +394,7 @@ impl MemoryNamespace {
 }
 
 #[async_trait]
-impl KvStore for MemoryNamespace {
+impl NamespaceStore for MemoryNamespace {
     fn kind(&self) -> &'static str {
         "memory"
     }

@@ -55,8 +55,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kv_core::{
-    async_trait, is_expired, Backend, Capabilities, DeleteOutcome, Entry, KvStore, ListOptions,
-    ListPage, NamespaceInfo, NewEntry, PutOutcome, Result, SharedClock, WriteMode,
+    async_trait, is_expired, Backend, Capabilities, DeleteOutcome, Entry, ListOptions, ListPage,
+    NamespaceInfo, NamespaceStore, NewEntry, PutOutcome, Result, SharedClock, WriteMode,
 };
 use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::{DefaultHashBuilder, Equivalent, OptionsBuilder, UnitWeighter};
@@ -414,7 +414,7 @@ impl Backend for ReadCache {
         result
     }
 
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         let inner = self.shared.inner.open_namespace(id).await?;
         Ok(Arc::new(CachedNamespace {
             inner,
@@ -426,7 +426,7 @@ impl Backend for ReadCache {
 
 /// One namespace behind the cache.
 struct CachedNamespace {
-    inner: Arc<dyn KvStore>,
+    inner: Arc<dyn NamespaceStore>,
     slot: Arc<Slot>,
     shared: Arc<Shared>,
 }
@@ -449,7 +449,7 @@ impl CachedNamespace {
 }
 
 #[async_trait]
-impl KvStore for CachedNamespace {
+impl NamespaceStore for CachedNamespace {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use kv_backends::memory::MemoryBackend;
 use kv_backends::ReadCache;
 use kv_core::{
-    async_trait, Backend, BulkPut, Capabilities, DeleteOutcome, Entry, KvStore, ListOptions,
-    ListPage, ManualClock, Namespace, NamespaceInfo, NewEntry, PutOptions, PutOutcome, Result,
-    SharedClock, Store, WriteMode,
+    async_trait, Backend, BulkPut, Capabilities, DeleteOutcome, Entry, ListOptions, ListPage,
+    ManualClock, Namespace, NamespaceInfo, NamespaceStore, NewEntry, PutOptions, PutOutcome,
+    Result, SharedClock, Store, WriteMode,
 };
 use tokio::sync::oneshot;
 
@@ -38,7 +38,7 @@ impl Probe {
 
 #[derive(Debug)]
 struct CountingNamespace {
-    inner: Arc<dyn KvStore>,
+    inner: Arc<dyn NamespaceStore>,
     probe: Arc<Probe>,
 }
 
@@ -65,7 +65,7 @@ impl Backend for Counting {
     async fn delete_namespace(&self, id: &str) -> Result<bool> {
         self.inner.delete_namespace(id).await
     }
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         Ok(Arc::new(CountingNamespace {
             inner: self.inner.open_namespace(id).await?,
             probe: self.probe.clone(),
@@ -74,7 +74,7 @@ impl Backend for Counting {
 }
 
 #[async_trait]
-impl KvStore for CountingNamespace {
+impl NamespaceStore for CountingNamespace {
     fn kind(&self) -> &'static str {
         "counting"
     }

@@ -1,6 +1,6 @@
 //! The key-value store contract that every backend and every middleware of this toolkit uses.
 //!
-//! - [`KvStore`] is the object-safe async trait a backend implements for one namespace, and
+//! - [`NamespaceStore`] is the object-safe async trait a backend implements for one namespace, and
 //!   [`Backend`] hands namespaces out by name.
 //! - [`Store`] and [`Namespace`] are the cheap-to-clone handles users hold: text, bytes and JSON
 //!   (serde) values, metadata, expiry, compare-and-swap through [`WriteMode`], paging and
@@ -62,7 +62,7 @@ pub use crate::limits::Limits;
 pub use crate::namespace::{
     check_namespace_name, new_namespace_id, Namespace, Store, MAX_NAMESPACE_NAME_BYTES,
 };
-pub use crate::store::{Backend, KvStore};
+pub use crate::store::{Backend, NamespaceStore};
 pub use crate::timeout::TimeoutStore;
 pub use crate::types::{
     BulkPut, Capabilities, DeleteOutcome, Entry, Expiry, KeyInfo, ListOptions, ListPage,
@@ -70,7 +70,7 @@ pub use crate::types::{
 };
 pub use crate::url::{redact_store_url, StoreUrl, DEFAULT_STORE_URL, STORE_URL_ENV};
 
-/// Re-exported for implementing [`KvStore`] and [`Backend`].
+/// Re-exported for implementing [`NamespaceStore`] and [`Backend`].
 pub use async_trait::async_trait;
 /// Re-exported so backends and users name the same `Bytes`.
 pub use bytes::Bytes;

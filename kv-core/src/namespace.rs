@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::clock::SharedClock;
 use crate::error::{KvError, Result};
 use crate::limits::Limits;
-use crate::store::{Backend, KvStore};
+use crate::store::{Backend, NamespaceStore};
 use crate::types::{
     BulkPut, Capabilities, DeleteOutcome, Entry, KeyInfo, ListOptions, ListPage, NamespaceInfo,
     NewEntry, PutOptions, PutOutcome, Version, WriteMode,
@@ -186,7 +186,7 @@ pub fn new_namespace_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A cheap-to-clone handle to one namespace, with typed conveniences over [`KvStore`].
+/// A cheap-to-clone handle to one namespace, with typed conveniences over [`NamespaceStore`].
 ///
 /// Every request is checked against the [`Limits`] before it reaches the backend, so a limit
 /// violation is a typed [`KvError::Limit`] and nothing is stored.
@@ -211,7 +211,7 @@ pub fn new_namespace_id() -> String {
 #[derive(Clone)]
 pub struct Namespace {
     id: Arc<str>,
-    inner: Arc<dyn KvStore>,
+    inner: Arc<dyn NamespaceStore>,
     limits: Arc<Limits>,
     clock: SharedClock,
 }
@@ -229,7 +229,7 @@ impl Namespace {
     /// A handle over a namespace store with explicit limits and clock.
     pub fn new(
         id: impl Into<Arc<str>>,
-        inner: Arc<dyn KvStore>,
+        inner: Arc<dyn NamespaceStore>,
         limits: Limits,
         clock: SharedClock,
     ) -> Self {
@@ -262,7 +262,7 @@ impl Namespace {
     }
 
     /// The underlying store, for decorators that wrap it.
-    pub fn raw(&self) -> &Arc<dyn KvStore> {
+    pub fn raw(&self) -> &Arc<dyn NamespaceStore> {
         &self.inner
     }
 
@@ -285,7 +285,7 @@ impl Namespace {
             Some(timeout) => Arc::new(crate::timeout::TimeoutStore::new(
                 self.inner.clone(),
                 timeout,
-            )) as Arc<dyn KvStore>,
+            )) as Arc<dyn NamespaceStore>,
             // No bound: the same store, for settings that make the timeout optional.
             None => self.inner.clone(),
         };
@@ -591,7 +591,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl KvStore for PlainStore {
+    impl NamespaceStore for PlainStore {
         fn kind(&self) -> &'static str {
             "plain"
         }
@@ -670,7 +670,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl KvStore for RecordingStore {
+    impl NamespaceStore for RecordingStore {
         fn kind(&self) -> &'static str {
             "recording"
         }

@@ -20,7 +20,7 @@ use crate::types::{
 /// now as absent, and give every write a new [`Version`](crate::Version). Conditional writes
 /// reach an implementation only when its capabilities say they are atomic.
 #[async_trait]
-pub trait KvStore: Send + Sync + Debug + 'static {
+pub trait NamespaceStore: Send + Sync + Debug + 'static {
     /// The backend's short name, for errors and logs (`memory`, `file`).
     fn kind(&self) -> &'static str;
 
@@ -98,5 +98,5 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Opens the namespace with this id;
     /// [`KvError::NamespaceNotFound`](crate::KvError::NamespaceNotFound) when there is none.
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>>;
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>>;
 }

@@ -8,24 +8,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, DeleteOutcome, Entry, KvError, KvStore, ListOptions, ListPage, Message, NewEntry,
-    PutOutcome, Result, WriteMode,
+    Capabilities, DeleteOutcome, Entry, KvError, ListOptions, ListPage, Message, NamespaceStore,
+    NewEntry, PutOutcome, Result, WriteMode,
 };
 
-/// A [`KvStore`] whose calls fail with [`KvError::Unavailable`] when the wrapped store takes
+/// A [`NamespaceStore`] whose calls fail with [`KvError::Unavailable`] when the wrapped store takes
 /// longer than the timeout. Made by [`Namespace::with_timeout`](crate::Namespace::with_timeout).
 ///
 /// A write that times out may still have happened (the store got it, the answer was late):
 /// callers treat the error as "unknown outcome", exactly as for a lost connection.
 #[derive(Debug)]
 pub struct TimeoutStore {
-    inner: Arc<dyn KvStore>,
+    inner: Arc<dyn NamespaceStore>,
     timeout: Duration,
 }
 
 impl TimeoutStore {
     /// Bounds each call of `inner` by `timeout`.
-    pub fn new(inner: Arc<dyn KvStore>, timeout: Duration) -> Self {
+    pub fn new(inner: Arc<dyn NamespaceStore>, timeout: Duration) -> Self {
         TimeoutStore { inner, timeout }
     }
 
@@ -44,7 +44,7 @@ impl TimeoutStore {
 }
 
 #[async_trait]
-impl KvStore for TimeoutStore {
+impl NamespaceStore for TimeoutStore {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

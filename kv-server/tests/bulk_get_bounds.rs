@@ -55,7 +55,7 @@ impl kv_core::Backend for CountingBackend {
     async fn delete_namespace(&self, id: &str) -> kv_core::Result<bool> {
         self.inner.delete_namespace(id).await
     }
-    async fn open_namespace(&self, id: &str) -> kv_core::Result<Arc<dyn kv_core::KvStore>> {
+    async fn open_namespace(&self, id: &str) -> kv_core::Result<Arc<dyn kv_core::NamespaceStore>> {
         Ok(Arc::new(CountingStore {
             inner: self.inner.open_namespace(id).await?,
             reads: self.reads.clone(),
@@ -65,7 +65,7 @@ impl kv_core::Backend for CountingBackend {
 
 #[derive(Debug)]
 struct CountingStore {
-    inner: Arc<dyn kv_core::KvStore>,
+    inner: Arc<dyn kv_core::NamespaceStore>,
     reads: Arc<Reads>,
 }
 
@@ -78,7 +78,7 @@ impl CountingStore {
 }
 
 #[kv_core::async_trait]
-impl kv_core::KvStore for CountingStore {
+impl kv_core::NamespaceStore for CountingStore {
     fn kind(&self) -> &'static str {
         "counting"
     }

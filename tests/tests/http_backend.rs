@@ -16,8 +16,8 @@ use http_support::{closed_port, quick_retries, Server};
 use kv_backends::http::{HttpBackend, RemoteError, RetryPolicy};
 use kv_backends::memory::MemoryBackend;
 use kv_core::{
-    async_trait, Backend, Capabilities, DeleteOutcome, Entry, KvError, KvStore, Limits,
-    ListOptions, ListPage, ManualClock, NamespaceInfo, NewEntry, PutOptions, PutOutcome,
+    async_trait, Backend, Capabilities, DeleteOutcome, Entry, KvError, Limits, ListOptions,
+    ListPage, ManualClock, NamespaceInfo, NamespaceStore, NewEntry, PutOptions, PutOutcome,
     SharedClock, Store, Version, WriteMode,
 };
 use kv_server::ServerConfig;
@@ -134,7 +134,7 @@ async fn compare_and_swap_is_claimed_only_when_advertised() {
 struct Plain(MemoryBackend);
 
 #[derive(Debug)]
-struct PlainNamespace(Arc<dyn KvStore>);
+struct PlainNamespace(Arc<dyn NamespaceStore>);
 
 #[async_trait]
 impl Backend for Plain {
@@ -159,13 +159,13 @@ impl Backend for Plain {
     async fn delete_namespace(&self, id: &str) -> kv_core::Result<bool> {
         self.0.delete_namespace(id).await
     }
-    async fn open_namespace(&self, id: &str) -> kv_core::Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> kv_core::Result<Arc<dyn NamespaceStore>> {
         Ok(Arc::new(PlainNamespace(self.0.open_namespace(id).await?)))
     }
 }
 
 #[async_trait]
-impl KvStore for PlainNamespace {
+impl NamespaceStore for PlainNamespace {
     fn kind(&self) -> &'static str {
         "plain"
     }

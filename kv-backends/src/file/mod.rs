@@ -56,8 +56,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_core::{
-    async_trait, new_namespace_id, Backend, Capabilities, KvError, KvStore, Message, NamespaceInfo,
-    Result, SharedClock, SystemClock,
+    async_trait, new_namespace_id, Backend, Capabilities, KvError, Message, NamespaceInfo,
+    NamespaceStore, Result, SharedClock, SystemClock,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
@@ -364,7 +364,7 @@ impl Backend for FileBackend {
         .await
     }
 
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         // A read: an MVCC snapshot that never waits for the writer.
         let txn = self.shared.db.begin_read().map_err(engine)?;
         let listed = match txn.open_table(CATALOG) {

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
-    KeyInfo, KvError, KvStore, ListOptions, ListPage, Message, NewEntry, PutOutcome, Result,
+    KeyInfo, KvError, ListOptions, ListPage, Message, NamespaceStore, NewEntry, PutOutcome, Result,
     Version, WriteMode,
 };
 use redb::{
@@ -434,7 +434,7 @@ pub(crate) fn purge_expired(shared: &Shared) -> Result<usize> {
 }
 
 #[async_trait]
-impl KvStore for FileNamespace {
+impl NamespaceStore for FileNamespace {
     fn kind(&self) -> &'static str {
         KIND
     }

@@ -169,8 +169,8 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use kv_core::{
-    async_trait, Backend, Capabilities, KvError, KvStore, NamespaceInfo, Result, SharedClock,
-    SystemClock,
+    async_trait, Backend, Capabilities, KvError, NamespaceInfo, NamespaceStore, Result,
+    SharedClock, SystemClock,
 };
 use serde_json::json;
 
@@ -603,7 +603,7 @@ impl Backend for HttpBackend {
         }
     }
 
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         let transport = &self.shared.transport;
         let exists = if !transport.serves(Route::NamespaceGet) {
             self.find_in_list(id).await?

@@ -1,4 +1,4 @@
-//! One namespace over HTTP: the [`KvStore`] operations as REST requests.
+//! One namespace over HTTP: the [`NamespaceStore`] operations as REST requests.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,8 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 use http::header::{HeaderValue, IF_MATCH, IF_NONE_MATCH};
 use http::{Method, StatusCode};
 use kv_core::{
-    async_trait, Capabilities, DeleteOutcome, Entry, KeyInfo, KvError, KvStore, ListOptions,
-    ListPage, Message, NewEntry, PutOutcome, Result, WriteMode,
+    async_trait, Capabilities, DeleteOutcome, Entry, KeyInfo, KvError, ListOptions, ListPage,
+    Message, NamespaceStore, NewEntry, PutOutcome, Result, WriteMode,
 };
 use serde_json::Value;
 
@@ -333,7 +333,7 @@ fn check_bulk_result(answer: &Answer, what: &str) -> Result<()> {
 }
 
 #[async_trait]
-impl KvStore for HttpNamespace {
+impl NamespaceStore for HttpNamespace {
     fn kind(&self) -> &'static str {
         BACKEND
     }

@@ -46,8 +46,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, RedisError};
 use kv_core::{
-    async_trait, new_namespace_id, redact_store_url, Backend, Capabilities, KvError, KvStore,
-    NamespaceInfo, Result, SharedClock, SystemClock,
+    async_trait, new_namespace_id, redact_store_url, Backend, Capabilities, KvError, NamespaceInfo,
+    NamespaceStore, Result, SharedClock, SystemClock,
 };
 
 use scripts::Scripts;
@@ -299,7 +299,7 @@ impl Backend for RedisBackend {
         Ok(true)
     }
 
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn KvStore>> {
+    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
         let mut conn = self.shared.conn.clone();
         let listed: bool = conn
             .hexists(&self.shared.catalog, id)

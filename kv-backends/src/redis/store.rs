@@ -8,8 +8,8 @@ use std::time::UNIX_EPOCH;
 use ::redis::AsyncCommands;
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
-    KeyInfo, KvError, KvStore, LimitError, ListOptions, ListPage, NewEntry, PutOutcome, Result,
-    Version, WriteMode,
+    KeyInfo, KvError, LimitError, ListOptions, ListPage, NamespaceStore, NewEntry, PutOutcome,
+    Result, Version, WriteMode,
 };
 use serde_json::Value;
 
@@ -178,7 +178,7 @@ impl RedisNamespace {
 }
 
 #[async_trait]
-impl KvStore for RedisNamespace {
+impl NamespaceStore for RedisNamespace {
     fn kind(&self) -> &'static str {
         KIND
     }

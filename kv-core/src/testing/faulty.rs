@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    Capabilities, DeleteOutcome, Entry, KvError, KvStore, ListOptions, ListPage, Message,
-    Namespace, NewEntry, PutOutcome, Result, WriteMode,
+    Capabilities, DeleteOutcome, Entry, KvError, ListOptions, ListPage, Message, Namespace,
+    NamespaceStore, NewEntry, PutOutcome, Result, WriteMode,
 };
 
 /// What an injected fault does to a call.
@@ -345,10 +345,10 @@ enum After {
     Hang,
 }
 
-/// A [`KvStore`] that passes every call to the store it wraps, unless its [`Faults`] say
+/// A [`NamespaceStore`] that passes every call to the store it wraps, unless its [`Faults`] say
 /// otherwise.
 pub struct FaultyStore {
-    inner: Arc<dyn KvStore>,
+    inner: Arc<dyn NamespaceStore>,
     faults: Faults,
 }
 
@@ -363,7 +363,7 @@ impl fmt::Debug for FaultyStore {
 
 impl FaultyStore {
     /// Wraps `inner`, steered by `faults`.
-    pub fn new(inner: Arc<dyn KvStore>, faults: &Faults) -> Self {
+    pub fn new(inner: Arc<dyn NamespaceStore>, faults: &Faults) -> Self {
         FaultyStore {
             inner,
             faults: faults.clone(),
@@ -394,7 +394,7 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl KvStore for FaultyStore {
+impl NamespaceStore for FaultyStore {
     fn kind(&self) -> &'static str {
         // Transparent: code that reports the backend keeps reporting the real one.
         self.inner.kind()

@@ -159,7 +159,7 @@ impl kv_core::Backend for GatedBackend {
     async fn open_namespace(
         &self,
         id: &str,
-    ) -> kv_core::Result<std::sync::Arc<dyn kv_core::KvStore>> {
+    ) -> kv_core::Result<std::sync::Arc<dyn kv_core::NamespaceStore>> {
         Ok(std::sync::Arc::new(GatedStore {
             inner: self.inner.open_namespace(id).await?,
             entered: self.entered.clone(),
@@ -170,13 +170,13 @@ impl kv_core::Backend for GatedBackend {
 
 #[derive(Debug)]
 struct GatedStore {
-    inner: std::sync::Arc<dyn kv_core::KvStore>,
+    inner: std::sync::Arc<dyn kv_core::NamespaceStore>,
     entered: std::sync::Arc<tokio::sync::Notify>,
     gate: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[kv_core::async_trait]
-impl kv_core::KvStore for GatedStore {
+impl kv_core::NamespaceStore for GatedStore {
     fn kind(&self) -> &'static str {
         "gated"
     }
