@@ -26,6 +26,41 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The Redis key of record `name` (whichever bucket it hashed to).
+async fn record_key(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    id: &str,
+    name: &str,
+) -> String {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{prefix}:{id}:??}}:k:{name}"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one record key for {name}: {keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+/// How many names the namespace's bucket indexes hold in all.
+async fn indexed_names(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> i64 {
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{kv:{id}:??}}:i"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut total = 0;
+    for index in indexes {
+        let n: i64 = redis::cmd("ZCARD")
+            .arg(&index)
+            .query_async(conn)
+            .await
+            .unwrap();
+        total += n;
+    }
+    total
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_independent_clients_lose_no_increment() {
     const TASKS_PER_CLIENT: u64 = 8;
@@ -139,9 +174,8 @@ async fn listing_after_many_expirations_prunes_the_index() {
     // Time passes on the store's clock, and Redis expires the records itself.
     clock.advance(Duration::from_secs(60));
     let mut conn = raw(&server).await;
-    let index = format!("{{kv:{}}}:i", ns.id());
     for i in (0..600).filter(|i| i % 3 != 0) {
-        let record = format!("{{kv:{}}}:k:k{i:04}", ns.id());
+        let record = record_key(&mut conn, "kv", ns.id(), &format!("k{i:04}")).await;
         let _: i64 = redis::cmd("PEXPIRE")
             .arg(&record)
             .arg(1)
@@ -150,11 +184,7 @@ async fn listing_after_many_expirations_prunes_the_index() {
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let before: i64 = redis::cmd("ZCARD")
-        .arg(&index)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let before = indexed_names(&mut conn, ns.id()).await;
     assert_eq!(before, 600, "the index still names them");
 
     let names: Vec<String> = ns
@@ -168,11 +198,7 @@ async fn listing_after_many_expirations_prunes_the_index() {
         .map(|i| format!("k{i:04}"))
         .collect();
     assert_eq!(names, expected);
-    let after: i64 = redis::cmd("ZCARD")
-        .arg(&index)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let after = indexed_names(&mut conn, ns.id()).await;
     assert_eq!(after, 200, "expired names were pruned from the index");
     // Paging still works over the pruned index.
     let page = ns
@@ -216,13 +242,17 @@ async fn prefixes_isolate_apps_and_keys_share_one_hash_tag() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let tag = format!("{{app1:{}}}", a.id());
+    let tag = format!("{{app1:{}:", a.id());
     let app1_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("{app1:")).collect();
     assert!(!app1_keys.is_empty());
     assert!(
         app1_keys.iter().all(|k| k.starts_with(&tag)),
-        "every key of the namespace carries its hash tag: {app1_keys:?}"
+        "every key of the namespace carries one of its bucket tags: {app1_keys:?}"
     );
+    // A record and its bucket's index share one tag (one cluster slot).
+    let record = record_key(&mut conn, "app1", a.id(), "k").await;
+    let bucket_tag = &record[..record.find('}').unwrap() + 1];
+    assert!(keys.contains(&format!("{bucket_tag}:i")), "{keys:?}");
     assert!(keys.contains(&"app1:catalog".to_owned()));
 }
 

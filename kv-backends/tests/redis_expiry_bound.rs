@@ -5,7 +5,7 @@
 //! version, and a bulk of three items whose third was bad stored the first and half the second.
 //! These tests send exactly those writes through limits relaxed past Redis's own ceiling, and
 //! through the raw store with no shared checks at all: each is refused with a typed limit error,
-//! and the entry, its version, its Redis TTL, the version counter and the listing are unchanged.
+//! and the entry, its version, its Redis TTL, the index and the listing are unchanged.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -81,48 +81,60 @@ fn too_late(result: kv_core::Result<impl std::fmt::Debug>) -> u64 {
     }
 }
 
-/// What Redis holds for one key and the namespace: the record's fields, whether it has a Redis
-/// TTL, the version counter and the index.
+/// What Redis holds for one key and the namespace: the record, whether it has a Redis TTL,
+/// and every name in the bucket indexes.
 #[derive(Debug, PartialEq)]
 struct RawState {
-    record: Vec<(String, String)>,
+    record: Option<Vec<u8>>,
     /// The remaining lifetime itself keeps falling in real time: only whether there is one.
     has_ttl: bool,
-    counter: Option<String>,
     index: Vec<String>,
 }
 
 impl Setup {
     async fn raw_state(&mut self, key: &str) -> RawState {
-        let tag = format!("{{kv:{}}}", self.ns.id());
-        let record = format!("{tag}:k:{key}");
-        let mut fields: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(&record)
+        let id = self.ns.id().to_owned();
+        let records: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{{kv:{id}:??}}:k:{key}"))
             .query_async(&mut self.conn)
             .await
             .unwrap();
-        fields.sort();
-        let pttl_ms: i64 = redis::cmd("PTTL")
-            .arg(&record)
+        let (record, pttl_ms) = match records.first() {
+            Some(record_key) => {
+                let record: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(record_key)
+                    .query_async(&mut self.conn)
+                    .await
+                    .unwrap();
+                let pttl_ms: i64 = redis::cmd("PTTL")
+                    .arg(record_key)
+                    .query_async(&mut self.conn)
+                    .await
+                    .unwrap();
+                (record, pttl_ms)
+            }
+            None => (None, -2),
+        };
+        let indexes: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{{kv:{id}:??}}:i"))
             .query_async(&mut self.conn)
             .await
             .unwrap();
-        let counter: Option<String> = redis::cmd("GET")
-            .arg(format!("{tag}:v"))
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
-        let index: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("{tag}:i"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
+        let mut index = Vec::new();
+        for bucket in indexes {
+            let names: Vec<String> = redis::cmd("ZRANGE")
+                .arg(bucket)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut self.conn)
+                .await
+                .unwrap();
+            index.extend(names);
+        }
+        index.sort();
         RawState {
-            record: fields,
+            record,
             has_ttl: pttl_ms > 0,
-            counter,
             index,
         }
     }

@@ -5,6 +5,7 @@
 //! | `memory:` | in-memory, gone when the process exits |
 //! | `file:PATH`, `file://PATH` or a bare path | the durable file store at `PATH` |
 //! | `redis://HOST:PORT/DB`, `rediss://...` | Redis |
+//! | `redis+cluster://HOST:PORT[,HOST:PORT...]`, `rediss+cluster://...` | Redis Cluster (seed nodes) |
 //! | `http://HOST:PORT`, `https://...` | a kv-server (token from `KV_TOKEN`) |
 //! | `cloudflare://ACCOUNT_ID` | Cloudflare Workers KV (token from `CLOUDFLARE_API_TOKEN`) |
 
@@ -42,7 +43,8 @@ pub enum StoreUrl {
         /// Where the store file lives.
         path: PathBuf,
     },
-    /// A Redis server; `url` is the whole `redis://` or `rediss://` URL.
+    /// A Redis server or a Redis Cluster; `url` is the whole `redis://`, `rediss://`,
+    /// `redis+cluster://` or `rediss+cluster://` URL.
     Redis {
         /// The URL as given.
         url: String,
@@ -135,6 +137,29 @@ impl FromStr for StoreUrl {
                     url: url.to_owned(),
                 })
             }
+            "redis+cluster" | "rediss+cluster" => {
+                // Seed nodes separated by commas, each a host with a port.
+                let (authority, tail) = match rest.strip_prefix("//") {
+                    Some(after) => {
+                        after.split_at(after.find(['/', '?', '#']).unwrap_or(after.len()))
+                    }
+                    None => return Err(invalid("expected `//` after the scheme")),
+                };
+                let (userinfo, hosts) = match authority.rsplit_once('@') {
+                    Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+                    None => (String::new(), authority),
+                };
+                for host in hosts.split(',') {
+                    require_host(&format!("//{userinfo}{host}{tail}"))
+                        .map_err(|reason| invalid(&reason))?;
+                    if host.rsplit_once(':').is_none() || host.ends_with(']') {
+                        return Err(invalid(&format!("cluster node {host:?} needs a port")));
+                    }
+                }
+                Ok(StoreUrl::Redis {
+                    url: url.to_owned(),
+                })
+            }
             "http" | "https" => {
                 require_host(rest).map_err(|reason| invalid(&reason))?;
                 Ok(StoreUrl::Http {
@@ -158,7 +183,7 @@ impl FromStr for StoreUrl {
             }
             other => Err(invalid(&format!(
                 "unknown scheme `{other}:` (expected memory:, file:, redis://, rediss://, \
-                 http://, https:// or cloudflare://)"
+                 redis+cluster://, rediss+cluster://, http://, https:// or cloudflare://)"
             ))),
         }
     }
@@ -311,6 +336,42 @@ mod tests {
                 account_id: "0123abcd".into()
             }
         );
+    }
+
+    #[test]
+    fn cluster_urls_name_seed_nodes() {
+        for url in [
+            "redis+cluster://127.0.0.1:7000",
+            "redis+cluster://a:7000,b:7001,[::1]:7002",
+            "rediss+cluster://:pw@a:7000,b:7001/0?prefix=app",
+            "REDIS+CLUSTER://a:7000",
+        ] {
+            let parsed = parse(url).unwrap();
+            assert_eq!(parsed.backend(), "redis", "{url}");
+            assert_eq!(parsed.to_string(), url, "displays as given");
+            assert_eq!(parse(&parsed.to_string()).unwrap(), parsed);
+        }
+        assert_eq!(
+            parse("rediss+cluster://:pw@a:7000,b:7001")
+                .unwrap()
+                .redacted(),
+            "rediss+cluster://***@a:7000,b:7001"
+        );
+        for url in [
+            "redis+cluster:",
+            "redis+cluster://",
+            "redis+cluster://a",
+            "redis+cluster://a:7000,",
+            "redis+cluster://a:7000,b",
+            "redis+cluster://a:7000,:7001",
+            "redis+cluster://a:x",
+            "redis+cluster://a:7000, b:7001",
+        ] {
+            assert!(
+                matches!(parse(url), Err(KvError::InvalidStoreUrl { .. })),
+                "{url} is refused"
+            );
+        }
     }
 
     #[test]

@@ -1,24 +1,54 @@
-//! The Redis backend: the scale-out store that several app processes share.
+//! The Redis backend: the scale-out store that several app processes share, on one Redis
+//! node (`redis://`, `rediss://`) or a Redis Cluster (`redis+cluster://`, `rediss+cluster://`).
 //!
-//! - **One round trip** for a get (a record is one hash: value, metadata, expiration, version),
-//!   for a put or a conditional put (a Lua script), and for a bulk get of 100 keys (pipelined).
-//! - **Atomic compare-and-swap**: only-if-absent, only-if-version and conditional deletes are
-//!   checked and applied inside Redis by Lua scripts, so two processes racing on one key never
-//!   lose an update.
-//! - **Ordered listing**: each namespace keeps a sorted set of its key names, read with
-//!   `ZRANGEBYLEX` from the cursor; names whose records Redis has expired are pruned as listings
-//!   meet them (only if the record is still gone, so a concurrent re-create is kept).
-//! - **Expiry** uses Redis's own: a record with an expiration gets a `PEXPIRE` of its remaining
-//!   lifetime on the backend's [`Clock`](kv_core::Clock) (with the system clock this is the same
-//!   instant a `PEXPIREAT` would name; with a manual clock in tests it stays consistent). Reads
+//! # Layout
+//!
+//! | Redis key | type | holds |
+//! | --- | --- | --- |
+//! | `PREFIX:catalog` | hash | namespace id to title |
+//! | `{PREFIX:ID:BB}:k:NAME` | string | one record: `r1 VERSION EXPIRATION\|- METALEN\n`, metadata JSON, value |
+//! | `{PREFIX:ID:BB}:i` | sorted set | the names of bucket `BB` (all scores 0, so byte order) |
+//! | `{PREFIX:ID:BB}:i` after deletion | string | tombstone: writes through stale handles fail |
+//!
+//! `BB` is the key's bucket, two hex digits: an FNV-1a hash of the key name modulo 64.
+//!
+//! - **Each record is one string** with its version, expiration and metadata inside, so a get
+//!   is one `GET`, a bulk get one `MGET`, and an unconditional put one `SET` pipelined with the
+//!   `ZADD` that names it in its bucket's index. Lua runs only where a condition must be
+//!   checked atomically: a conditional put or delete, which reads the record's header (not its
+//!   value) with `GETRANGE`. Versions are made by the client (a random per-process salt and a
+//!   counter through a bijective mixer), so a write needs no counter round trip and a version
+//!   is unique per key with overwhelming probability.
+//! - **A namespace spreads over a cluster.** A hash tag per bucket, not per namespace: a
+//!   record, its bucket's index and everything a conditional write checks share one slot, so
+//!   each script and each per-bucket pipeline stays in one slot as Redis Cluster requires,
+//!   while a namespace's 64 buckets land on 64 slots, spread over all masters. Throughput of
+//!   point operations grows with masters (each key is served by one master) until masters
+//!   outnumber the buckets of a hot namespace.
+//! - **Ordered listing** merges the 64 per-bucket ordered indexes: each is read with
+//!   `ZRANGEBYLEX` from the cursor (a few names per bucket per round, all buckets at once), and
+//!   names are taken in byte order while every bucket still has some buffered. The cursor is
+//!   the last name returned, so it stays valid while keys change. Names whose records are gone
+//!   (expired by Redis, or a put that lost a race with a delete) are pruned as listings meet
+//!   them, only if the record is still gone, so a concurrent re-create is kept.
+//! - **Expiry** uses Redis's own: a record with an expiration is written with `PX` of its
+//!   remaining lifetime on the backend's [`Clock`](kv_core::Clock) (with the system clock the
+//!   same instant a `PXAT` would name; with a manual clock in tests it stays consistent). Reads
 //!   also check the expiration against the clock, so an entry is gone at exactly its expiration.
-//! - **Isolation**: every key of a namespace starts with the hash tag `{PREFIX:ID}`, so a
-//!   namespace lives in one hash slot and every script stays within one slot, as Redis Cluster
-//!   requires. The catalog (`PREFIX:catalog`, id to title) is one hash. Several apps share one
-//!   Redis with different prefixes (`redis://host:6379/0?prefix=app1`, default `kv`).
-//! - **Connection loss**: one multiplexed connection that reconnects by itself. While Redis is
-//!   down, operations fail fast with [`KvError::Unavailable`] (bounded by the connection and
-//!   response timeouts); once it is back, they work again without restarting the app.
+//! - **Deleting a namespace** replaces each bucket index with a tombstone first (a script per
+//!   bucket), then removes the records it named. A stale handle's unconditional put then fails
+//!   at its `ZADD` and removes the record it just wrote; a conditional one is refused by its
+//!   script. Tombstones stay (64 small keys per deleted namespace): ids are never reused.
+//! - **Isolation**: several apps share one Redis with different prefixes
+//!   (`redis://host:6379/0?prefix=app1`, default `kv`).
+//! - **Connection loss**: on one node, one multiplexed connection that reconnects by itself; on
+//!   a cluster, the `redis` crate's cluster client, which follows `MOVED` / `ASK`
+//!   redirections, refreshes its slot map when a node stops answering or a replica is
+//!   promoted, and retries within the response timeout. While Redis is unreachable,
+//!   operations fail fast with [`KvError::Unavailable`] (bounded by the connection and
+//!   response timeouts); once it is back, they work again without restarting the app. A write
+//!   is acknowledged when its master acknowledged it; Redis replicates asynchronously, so a
+//!   failover can lose writes acknowledged just before it.
 //!
 //! ```no_run
 //! # async fn example() -> kv_core::Result<()> {
@@ -31,9 +61,14 @@
 //!     .await?;
 //! let sessions = Store::new(backend).namespace("SESSIONS").await?;
 //! sessions.put_text("s:1", "{}").await?;
+//!
+//! // The same on a cluster: any reachable node finds the others.
+//! let _cluster = RedisBackend::connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000").await?;
 //! # Ok(()) }
 //! ```
 
+mod conn;
+mod layout;
 #[cfg(test)]
 mod script_tests;
 mod scripts;
@@ -43,24 +78,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, RedisError};
 use kv_core::{
     async_trait, new_namespace_id, redact_store_url, Backend, Capabilities, KvError, NamespaceInfo,
     NamespaceStore, Result, SharedClock, SystemClock,
 };
 
+use conn::Conn;
+use layout::{NamespaceKeys, Versions, BUCKETS};
 use scripts::Scripts;
-use store::{NamespaceKeys, RedisNamespace};
+use store::RedisNamespace;
 
 const KIND: &str = "redis";
 
 /// The latest expiration this backend can apply, in seconds since the Unix epoch
 /// (9 007 199 254 740, about the year 287 396).
 ///
-/// A record's expiry is a Redis `PEXPIRE` in milliseconds, computed inside Lua scripts whose only
-/// number type is a double: 2^53 - 1 ms is the last instant both hold exactly. It is far beyond
-/// the contract's default [`Limits::max_expiration_secs`](kv_core::Limits::max_expiration_secs);
+/// A record's expiry is a Redis TTL in milliseconds, which the conditional-write scripts check
+/// as a Lua number, a double: 2^53 - 1 ms is the last instant both hold exactly. It is far
+/// beyond the contract's default [`Limits::max_expiration_secs`](kv_core::Limits::max_expiration_secs);
 /// limits relaxed past it are refused here with
 /// [`LimitError::ExpirationTooLate`](kv_core::LimitError::ExpirationTooLate), before anything
 /// is sent to Redis.
@@ -98,7 +134,8 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How long Redis may take to answer a command (2 s by default).
+    /// How long Redis may take to answer a command (2 s by default). On a cluster this bounds
+    /// the whole command, redirections and retries after a failover included.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
@@ -107,29 +144,31 @@ impl RedisBackendBuilder {
     /// Connects; [`KvError::Unavailable`] when Redis cannot be reached,
     /// [`KvError::InvalidStoreUrl`] when the URL is not a Redis URL.
     pub async fn connect(self) -> Result<RedisBackend> {
+        let invalid = |reason: String| KvError::InvalidStoreUrl {
+            url: redact_store_url(&self.url),
+            reason,
+        };
         let (url, url_prefix) = split_prefix(&self.url)?;
         let prefix = self
             .prefix
+            .clone()
             .or(url_prefix)
             .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         if prefix.is_empty() || prefix.contains(['{', '}']) {
-            return Err(KvError::InvalidStoreUrl {
-                url: redact_store_url(&self.url),
-                reason: "the key prefix must be non-empty and free of `{` and `}`".into(),
-            });
+            return Err(invalid(
+                "the key prefix must be non-empty and free of `{` and `}`".into(),
+            ));
         }
-        let client = ::redis::Client::open(url.as_str()).map_err(|e| KvError::InvalidStoreUrl {
-            url: redact_store_url(&self.url),
-            reason: e.to_string(),
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(redis_error)?;
+        let conn = match cluster_nodes(&url).map_err(invalid)? {
+            Some(nodes) => {
+                Conn::cluster(nodes, self.connection_timeout, self.response_timeout).await?
+            }
+            None => {
+                let client =
+                    ::redis::Client::open(url.as_str()).map_err(|e| invalid(e.to_string()))?;
+                Conn::single(client, self.connection_timeout, self.response_timeout).await?
+            }
+        };
         tracing::debug!(url = %redact_store_url(&url), prefix, "connected to redis");
         Ok(RedisBackend {
             shared: Arc::new(Shared {
@@ -138,6 +177,7 @@ impl RedisBackendBuilder {
                 prefix,
                 clock: self.clock.unwrap_or_else(SystemClock::shared),
                 scripts: Scripts::new(),
+                versions: Versions::new(),
             }),
         })
     }
@@ -150,23 +190,27 @@ pub struct RedisBackend {
 }
 
 pub(crate) struct Shared {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: Conn,
     pub(crate) prefix: String,
     pub(crate) catalog: String,
     pub(crate) clock: SharedClock,
     pub(crate) scripts: Scripts,
+    pub(crate) versions: Versions,
 }
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
             .field("prefix", &self.shared.prefix)
+            .field("cluster", &self.shared.conn.is_cluster())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisBackend {
-    /// A builder for the Redis at `url` (`redis://HOST:PORT/DB`, `rediss://...`).
+    /// A builder for the Redis at `url`: `redis://HOST:PORT/DB`, `rediss://...`, or a cluster
+    /// as `redis+cluster://HOST:PORT[,HOST:PORT...]` (`rediss+cluster://` with TLS), whose
+    /// nodes are seeds: the others are discovered from any reachable one.
     pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
         RedisBackendBuilder {
             url: url.into(),
@@ -182,8 +226,42 @@ impl RedisBackend {
         Self::builder(url).connect().await
     }
 
+    /// Whether this backend talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.shared.conn.is_cluster()
+    }
+
     fn keys(&self, id: &str) -> NamespaceKeys {
         NamespaceKeys::new(&self.shared.prefix, id)
+    }
+
+    /// Empties one bucket of a deleted namespace: tombstone, then the records it named.
+    async fn retire_bucket(&self, keys: &NamespaceKeys, bucket: usize) -> Result<()> {
+        let mut conn = self.shared.conn.clone();
+        let retired = keys.retired(bucket);
+        let _: i64 = self
+            .shared
+            .scripts
+            .retire_bucket
+            .key(keys.index(bucket))
+            .key(&retired)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        loop {
+            let names: Vec<Vec<u8>> = conn.zrange(&retired, 0, 999).await.map_err(redis_error)?;
+            if names.is_empty() {
+                break;
+            }
+            let mut pipe = ::redis::pipe();
+            for name in &names {
+                pipe.del(keys.record_in(bucket, name)).ignore();
+            }
+            pipe.zrem(&retired, &names).ignore();
+            let _: () = pipe.query_async(&mut conn).await.map_err(redis_error)?;
+        }
+        let _: i64 = conn.del(&retired).await.map_err(redis_error)?;
+        Ok(())
     }
 }
 
@@ -203,14 +281,12 @@ impl Backend for RedisBackend {
 
     async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
         let id = new_namespace_id();
-        let keys = self.keys(&id);
         let mut conn = self.shared.conn.clone();
         let created: i64 = self
             .shared
             .scripts
             .create_namespace
             .key(&self.shared.catalog)
-            .key(&keys.live)
             .arg(&id)
             .arg(title)
             .invoke_async(&mut conn)
@@ -273,28 +349,9 @@ impl Backend for RedisBackend {
         if existed == 0 {
             return Ok(false);
         }
-        // Retire first so stale handles stop writing, then remove the entries in batches.
+        // Every bucket at once: on a cluster they live on different masters.
         let keys = self.keys(id);
-        let _: i64 = conn.del(&keys.live).await.map_err(redis_error)?;
-        loop {
-            let names: Vec<Vec<u8>> = conn
-                .zrange(&keys.index, 0, 999)
-                .await
-                .map_err(redis_error)?;
-            if names.is_empty() {
-                break;
-            }
-            let mut pipe = ::redis::pipe();
-            for name in &names {
-                pipe.del(keys.record(name)).ignore();
-            }
-            pipe.zrem(&keys.index, &names).ignore();
-            let _: () = pipe.query_async(&mut conn).await.map_err(redis_error)?;
-        }
-        let _: i64 = conn
-            .del(&[&keys.index, &keys.versions])
-            .await
-            .map_err(redis_error)?;
+        futures::future::try_join_all((0..BUCKETS).map(|b| self.retire_bucket(&keys, b))).await?;
         tracing::debug!(id, "deleted namespace");
         Ok(true)
     }
@@ -318,10 +375,18 @@ impl Backend for RedisBackend {
     }
 }
 
-/// Maps a Redis failure: connection trouble is [`KvError::Unavailable`], the rest
-/// [`KvError::Backend`].
+/// Maps a Redis failure: connection trouble, and a cluster without a master for a slot (during
+/// a failover), is [`KvError::Unavailable`]; the rest [`KvError::Backend`].
 pub(crate) fn redis_error(error: RedisError) -> KvError {
-    if error.is_io_error()
+    use ::redis::{ErrorKind, ServerErrorKind};
+    let transient = matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::ClusterDown | ServerErrorKind::TryAgain | ServerErrorKind::MasterDown
+        )
+    );
+    if transient
+        || error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
@@ -356,6 +421,62 @@ fn split_prefix(url: &str) -> Result<(String, Option<String>)> {
     Ok((url, prefix))
 }
 
+/// The seed node URLs of a `redis+cluster://` or `rediss+cluster://` URL (`None` for any other
+/// scheme): `redis[s]://[USERINFO@]HOST:PORT[?QUERY]` per host, each carrying the URL's user
+/// information and query, so a cluster takes the same options as one node. A cluster has one
+/// database: a path other than `/` or `/0` is refused.
+fn cluster_nodes(url: &str) -> std::result::Result<Option<Vec<String>>, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(None);
+    };
+    let node_scheme = match scheme.to_ascii_lowercase().as_str() {
+        "redis+cluster" => "redis",
+        "rediss+cluster" => "rediss",
+        _ => return Ok(None),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(slash) => before_query.split_at(slash),
+        None => (before_query, ""),
+    };
+    if !matches!(path, "" | "/" | "/0") {
+        return Err(format!(
+            "a Redis Cluster has only database 0, not {:?}",
+            path.trim_start_matches('/')
+        ));
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let mut nodes = Vec::new();
+    for host in hosts.split(',') {
+        let port_ok = host
+            .rsplit_once(':')
+            .is_some_and(|(name, port)| !name.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(format!(
+                "each cluster node is HOST:PORT, and {host:?} is not"
+            ));
+        }
+        let mut node = format!("{node_scheme}://");
+        if let Some(userinfo) = userinfo {
+            node.push_str(userinfo);
+            node.push('@');
+        }
+        node.push_str(host);
+        if let Some(query) = query {
+            node.push('?');
+            node.push_str(query);
+        }
+        nodes.push(node);
+    }
+    Ok(Some(nodes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +498,34 @@ mod tests {
             split_prefix("redis://h").unwrap(),
             ("redis://h".to_owned(), None)
         );
+    }
+
+    #[test]
+    fn cluster_urls_become_seed_nodes() {
+        assert_eq!(cluster_nodes("redis://h:1/0"), Ok(None));
+        assert_eq!(
+            cluster_nodes("redis+cluster://a:7000,b:7001"),
+            Ok(Some(vec![
+                "redis://a:7000".to_owned(),
+                "redis://b:7001".to_owned()
+            ]))
+        );
+        assert_eq!(
+            cluster_nodes("rediss+cluster://u:pw@a:7000/0?protocol=resp3"),
+            Ok(Some(vec!["rediss://u:pw@a:7000?protocol=resp3".to_owned()]))
+        );
+        assert_eq!(
+            cluster_nodes("REDIS+CLUSTER://[::1]:7000/"),
+            Ok(Some(vec!["redis://[::1]:7000".to_owned()]))
+        );
+        for bad in [
+            "redis+cluster://a:7000/1",
+            "redis+cluster://a",
+            "redis+cluster://a:7000,",
+            "redis+cluster://a:x",
+            "redis+cluster://:7000",
+        ] {
+            assert!(cluster_nodes(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,31 +9,24 @@ mod redis_server;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{cmd, RedisResult};
 
+use super::layout::RecordArg;
 use super::scripts::Scripts;
 use redis_server::RedisServer;
 
 const RECORD: &str = "{t}:k:key";
 const INDEX: &str = "{t}:i";
-const VERSIONS: &str = "{t}:v";
-const LIVE: &str = "{t}:live";
 const NOW: &str = "1700000000";
 
-/// Valid arguments of one record after the name: value, has metadata, metadata, expiration, TTL.
-const GOOD: [&str; 5] = ["before", "1", "{\"n\":1}", "1700003600", "3600000"];
-
-/// Expirations and TTLs a script must refuse: the attack's (milliseconds beyond an `i64`), past
-/// what a double holds exactly, not whole decimal numbers, and empty halves.
-const BAD_EXPIRY: [(&str, &str); 10] = [
-    ("9223372038554775", "9223372038554775000"),
-    ("18446744073709551615", "18446744073709551615000"),
-    ("9007199254741", "1000"),
-    ("1700003600", "9007199254740993"),
-    ("1700003600", "1e3"),
-    ("1700003600", "-5"),
-    ("1700003600", "0"),
-    ("1700003600", ""),
-    ("", "1000"),
-    ("17e8", "1000"),
+/// TTLs a script must refuse: the attack's (milliseconds beyond an `i64`), past what a double
+/// holds exactly, and not whole positive decimal numbers.
+const BAD_PTTL: [&str; 7] = [
+    "9223372038554775000",
+    "18446744073709551615000",
+    "9007199254740993",
+    "1e3",
+    "-5",
+    "0",
+    " 1",
 ];
 
 struct Redis {
@@ -44,15 +37,9 @@ struct Redis {
 
 async fn redis() -> Redis {
     let server = RedisServer::start();
-    let mut conn = ::redis::Client::open(server.url())
+    let conn = ::redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = cmd("SET")
-        .arg(LIVE)
-        .arg(1)
-        .query_async(&mut conn)
         .await
         .unwrap();
     Redis {
@@ -62,41 +49,56 @@ async fn redis() -> Redis {
     }
 }
 
+fn record(version: u64, value: &str) -> Vec<u8> {
+    RecordArg::new(
+        version,
+        Some(1_700_003_600),
+        Some("{\"n\":1}"),
+        value.as_bytes(),
+    )
+    .to_vec()
+}
+
 /// Everything the scripts may touch, for before/after comparisons.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
-    record: Vec<(String, String)>,
+    record: Option<Vec<u8>>,
     index: Option<Vec<String>>,
-    counter: Option<String>,
 }
 
 impl Redis {
-    async fn put(&mut self, mode: &str, expected: &str, record: [&str; 5]) -> RedisResult<i64> {
+    async fn put(
+        &mut self,
+        mode: &str,
+        expected: &str,
+        record: &[u8],
+        pttl: &str,
+    ) -> RedisResult<i64> {
         self.scripts
             .put
             .key(RECORD)
             .key(INDEX)
-            .key(VERSIONS)
-            .key(LIVE)
             .arg("key")
             .arg(mode)
             .arg(expected)
             .arg(NOW)
-            .arg(&record[..])
+            .arg(record)
+            .arg(pttl)
             .invoke_async(&mut self.conn)
             .await
     }
 
-    async fn put_many(&mut self, items: &[(&str, [&str; 5])]) -> RedisResult<i64> {
-        let mut invocation = self.scripts.put_many.prepare_invoke();
-        invocation.key(INDEX).key(VERSIONS).key(LIVE);
-        for (name, record) in items {
-            invocation
-                .key(format!("{{t}}:k:{name}"))
-                .arg(name)
-                .arg(&record[..]);
-        }
-        invocation.invoke_async(&mut self.conn).await
+    async fn delete(&mut self, mode: &str, expected: &str) -> RedisResult<i64> {
+        self.scripts
+            .delete
+            .key(RECORD)
+            .key(INDEX)
+            .arg("key")
+            .arg(mode)
+            .arg(expected)
+            .arg(NOW)
+            .invoke_async(&mut self.conn)
+            .await
     }
 
     /// The record's remaining lifetime in ms (-1 without one), which real time keeps lowering.
@@ -108,7 +110,7 @@ impl Redis {
             .unwrap()
     }
 
-    /// Asserts the record still has its Redis TTL (a rewrite without `PEXPIRE` would drop it).
+    /// Asserts the record still has its Redis TTL (a rewrite without `PX` would drop it).
     async fn assert_ttl_kept(&mut self, context: &str) {
         let ttl_ms = self.ttl_ms().await;
         assert!(
@@ -118,12 +120,11 @@ impl Redis {
     }
 
     async fn snapshot(&mut self) -> Snapshot {
-        let mut record: Vec<(String, String)> = cmd("HGETALL")
+        let record: Option<Vec<u8>> = cmd("GET")
             .arg(RECORD)
             .query_async(&mut self.conn)
             .await
-            .unwrap();
-        record.sort();
+            .unwrap_or(None);
         let kind: String = cmd("TYPE")
             .arg(INDEX)
             .query_async(&mut self.conn)
@@ -141,91 +142,140 @@ impl Redis {
             ),
             _ => None,
         };
-        let counter: Option<String> = cmd("GET")
-            .arg(VERSIONS)
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
-        Snapshot {
-            record,
-            index,
-            counter,
-        }
+        Snapshot { record, index }
     }
 }
 
 #[tokio::test]
-async fn put_refuses_bad_expiry_arguments_before_writing() {
+async fn put_refuses_a_bad_ttl_before_writing() {
     let mut r = redis().await;
-    assert_eq!(r.put("overwrite", "", GOOD).await.unwrap(), 1);
+    assert_eq!(
+        r.put("overwrite", "", &record(7, "before"), "3600000")
+            .await
+            .unwrap(),
+        1
+    );
     let before = r.snapshot().await;
     r.assert_ttl_kept("written").await;
-    for (expiration, pttl) in BAD_EXPIRY {
-        let record = ["after", "0", "", expiration, pttl];
+    for pttl in BAD_PTTL {
         // Refused whatever the condition (the bad argument is found before the condition).
-        for (mode, expected) in [("overwrite", ""), ("version", "1"), ("absent", "")] {
-            let context = format!("{mode} {expiration:?}/{pttl:?}");
-            assert_eq!(r.put(mode, expected, record).await, Ok(-3), "{context}");
+        for (mode, expected) in [("overwrite", ""), ("version", "7"), ("absent", "")] {
+            let context = format!("{mode} {pttl:?}");
+            let outcome = r.put(mode, expected, &record(8, "after"), pttl).await;
+            assert_eq!(outcome, Ok(-3), "{context}");
             assert_eq!(r.snapshot().await, before, "{context}");
             r.assert_ttl_kept(&context).await;
         }
     }
-    // A metadata flag other than 0 or 1 is refused too.
-    let outcome = r.put("overwrite", "", ["after", "yes", "", "", ""]).await;
-    assert_eq!(outcome, Ok(-3));
-    assert_eq!(r.snapshot().await, before);
     // The version still matches: the refused writes changed nothing.
-    assert_eq!(r.put("version", "1", GOOD).await.unwrap(), 2);
-}
-
-#[tokio::test]
-async fn put_many_with_a_bad_third_item_writes_none() {
-    let mut r = redis().await;
-    assert_eq!(r.put("overwrite", "", GOOD).await.unwrap(), 1);
-    let before = r.snapshot().await;
-    for (expiration, pttl) in BAD_EXPIRY {
-        let items = [
-            ("a", ["1", "0", "", "", ""]),
-            ("key", ["2", "1", "[]", "1700000120", "120000"]),
-            ("c", ["3", "0", "", expiration, pttl]),
-        ];
-        assert_eq!(r.put_many(&items).await, Ok(-3), "{expiration:?}/{pttl:?}");
-        assert_eq!(r.snapshot().await, before);
-        r.assert_ttl_kept("bulk").await;
-        for name in ["a", "c"] {
-            let exists: i64 = cmd("EXISTS")
-                .arg(format!("{{t}}:k:{name}"))
-                .query_async(&mut r.conn)
-                .await
-                .unwrap();
-            assert_eq!(exists, 0, "{name} was not written");
-        }
-    }
+    assert_eq!(
+        r.put("version", "7", &record(9, "after"), "3600000")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        r.put("version", "7", &record(10, "stale"), "")
+            .await
+            .unwrap(),
+        -1
+    );
+    assert_eq!(
+        r.put("absent", "", &record(11, "taken"), "").await.unwrap(),
+        -1
+    );
+    assert_eq!(r.snapshot().await.record, Some(record(9, "after")));
 }
 
 #[tokio::test]
 async fn a_failing_command_comes_before_the_record_is_touched() {
     let mut r = redis().await;
-    assert_eq!(r.put("overwrite", "", GOOD).await.unwrap(), 1);
-    // An index of the wrong type makes ZADD fail: that must happen before the record changes.
+    assert_eq!(
+        r.put("overwrite", "", &record(1, "before"), "3600000")
+            .await
+            .unwrap(),
+        1
+    );
+    // An index of the wrong type (not a tombstone string) makes ZADD fail: that must happen
+    // before the record changes.
+    let () = cmd("DEL")
+        .arg(INDEX)
+        .query_async(&mut r.conn)
+        .await
+        .unwrap();
+    let () = cmd("HSET")
+        .arg(INDEX)
+        .arg("not")
+        .arg("a sorted set")
+        .query_async(&mut r.conn)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    let before = r.snapshot().await;
+    for (mode, expected) in [("overwrite", ""), ("version", "1")] {
+        assert!(r
+            .put(mode, expected, &record(2, "after"), "")
+            .await
+            .is_err());
+    }
+    assert_eq!(r.snapshot().await, before, "the record is untouched");
+    r.assert_ttl_kept("failed write").await;
+}
+
+#[tokio::test]
+async fn a_tombstoned_index_refuses_writes_and_a_foreign_value_is_an_error() {
+    let mut r = redis().await;
+    let () = cmd("SET")
+        .arg(INDEX)
+        .arg("deleted")
+        .query_async(&mut r.conn)
+        .await
+        .unwrap();
+    for (mode, expected) in [("overwrite", ""), ("absent", ""), ("version", "1")] {
+        assert_eq!(
+            r.put(mode, expected, &record(1, "v"), "").await,
+            Ok(-2),
+            "{mode}"
+        );
+    }
+    assert_eq!(r.snapshot().await.record, None, "nothing written");
+    assert_eq!(r.delete("overwrite", "").await, Ok(0));
+
     let () = cmd("DEL")
         .arg(INDEX)
         .query_async(&mut r.conn)
         .await
         .unwrap();
     let () = cmd("SET")
-        .arg(INDEX)
-        .arg("not a sorted set")
+        .arg(RECORD)
+        .arg("not a record")
         .query_async(&mut r.conn)
         .await
         .unwrap();
-    let before = r.snapshot().await;
-    let record = ["after", "0", "", "", ""];
-    assert!(r.put("overwrite", "", record).await.is_err());
-    let items = [("key", record), ("other", record)];
-    assert!(r.put_many(&items).await.is_err());
-    let after = r.snapshot().await;
-    assert_eq!(after.record, before.record, "the record is untouched");
-    r.assert_ttl_kept("failed write").await;
-    // Only the version counter may have advanced: versions need to be unique, not dense.
+    assert!(r.put("version", "1", &record(1, "v"), "").await.is_err());
+    assert!(r.delete("version", "1").await.is_err());
+    assert_eq!(
+        r.snapshot().await.record.as_deref(),
+        Some(&b"not a record"[..])
+    );
+}
+
+#[tokio::test]
+async fn conditional_delete_checks_the_header() {
+    let mut r = redis().await;
+    assert_eq!(
+        r.put("overwrite", "", &record(5, "v"), "").await.unwrap(),
+        1
+    );
+    assert_eq!(r.delete("version", "4").await, Ok(-1));
+    assert_eq!(r.delete("absent", "").await, Ok(-1));
+    assert_eq!(r.delete("version", "5").await, Ok(1));
+    assert_eq!(
+        r.snapshot().await,
+        Snapshot {
+            record: None,
+            index: None
+        }
+    );
+    assert_eq!(r.delete("overwrite", "").await, Ok(0));
 }

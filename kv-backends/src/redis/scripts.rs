@@ -1,117 +1,86 @@
-//! The Lua scripts that make conditional writes atomic inside Redis, one round trip each.
+//! The Lua scripts: only where a condition must be checked and applied atomically inside
+//! Redis (a conditional put or delete, pruning the index, the namespace catalog).
 //!
-//! Every key a script touches carries the namespace's hash tag, so each script runs within one
-//! cluster slot. Records are hashes with the fields `v` (value), `m` (metadata JSON, absent when
-//! there is none), `e` (expiration, unix seconds, absent when none) and `ver` (version).
+//! Every key a record script touches carries the record's bucket tag, so each script runs
+//! within one cluster slot. A record is one string, `r1 VERSION EXPIRATION|- METALEN\n`, then
+//! the metadata JSON, then the value (see `layout.rs`); the scripts read only its header, with
+//! `GETRANGE`, so a conditional write of a 25 MiB value does not copy the old one into Lua.
+//! A deleted namespace's bucket indexes are string tombstones: a script finds one with `TYPE`.
 
 use ::redis::Script;
 
-/// Shared Lua: the live version of a record, or false when it is absent or expired at `now`.
+/// Shared Lua: the live version of a record (its decimal text), or false when the record is
+/// absent or expired at `now`. Versions stay text: they are 64-bit, beyond Lua's doubles.
 const LIVE_VERSION: &str = r#"
 local function live_version(key, now)
-  local cur = redis.call('HMGET', key, 'ver', 'e')
-  if not cur[1] then return false end
-  if cur[2] and tonumber(cur[2]) <= now then return false end
-  return cur[1]
+  local head = redis.call('GETRANGE', key, 0, 63)
+  if head == '' then return false end
+  local ver, exp = string.match(head, '^r1 (%d+) ([%d-]+) %d+\n')
+  if not ver then return redis.error_reply('ERR not a tower-kv record: ' .. key) end
+  if exp ~= '-' and tonumber(exp) <= now then return false end
+  return ver
 end
 "#;
 
-/// Shared Lua: whether one record's arguments can be written as they are. Every argument a
-/// write uses is checked here, before the script's first write, because Redis does not roll a
-/// script back: a command failing halfway (a `PEXPIRE` of milliseconds beyond an `i64`) would
-/// leave the record replaced and its TTL gone. The bounds are those of
-/// [`MAX_EXPIRATION_SECS`](super::MAX_EXPIRATION_SECS): 2^53 - 1 ms, beyond which Lua's
-/// doubles are no longer exact.
-const VALID_RECORD: &str = r#"
-local function valid_record(has_meta, expiration, pttl)
-  if has_meta ~= '0' and has_meta ~= '1' then return false end
-  if expiration == '' then return pttl == '' end
-  if not string.match(expiration, '^%d+$') or #expiration > 13 then return false end
-  if tonumber(expiration) > 9007199254740 then return false end
+/// Shared Lua: whether a TTL in milliseconds can be applied as it is (empty: none). Checked
+/// before the first write, because Redis does not roll a script back: a `SET ... PX` refused
+/// halfway would leave the index changed. The bound is that of
+/// [`MAX_EXPIRATION_SECS`](super::MAX_EXPIRATION_SECS): 2^53 - 1 ms.
+const VALID_PTTL: &str = r#"
+local function valid_pttl(pttl)
+  if pttl == '' then return true end
   if not string.match(pttl, '^[1-9]%d*$') or #pttl > 16 then return false end
   return tonumber(pttl) <= 9007199254740991
 end
 "#;
 
-/// Writes one record, replacing whatever was there; its arguments have passed `valid_record`.
-///
-/// The commands that can still fail come first: `INCR` (a counter that is not an integer) and
-/// `ZADD` (an index of another type). If one does, the record is untouched; at most the counter
-/// has moved, which is harmless, since versions need to be unique, not consecutive. What follows
-/// cannot fail: `DEL`, one `HSET` of every field, and a `PEXPIRE` of validated milliseconds.
-const WRITE_RECORD: &str = r#"
-local function write_record(key, index, versions, name, value, has_meta, meta, expiration, pttl)
-  local ver = redis.call('INCR', versions)
-  redis.call('ZADD', index, 0, name)
-  redis.call('DEL', key)
-  local fields = {'v', value, 'ver', ver}
-  if has_meta == '1' then
-    fields[#fields + 1] = 'm'
-    fields[#fields + 1] = meta
-  end
-  if expiration ~= '' then
-    fields[#fields + 1] = 'e'
-    fields[#fields + 1] = expiration
-  end
-  redis.call('HSET', key, unpack(fields))
-  if expiration ~= '' then redis.call('PEXPIRE', key, pttl) end
-  return ver
-end
-"#;
-
-/// `put`: KEYS = record, index, versions, live marker;
-/// ARGV = name, mode (`overwrite` | `absent` | `version`), expected version, now (unix
-/// seconds), value, has metadata (`0`/`1`), metadata, expiration (or empty), TTL in ms (or
-/// empty). Returns the new version, -1 when the condition fails, -2 when the namespace is gone,
-/// -3 when an argument is invalid (then nothing is written, whatever the condition).
+/// `put`: KEYS = record, bucket index; ARGV = name, mode (`overwrite` | `absent` |
+/// `version`), expected version, now (unix seconds), the record, TTL in ms (or empty).
+/// Returns 1 when written, -1 when the condition fails, -2 when the namespace is gone, -3 when
+/// the TTL is invalid (then nothing is written, whatever the condition).
+/// `ZADD` (which fails on an index of another type) runs before the record is replaced.
+/// On one node an unconditional put is a pipelined `SET` and `ZADD` instead; on a cluster it
+/// runs here too, because a slot migration can split a pipeline between two nodes (an `ASK`
+/// retried whole would create the index on the importing node before it is migrated), while a
+/// script is refused with `TRYAGAIN` until its keys are together, and then retried.
 const PUT: &str = r#"
-if redis.call('EXISTS', KEYS[4]) == 0 then return -2 end
-if not valid_record(ARGV[6], ARGV[8], ARGV[9]) then return -3 end
+if redis.call('TYPE', KEYS[2]).ok == 'string' then return -2 end
+if not valid_pttl(ARGV[6]) then return -3 end
 local mode = ARGV[2]
 if mode ~= 'overwrite' then
   local live = live_version(KEYS[1], tonumber(ARGV[4]))
+  if type(live) == 'table' then return live end
   if mode == 'absent' and live then return -1 end
   if mode == 'version' and live ~= ARGV[3] then return -1 end
 end
-return write_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[6] == '' then
+  redis.call('SET', KEYS[1], ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[6])
+end
+return 1
 "#;
 
-/// `delete`: KEYS = record, index; ARGV = name, mode, expected version, now.
+/// `delete`: KEYS = record, bucket index; ARGV = name, mode, expected version, now.
 /// Returns 1 when a live entry was removed, 0 when there was none, -1 when the condition fails.
-/// `ZREM` (which fails on an index of another type) runs before the record is deleted.
+/// A tombstoned index (deleted namespace) is left as it is.
 const DELETE: &str = r#"
 local mode = ARGV[2]
 local live = live_version(KEYS[1], tonumber(ARGV[4]))
+if type(live) == 'table' then return live end
 if mode == 'absent' and live then return -1 end
 if mode == 'version' and live ~= ARGV[3] then return -1 end
-redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('TYPE', KEYS[2]).ok == 'zset' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 redis.call('DEL', KEYS[1])
 if live then return 1 else return 0 end
 "#;
 
-/// `put_many`: KEYS = index, versions, live marker, then one record key per item;
-/// ARGV = six per item: name, value, has metadata, metadata, expiration, TTL in ms.
-/// Returns the number written, -2 when the namespace is gone, -3 when any item's arguments are
-/// invalid. All or nothing: every item is validated before the first is written, and once the
-/// first item's `INCR` and `ZADD` succeed the others' cannot fail (same counter, same index).
-const PUT_MANY: &str = r#"
-if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
-local n = #KEYS - 3
-if #ARGV ~= n * 6 then return -3 end
-for i = 1, n do
-  local a = (i - 1) * 6
-  if not valid_record(ARGV[a + 3], ARGV[a + 5], ARGV[a + 6]) then return -3 end
-end
-for i = 1, n do
-  local a = (i - 1) * 6
-  write_record(KEYS[i + 3], KEYS[1], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
-end
-return n
-"#;
-
-/// Drops names from the index whose records are gone (expired by Redis), without racing a
-/// writer that re-created one: KEYS = index, then one record key per name; ARGV = the names.
+/// Drops names from a bucket's index whose records are gone (expired by Redis, or deleted
+/// between an unconditional put's `SET` and its `ZADD`), without racing a writer that
+/// re-created one: KEYS = index, then one record key per name; ARGV = the names.
 const PRUNE_INDEX: &str = r#"
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
 local removed = 0
 for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
@@ -121,14 +90,25 @@ end
 return removed
 "#;
 
-/// Creates a namespace unless the title is taken: KEYS = catalog, live marker; ARGV = id,
-/// title. Returns 1, or 0 when the title is taken.
+/// Retires one bucket of a deleted namespace: KEYS = index, retired index. Moves the names to
+/// the retired index (merging with one an interrupted deletion left) and leaves a string
+/// tombstone where the index was, so a stale handle's `ZADD` fails from now on.
+const RETIRE_BUCKET: &str = r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'zset' then
+  redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[1])
+end
+redis.call('SET', KEYS[1], 'deleted')
+return redis.call('ZCARD', KEYS[2])
+"#;
+
+/// Creates a namespace unless the title is taken: KEYS = catalog; ARGV = id, title.
+/// Returns 1, or 0 when the title is taken.
 const CREATE_NAMESPACE: &str = r#"
 for _, title in ipairs(redis.call('HVALS', KEYS[1])) do
   if title == ARGV[2] then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SET', KEYS[2], '1')
 return 1
 "#;
 
@@ -149,8 +129,8 @@ return 1
 pub(crate) struct Scripts {
     pub put: Script,
     pub delete: Script,
-    pub put_many: Script,
     pub prune_index: Script,
+    pub retire_bucket: Script,
     pub create_namespace: Script,
     pub rename_namespace: Script,
 }
@@ -163,10 +143,10 @@ impl Scripts {
             Script::new(&source)
         };
         Scripts {
-            put: with(&[LIVE_VERSION, VALID_RECORD, WRITE_RECORD], PUT),
+            put: with(&[LIVE_VERSION, VALID_PTTL], PUT),
             delete: with(&[LIVE_VERSION], DELETE),
-            put_many: with(&[VALID_RECORD, WRITE_RECORD], PUT_MANY),
             prune_index: Script::new(PRUNE_INDEX),
+            retire_bucket: Script::new(RETIRE_BUCKET),
             create_namespace: Script::new(CREATE_NAMESPACE),
             rename_namespace: Script::new(RENAME_NAMESPACE),
         }

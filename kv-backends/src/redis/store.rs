@@ -1,59 +1,26 @@
 //! One namespace of the Redis backend.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use ::redis::AsyncCommands;
+use ::redis::{Cmd, RedisError, Value};
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
     KeyInfo, KvError, LimitError, ListOptions, ListPage, NamespaceStore, NewEntry, PutOutcome,
     Result, Version, WriteMode,
 };
-use serde_json::Value;
+use serde_json::Value as Json;
 
+use super::conn::server_error;
+use super::layout::{bucket_of, parse_header, Header, NamespaceKeys, RecordArg, BUCKETS};
 use super::{redis_error, Shared, KIND, MAX_EXPIRATION_SECS};
 
-/// Names fetched from the index per round trip while filling a page.
-const LIST_BATCH: usize = 256;
-
-/// The Redis keys of one namespace; all share the hash tag `{PREFIX:ID}`.
-#[derive(Debug, Clone)]
-pub(crate) struct NamespaceKeys {
-    tag: String,
-    /// Sorted set of the key names.
-    pub index: String,
-    /// Version counter.
-    pub versions: String,
-    /// Present while the namespace exists.
-    pub live: String,
-}
-
-impl NamespaceKeys {
-    pub(crate) fn new(prefix: &str, id: &str) -> Self {
-        let tag = format!("{{{prefix}:{id}}}");
-        NamespaceKeys {
-            index: format!("{tag}:i"),
-            versions: format!("{tag}:v"),
-            live: format!("{tag}:live"),
-            tag,
-        }
-    }
-
-    /// The record key of `name`.
-    pub(crate) fn record(&self, name: impl AsRef<[u8]>) -> Vec<u8> {
-        let name = name.as_ref();
-        let mut key = Vec::with_capacity(self.tag.len() + 3 + name.len());
-        key.extend_from_slice(self.tag.as_bytes());
-        key.extend_from_slice(b":k:");
-        key.extend_from_slice(name);
-        key
-    }
-}
-
-/// The fields of a record as `HMGET v m e ver` returns them.
-type RawRecord = (Option<Vec<u8>>, Option<String>, Option<u64>, Option<u64>);
+/// How much of a record a listing reads: the header and the metadata (1 KiB by default
+/// limits); a record whose metadata runs past this is read again in full.
+const LIST_READ: usize = 2048;
 
 pub(crate) struct RedisNamespace {
     shared: Arc<Shared>,
@@ -86,16 +53,49 @@ fn invalid_arguments() -> KvError {
     )
 }
 
-fn decode_metadata(key: &str, json: Option<String>) -> Result<Option<Value>> {
-    json.map(|text| {
-        serde_json::from_str(&text).map_err(|e| {
-            KvError::backend(
-                KIND,
-                kv_core::Message(format!("metadata of key {key:?} is not JSON: {e}")),
-            )
-        })
+fn not_a_record(key: &str) -> KvError {
+    KvError::backend(
+        KIND,
+        kv_core::Message(format!(
+            "the Redis value of key {key:?} is not a tower-kv record (another layout?)"
+        )),
+    )
+}
+
+fn decode_metadata(key: &str, json: &[u8]) -> Result<Option<Json>> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(json).map(Some).map_err(|e| {
+        KvError::backend(
+            KIND,
+            kv_core::Message(format!("metadata of key {key:?} is not JSON: {e}")),
+        )
     })
-    .transpose()
+}
+
+/// A deleted namespace's tombstone answered an index update.
+fn is_wrong_type(error: &RedisError) -> bool {
+    error.code() == Some("WRONGTYPE")
+}
+
+/// One record's write arguments, validated and encoded before any I/O.
+struct Prepared {
+    version: u64,
+    expiration: Option<u64>,
+    meta: Option<String>,
+    /// The TTL in ms for `PX` (`None`: no expiry).
+    pttl: Option<u64>,
+}
+
+/// One bucket's progress through a listing merge.
+struct BucketScan {
+    /// Names read from the index and not yet merged, in byte order.
+    buffer: VecDeque<String>,
+    /// `ZRANGEBYLEX` min for the next read.
+    next_min: Vec<u8>,
+    /// The index holds nothing past what was read.
+    exhausted: bool,
 }
 
 impl RedisNamespace {
@@ -116,26 +116,24 @@ impl RedisNamespace {
             .unwrap_or(0)
     }
 
-    /// The script arguments of one record: value, has metadata, metadata, expiration, TTL ms.
+    /// Validates and encodes one record's metadata and expiry, with a fresh version.
     ///
     /// An expiration past [`MAX_EXPIRATION_SECS`] is refused here, before any round trip: the
-    /// shared limits stop it by default, but limits can be relaxed, and the scripts could not
-    /// apply it (they refuse it too, as a last line, before writing anything).
-    fn record_args(
-        &self,
-        entry: &NewEntry,
-    ) -> Result<(Bytes, &'static str, String, String, String)> {
-        let (has_meta, meta) = match &entry.metadata {
-            Some(metadata) => (
-                "1",
-                serde_json::to_string(metadata).map_err(|source| KvError::Encode {
-                    what: "metadata",
-                    source,
-                })?,
-            ),
-            None => ("0", String::new()),
+    /// shared limits stop it by default, but limits can be relaxed, and Redis could not apply
+    /// it (the scripts refuse it too, as a last line, before writing anything).
+    fn prepare(&self, entry: &NewEntry) -> Result<Prepared> {
+        let meta = match &entry.metadata {
+            Some(metadata) => {
+                Some(
+                    serde_json::to_string(metadata).map_err(|source| KvError::Encode {
+                        what: "metadata",
+                        source,
+                    })?,
+                )
+            }
+            None => None,
         };
-        let (expiration, pttl) = match entry.expiration {
+        let pttl = match entry.expiration {
             Some(at) if at > MAX_EXPIRATION_SECS => {
                 return Err(LimitError::ExpirationTooLate {
                     expiration: at,
@@ -143,37 +141,135 @@ impl RedisNamespace {
                 }
                 .into())
             }
-            Some(at) => {
-                // At most 2^53 - 1 ms after the bound check, so neither side can overflow; an
-                // expiration already past (the clock moved) still gets the shortest Redis TTL.
-                let remaining = (at * 1000).saturating_sub(self.now_ms()).max(1);
-                (at.to_string(), remaining.to_string())
-            }
-            None => (String::new(), String::new()),
+            // At most 2^53 - 1 ms after the bound check, so neither side can overflow; an
+            // expiration already past (the clock moved) still gets the shortest Redis TTL.
+            Some(at) => Some((at * 1000).saturating_sub(self.now_ms()).max(1)),
+            None => None,
         };
-        Ok((entry.value.clone(), has_meta, meta, expiration, pttl))
+        Ok(Prepared {
+            version: self.shared.versions.next(),
+            expiration: entry.expiration,
+            meta,
+            pttl,
+        })
     }
 
-    fn to_entry(&self, key: &str, raw: RawRecord) -> Result<Option<Entry>> {
-        let (value, metadata, expiration, version) = raw;
-        let (Some(value), Some(version)) = (value, version) else {
+    /// `SET record PX ttl` for a prepared record.
+    fn set_cmd(&self, record_key: Vec<u8>, prepared: &Prepared, value: &[u8]) -> Cmd {
+        let record = RecordArg::new(
+            prepared.version,
+            prepared.expiration,
+            prepared.meta.as_deref(),
+            value,
+        );
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(record_key).arg(record);
+        if let Some(pttl) = prepared.pttl {
+            cmd.arg("PX").arg(pttl);
+        }
+        cmd
+    }
+
+    /// Decodes a whole record read with `GET`.
+    fn to_entry(&self, key: &str, raw: Option<Vec<u8>>) -> Result<Option<Entry>> {
+        let Some(raw) = raw else {
             return Ok(None);
         };
-        if is_expired(expiration, self.shared.clock.now()) {
+        let header = parse_header(&raw).ok_or_else(|| not_a_record(key))?;
+        if raw.len() < header.value_start() {
+            return Err(not_a_record(key));
+        }
+        if is_expired(header.expiration, self.shared.clock.now()) {
             return Ok(None);
         }
+        let metadata = decode_metadata(key, &raw[header.body_start..header.value_start()])?;
+        let value = Bytes::from(raw).slice(header.value_start()..);
         Ok(Some(Entry {
-            value: Bytes::from(value),
-            metadata: decode_metadata(key, metadata)?,
-            expiration,
-            version: Version::from_raw(version),
+            value,
+            metadata,
+            expiration: header.expiration,
+            version: Version::from_raw(header.version),
         }))
+    }
+
+    /// Writes one validated record: a pipelined `SET` and `ZADD` when unconditional on one
+    /// node, the `put` script otherwise.
+    async fn put_prepared(
+        &self,
+        key: &str,
+        entry: &NewEntry,
+        prepared: Prepared,
+        mode: WriteMode,
+    ) -> Result<PutOutcome> {
+        let bucket = bucket_of(key.as_bytes());
+        let record_key = self.keys.record_in(bucket, key.as_bytes());
+        let mut conn = self.shared.conn.clone();
+        if mode == WriteMode::Overwrite && !self.shared.conn.is_cluster() {
+            // SET, then ZADD, pipelined (one round trip, one slot). In this order a delete
+            // that lands between them leaves a name without a record, which listings prune;
+            // the other order could leave a record no listing shows.
+            let mut pipe = ::redis::pipe();
+            pipe.add_command(self.set_cmd(record_key.clone(), &prepared, &entry.value))
+                .ignore();
+            pipe.zadd(self.keys.index(bucket), key, 0).ignore();
+            return match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => Ok(PutOutcome::Written(Version::from_raw(prepared.version))),
+                Err(error) if is_wrong_type(&error) => {
+                    Err(self.undo_into_gone(vec![record_key]).await)
+                }
+                Err(error) => Err(redis_error(error)),
+            };
+        }
+        let (mode_name, expected) = mode_args(mode);
+        let record = RecordArg::new(
+            prepared.version,
+            prepared.expiration,
+            prepared.meta.as_deref(),
+            &entry.value,
+        );
+        let pttl = prepared.pttl.map(|ms| ms.to_string()).unwrap_or_default();
+        let outcome: i64 = self
+            .shared
+            .scripts
+            .put
+            .key(record_key)
+            .key(self.keys.index(bucket))
+            .arg(key)
+            .arg(mode_name)
+            .arg(expected)
+            .arg(self.shared.clock.unix_secs())
+            .arg(record)
+            .arg(pttl)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        match outcome {
+            1 => Ok(PutOutcome::Written(Version::from_raw(prepared.version))),
+            -1 => Ok(PutOutcome::ConditionFailed),
+            -2 => Err(self.gone()),
+            _ => Err(invalid_arguments()),
+        }
     }
 
     fn gone(&self) -> KvError {
         KvError::NamespaceNotFound {
             name: self.id.to_string(),
         }
+    }
+
+    /// After an index update met a tombstone: removes the records just written (best effort:
+    /// the namespace is gone, and the deletion may already have removed them) and says so.
+    async fn undo_into_gone(&self, records: Vec<Vec<u8>>) -> KvError {
+        let mut groups: Vec<Vec<Cmd>> = Vec::new();
+        for record in records {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(record);
+            groups.push(vec![del]);
+        }
+        if let Err(error) = self.shared.conn.query_groups(groups).await {
+            tracing::warn!(ns = %self.id, %error, "could not remove a write to a deleted namespace");
+        }
+        self.gone()
     }
 }
 
@@ -189,9 +285,8 @@ impl NamespaceStore for RedisNamespace {
 
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         let mut conn = self.shared.conn.clone();
-        let raw: RawRecord = ::redis::cmd("HMGET")
-            .arg(self.keys.record(key))
-            .arg(&["v", "m", "e", "ver"])
+        let raw: Option<Vec<u8>> = ::redis::cmd("GET")
+            .arg(self.keys.record(key.as_bytes()))
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
@@ -199,14 +294,16 @@ impl NamespaceStore for RedisNamespace {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
-        let mut pipe = ::redis::pipe();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One MGET: on a cluster the client splits it by slot and reassembles the answers.
+        let mut cmd = ::redis::cmd("MGET");
         for key in keys {
-            pipe.cmd("HMGET")
-                .arg(self.keys.record(key))
-                .arg(&["v", "m", "e", "ver"]);
+            cmd.arg(self.keys.record(key.as_bytes()));
         }
         let mut conn = self.shared.conn.clone();
-        let raws: Vec<RawRecord> = pipe.query_async(&mut conn).await.map_err(redis_error)?;
+        let raws: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await.map_err(redis_error)?;
         keys.iter()
             .zip(raws)
             .map(|(key, raw)| self.to_entry(key, raw))
@@ -214,46 +311,20 @@ impl NamespaceStore for RedisNamespace {
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        let (mode_name, expected) = mode_args(mode);
-        let (value, has_meta, meta, expiration, pttl) = self.record_args(&entry)?;
-        let mut conn = self.shared.conn.clone();
-        let outcome: i64 = self
-            .shared
-            .scripts
-            .put
-            .key(self.keys.record(key))
-            .key(&self.keys.index)
-            .key(&self.keys.versions)
-            .key(&self.keys.live)
-            .arg(key)
-            .arg(mode_name)
-            .arg(expected)
-            .arg(self.shared.clock.unix_secs())
-            .arg(value.as_ref())
-            .arg(has_meta)
-            .arg(meta)
-            .arg(expiration)
-            .arg(pttl)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        match outcome {
-            -1 => Ok(PutOutcome::ConditionFailed),
-            -2 => Err(self.gone()),
-            -3 => Err(invalid_arguments()),
-            version => Ok(PutOutcome::Written(Version::from_raw(version as u64))),
-        }
+        let prepared = self.prepare(&entry)?;
+        self.put_prepared(key, &entry, prepared, mode).await
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         let (mode_name, expected) = mode_args(mode);
+        let bucket = bucket_of(key.as_bytes());
         let mut conn = self.shared.conn.clone();
         let outcome: i64 = self
             .shared
             .scripts
             .delete
-            .key(self.keys.record(key))
-            .key(&self.keys.index)
+            .key(self.keys.record_in(bucket, key.as_bytes()))
+            .key(self.keys.index(bucket))
             .arg(key)
             .arg(mode_name)
             .arg(expected)
@@ -270,49 +341,92 @@ impl NamespaceStore for RedisNamespace {
     }
 
     async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
-        let mut invocation = self.shared.scripts.put_many.prepare_invoke();
-        invocation
-            .key(&self.keys.index)
-            .key(&self.keys.versions)
-            .key(&self.keys.live);
-        for (key, entry) in &items {
-            let (value, has_meta, meta, expiration, pttl) = self.record_args(entry)?;
-            invocation
-                .key(self.keys.record(key))
-                .arg(key)
-                .arg(value.as_ref())
-                .arg(has_meta)
-                .arg(meta)
-                .arg(expiration)
-                .arg(pttl);
+        // Every item is validated before the first is sent: a bad one stores none.
+        let prepared: Vec<Prepared> = items
+            .iter()
+            .map(|(_, entry)| self.prepare(entry))
+            .collect::<Result<_>>()?;
+        if self.shared.conn.is_cluster() {
+            // One script per item, all at once (see `put`: no pipeline may span a migration).
+            let puts = items
+                .into_iter()
+                .zip(prepared)
+                .map(|((key, entry), prepared)| async move {
+                    match self
+                        .put_prepared(&key, &entry, prepared, WriteMode::Overwrite)
+                        .await?
+                    {
+                        PutOutcome::Written(_) => Ok(()),
+                        PutOutcome::ConditionFailed => Err(invalid_arguments()),
+                    }
+                });
+            futures::future::try_join_all(puts).await?;
+            return Ok(());
         }
-        let mut conn = self.shared.conn.clone();
-        let written: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        match written {
-            -2 => Err(self.gone()),
-            -3 => Err(invalid_arguments()),
-            _ => Ok(()),
+        let mut groups: Vec<Vec<Cmd>> = vec![Vec::new(); BUCKETS];
+        let mut names: Vec<Vec<&str>> = vec![Vec::new(); BUCKETS];
+        let mut written = Vec::with_capacity(items.len());
+        for ((key, entry), prepared) in items.iter().zip(&prepared) {
+            let bucket = bucket_of(key.as_bytes());
+            let record_key = self.keys.record_in(bucket, key.as_bytes());
+            written.push(record_key.clone());
+            groups[bucket].push(self.set_cmd(record_key, prepared, &entry.value));
+            names[bucket].push(key);
+        }
+        for (bucket, names) in names.iter().enumerate() {
+            if !names.is_empty() {
+                let mut zadd = ::redis::cmd("ZADD");
+                zadd.arg(self.keys.index(bucket));
+                for name in names {
+                    zadd.arg(0).arg(*name);
+                }
+                groups[bucket].push(zadd);
+            }
+        }
+        let answers = self.shared.conn.query_groups(groups).await?;
+        let errors: Vec<RedisError> = answers.iter().flatten().filter_map(server_error).collect();
+        if errors.iter().any(is_wrong_type) {
+            return Err(self.undo_into_gone(written).await);
+        }
+        match errors.into_iter().next() {
+            Some(error) => Err(redis_error(error)),
+            None => Ok(()),
         }
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
-        let mut pipe = ::redis::pipe();
-        pipe.atomic();
+        let mut groups: Vec<Vec<Cmd>> = vec![Vec::new(); BUCKETS];
+        let mut names: Vec<Vec<&str>> = vec![Vec::new(); BUCKETS];
         for key in keys {
-            pipe.del(self.keys.record(key)).ignore();
+            let bucket = bucket_of(key.as_bytes());
+            let mut del = ::redis::cmd("DEL");
+            del.arg(self.keys.record_in(bucket, key.as_bytes()));
+            groups[bucket].push(del);
+            names[bucket].push(key);
         }
-        pipe.zrem(&self.keys.index, keys).ignore();
-        let mut conn = self.shared.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await.map_err(redis_error)?;
-        Ok(())
+        for (bucket, names) in names.iter().enumerate() {
+            if !names.is_empty() {
+                let mut zrem = ::redis::cmd("ZREM");
+                zrem.arg(self.keys.index(bucket)).arg(names);
+                groups[bucket].push(zrem);
+            }
+        }
+        let answers = self.shared.conn.query_groups(groups).await?;
+        // A deleted namespace's tombstone refuses the ZREM: the records are gone all the same.
+        match answers
+            .iter()
+            .flatten()
+            .filter_map(server_error)
+            .find(|error| !is_wrong_type(error))
+        {
+            Some(error) => Err(redis_error(error)),
+            None => Ok(()),
+        }
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let prefix = options.prefix.as_deref().unwrap_or("");
-        let mut min = match list_start(prefix, options.cursor.as_deref())? {
+        let start = match list_start(prefix, options.cursor.as_deref())? {
             Bound::Included(key) => [b"[".as_slice(), key.as_bytes()].concat(),
             Bound::Excluded(key) => [b"(".as_slice(), key.as_bytes()].concat(),
             Bound::Unbounded => b"-".to_vec(),
@@ -323,62 +437,191 @@ impl NamespaceStore for RedisNamespace {
         } else {
             [b"(".as_slice(), prefix.as_bytes(), &[0xFF]].concat()
         };
+        // Each bucket holds about 1/64 of a page; read twice that per round, at least a few.
+        let per_read = ((options.limit + 1) * 2 / BUCKETS + 2).clamp(4, 256);
         let now = self.shared.clock.now();
-        let mut conn = self.shared.conn.clone();
+        let mut scans: Vec<BucketScan> = (0..BUCKETS)
+            .map(|_| BucketScan {
+                buffer: VecDeque::new(),
+                next_min: start.clone(),
+                exhausted: false,
+            })
+            .collect();
         let mut visible: Vec<KeyInfo> = Vec::new();
         // Gather one more visible key than the page holds, so collect_page can tell whether
         // the listing is complete.
         while visible.len() <= options.limit {
-            let names: Vec<String> = conn
-                .zrangebylex_limit(&self.keys.index, &min, &max, 0, LIST_BATCH as isize)
-                .await
-                .map_err(redis_error)?;
-            let Some(last) = names.last() else {
-                break;
-            };
-            min = [b"(".as_slice(), last.as_bytes()].concat();
-            let mut pipe = ::redis::pipe();
-            for name in &names {
-                pipe.cmd("HMGET")
-                    .arg(self.keys.record(name))
-                    .arg(&["e", "m", "ver"]);
-            }
-            let fields: Vec<(Option<u64>, Option<String>, Option<u64>)> =
-                pipe.query_async(&mut conn).await.map_err(redis_error)?;
-            let mut vanished = Vec::new();
-            for (name, (expiration, metadata, version)) in names.iter().zip(fields) {
-                if version.is_none() {
-                    vanished.push(name);
-                    continue;
-                }
-                if is_expired(expiration, now) {
-                    continue;
-                }
-                visible.push(KeyInfo {
-                    name: name.clone(),
-                    expiration,
-                    metadata: decode_metadata(name, metadata)?,
-                });
-            }
-            if !vanished.is_empty() {
-                self.prune(&vanished).await?;
-            }
-            if names.len() < LIST_BATCH {
+            self.refill(&mut scans, &max, per_read).await?;
+            let wanted = options.limit + 1 - visible.len();
+            let candidates = merge(&mut scans, wanted);
+            if candidates.is_empty() {
                 break;
             }
+            self.check_candidates(&candidates, now, &mut visible)
+                .await?;
         }
         collect_page(visible.into_iter().map(Ok), prefix, options.limit, now)
     }
 }
 
+/// Takes names in byte order from the buckets' buffers, up to `wanted`, while every bucket
+/// that may hold more has some buffered (otherwise its next name could sort first).
+fn merge(scans: &mut [BucketScan], wanted: usize) -> Vec<(usize, String)> {
+    let mut taken = Vec::new();
+    while taken.len() < wanted {
+        if scans.iter().any(|s| s.buffer.is_empty() && !s.exhausted) {
+            break;
+        }
+        let next = scans
+            .iter()
+            .enumerate()
+            .filter_map(|(b, s)| s.buffer.front().map(|name| (b, name)))
+            .min_by(|x, y| x.1.as_bytes().cmp(y.1.as_bytes()))
+            .map(|(b, _)| b);
+        let Some(bucket) = next else {
+            break;
+        };
+        let name = scans[bucket].buffer.pop_front().expect("a front was found");
+        taken.push((bucket, name));
+    }
+    taken
+}
+
 impl RedisNamespace {
-    /// Removes index names whose records Redis has expired.
-    async fn prune(&self, names: &[&String]) -> Result<()> {
+    /// Reads the next names of every bucket whose buffer ran dry, all at once.
+    async fn refill(&self, scans: &mut [BucketScan], max: &[u8], per_read: usize) -> Result<()> {
+        let mut groups: Vec<Vec<Cmd>> = vec![Vec::new(); BUCKETS];
+        let mut any = false;
+        for (bucket, scan) in scans.iter().enumerate() {
+            if scan.buffer.is_empty() && !scan.exhausted {
+                let mut cmd = ::redis::cmd("ZRANGEBYLEX");
+                cmd.arg(self.keys.index(bucket))
+                    .arg(&scan.next_min)
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(per_read);
+                groups[bucket].push(cmd);
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        let answers = self.shared.conn.query_groups(groups).await?;
+        for (bucket, answer) in answers.into_iter().enumerate() {
+            let Some(value) = answer.into_iter().next() else {
+                continue;
+            };
+            let scan = &mut scans[bucket];
+            // A deleted namespace's tombstone is not a sorted set: it lists nothing.
+            let names: Vec<String> = match server_error(&value) {
+                Some(error) if is_wrong_type(&error) => Vec::new(),
+                Some(error) => return Err(redis_error(error)),
+                None => ::redis::from_redis_value(value)
+                    .map_err(|e| redis_error(RedisError::from(e)))?,
+            };
+            if names.len() < per_read {
+                scan.exhausted = true;
+            }
+            if let Some(last) = names.last() {
+                scan.next_min = [b"(".as_slice(), last.as_bytes()].concat();
+            }
+            scan.buffer.extend(names);
+        }
+        Ok(())
+    }
+
+    /// Reads the headers and metadata of merged names; keeps the live ones in order, prunes
+    /// names whose records are gone.
+    async fn check_candidates(
+        &self,
+        candidates: &[(usize, String)],
+        now: std::time::SystemTime,
+        visible: &mut Vec<KeyInfo>,
+    ) -> Result<()> {
+        let mut groups: Vec<Vec<Cmd>> = vec![Vec::new(); BUCKETS];
+        for (bucket, name) in candidates {
+            let mut cmd = ::redis::cmd("GETRANGE");
+            cmd.arg(self.keys.record_in(*bucket, name.as_bytes()))
+                .arg(0)
+                .arg(LIST_READ - 1);
+            groups[*bucket].push(cmd);
+        }
+        let answers = self.shared.conn.query_groups(groups).await?;
+        let mut answers: Vec<std::vec::IntoIter<Value>> =
+            answers.into_iter().map(Vec::into_iter).collect();
+        let mut vanished: Vec<Vec<&String>> = vec![Vec::new(); BUCKETS];
+        for (bucket, name) in candidates {
+            let head: Vec<u8> = match answers[*bucket].next() {
+                Some(value) => {
+                    if let Some(error) = server_error(&value) {
+                        return Err(redis_error(error));
+                    }
+                    ::redis::from_redis_value(value)
+                        .map_err(|e| redis_error(RedisError::from(e)))?
+                }
+                None => Vec::new(),
+            };
+            if head.is_empty() {
+                vanished[*bucket].push(name);
+                continue;
+            }
+            let header = parse_header(&head).ok_or_else(|| not_a_record(name))?;
+            if is_expired(header.expiration, now) {
+                continue;
+            }
+            let metadata = if head.len() >= header.value_start() {
+                decode_metadata(name, &head[header.body_start..header.value_start()])?
+            } else {
+                self.read_metadata(*bucket, name, header).await?
+            };
+            visible.push(KeyInfo {
+                name: name.clone(),
+                expiration: header.expiration,
+                metadata,
+            });
+        }
+        for (bucket, names) in vanished.iter().enumerate() {
+            if !names.is_empty() {
+                self.prune(bucket, names).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Metadata longer than a listing's first read (only under relaxed limits).
+    async fn read_metadata(
+        &self,
+        bucket: usize,
+        name: &str,
+        header: Header,
+    ) -> Result<Option<Json>> {
+        let mut conn = self.shared.conn.clone();
+        let head: Vec<u8> = ::redis::cmd("GETRANGE")
+            .arg(self.keys.record_in(bucket, name.as_bytes()))
+            .arg(0)
+            .arg(header.value_start().saturating_sub(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        match parse_header(&head) {
+            Some(now) if head.len() >= now.value_start() => {
+                decode_metadata(name, &head[now.body_start..now.value_start()])
+            }
+            // Rewritten in between with a longer header: the next listing sees it.
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes index names whose records are gone (expired by Redis, or deleted between an
+    /// unconditional put's two commands).
+    async fn prune(&self, bucket: usize, names: &[&String]) -> Result<()> {
         let mut invocation = self.shared.scripts.prune_index.prepare_invoke();
-        invocation.key(&self.keys.index);
+        invocation.key(self.keys.index(bucket));
         for name in names {
             invocation
-                .key(self.keys.record(name.as_bytes()))
+                .key(self.keys.record_in(bucket, name.as_bytes()))
                 .arg(name.as_str());
         }
         let mut conn = self.shared.conn.clone();
@@ -386,7 +629,7 @@ impl RedisNamespace {
             .invoke_async(&mut conn)
             .await
             .map_err(redis_error)?;
-        tracing::debug!(ns = %self.id, removed, "pruned expired names from the index");
+        tracing::debug!(ns = %self.id, removed, "pruned vanished names from the index");
         Ok(())
     }
 }
