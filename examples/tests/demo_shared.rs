@@ -1,10 +1,14 @@
-//! Two `kv-demo` processes on different ports sharing one store (a kv-server, and a Redis):
+//! Two `kv-demo` processes on different ports sharing one store (a kv-server, a Redis, and a
+//! Redis Cluster):
 //! sessions, rate limits, flags and config are one, not two.
 
 mod support;
 
 #[path = "../../kv-backends/tests/support/redis_server.rs"]
 mod redis_server;
+
+#[path = "../../kv-backends/tests/support/redis_cluster.rs"]
+mod redis_cluster;
 
 use std::time::{Duration, Instant};
 
@@ -124,4 +128,12 @@ async fn two_demos_share_one_kv_server() {
 async fn two_demos_share_one_redis() {
     let redis = redis_server::RedisServer::start();
     shared_store_behaves_as_one(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_demos_share_one_redis_cluster() {
+    let cluster = tokio::task::spawn_blocking(redis_cluster::RedisCluster::start)
+        .await
+        .unwrap();
+    shared_store_behaves_as_one(&cluster.url()).await;
 }
