@@ -663,3 +663,193 @@ async fn an_open_server_signs_the_console_in_but_still_needs_csrf() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// A boolean flag `new-ui`: `on` for `ada`, `off` for everyone else.
+async fn seed_flag(server: &TestServer) {
+    let ns = server.store.namespace("FLAGS").await.unwrap();
+    let flags = kv_middleware::flags::FlagStore::builder(ns)
+        .manual_refresh()
+        .build();
+    let definition = serde_json::from_value(json!({
+        "state": "ENABLED",
+        "variants": {"on": true, "off": false},
+        "defaultVariant": "off",
+        "targets": {"on": ["ada"]},
+    }))
+    .unwrap();
+    flags.set_flag("new-ui", &definition).await.unwrap();
+}
+
+#[tokio::test]
+async fn flags_show_evaluate_and_change_with_compare_and_swap() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in().await;
+    let (_, none) = browser
+        .send(Method::GET, "/console/api/flags", None, false)
+        .await;
+    assert_eq!(
+        none["result"]["exists"], false,
+        "no FLAGS namespace: said, not created"
+    );
+    assert!(server
+        .store
+        .find_namespace("FLAGS")
+        .await
+        .unwrap()
+        .is_none());
+
+    seed_flag(&server).await;
+    let (status, list) = browser
+        .send(Method::GET, "/console/api/flags", None, false)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let flag = &list["result"]["flags"][0];
+    assert_eq!(flag["key"], "new-ui");
+    assert_eq!(flag["definition"]["targets"], json!({"on": ["ada"]}));
+    let version = flag["version"].as_str().unwrap().to_owned();
+
+    let evaluate = |who: &str| json!({"targetingKey": who});
+    let path = "/console/api/flags/new-ui/evaluate";
+    let (_, ada) = browser
+        .send(Method::POST, path, Some(evaluate("ada")), true)
+        .await;
+    assert_eq!(ada["result"]["value"], true);
+    assert_eq!(ada["result"]["reason"], "TARGETING_MATCH");
+    let (_, bob) = browser
+        .send(Method::POST, path, Some(evaluate("bob")), true)
+        .await;
+    assert_eq!(bob["result"]["value"], false);
+    assert_eq!(bob["result"]["variant"], "off");
+
+    // Default variant `on`, at the version read: bob now gets `on`.
+    let (status, changed) = browser
+        .send(
+            Method::PUT,
+            "/console/api/flags/new-ui",
+            Some(json!({"version": version, "default_variant": "on"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    let (_, bob) = browser
+        .send(Method::POST, path, Some(evaluate("bob")), true)
+        .await;
+    assert_eq!(bob["result"]["value"], true);
+
+    // The stale version is refused and changes nothing.
+    let (status, refused) = browser
+        .send(
+            Method::PUT,
+            "/console/api/flags/new-ui",
+            Some(json!({"version": version, "state": "DISABLED"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 412, "{refused}");
+    let (_, bob) = browser
+        .send(Method::POST, path, Some(evaluate("bob")), true)
+        .await;
+    assert_eq!(bob["result"]["value"], true);
+
+    // Toggled off at the current version: everyone gets the caller's default, reason DISABLED.
+    let current = changed["result"]["version"].as_str().unwrap();
+    let (status, _) = browser
+        .send(
+            Method::PUT,
+            "/console/api/flags/new-ui",
+            Some(json!({"version": current, "state": "DISABLED"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, ada) = browser
+        .send(Method::POST, path, Some(evaluate("ada")), true)
+        .await;
+    assert_eq!(ada["result"]["reason"], "DISABLED");
+    assert_eq!(ada["result"]["value"], Value::Null);
+
+    // An unknown variant is refused; without the CSRF token nothing is evaluated or changed.
+    let (status, _) = browser
+        .send(
+            Method::PUT,
+            "/console/api/flags/new-ui",
+            Some(json!({"version": current, "default_variant": "maybe"})),
+            true,
+        )
+        .await;
+    assert!(status == 400 || status == 412, "{status}");
+    let (status, _) = browser
+        .send(Method::POST, path, Some(evaluate("ada")), false)
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn config_history_versions_and_rollback() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in().await;
+    let ns = server.store.namespace("CONFIG").await.unwrap();
+    let site = kv_middleware::config::Config::<Value>::builder(ns, "site")
+        .default_value(Value::Null)
+        .manual_refresh()
+        .load()
+        .await
+        .unwrap();
+    let v1 = site.set(&json!({"title": "A", "items": 5})).await.unwrap();
+    let v2 = site.set(&json!({"title": "B", "items": 5})).await.unwrap();
+
+    let (_, list) = browser
+        .send(Method::GET, "/console/api/config", None, false)
+        .await;
+    assert_eq!(
+        list["result"]["documents"].as_array().unwrap().len(),
+        1,
+        "{list}"
+    );
+    assert_eq!(list["result"]["documents"][0]["key"], "site");
+
+    let (_, doc) = browser
+        .send(Method::GET, "/console/api/config/site", None, false)
+        .await;
+    assert_eq!(doc["result"]["version"], v2);
+    assert_eq!(doc["result"]["live"]["title"], "B");
+    assert_eq!(doc["result"]["versions"].as_array().unwrap().len(), 2);
+    let (_, old) = browser
+        .send(
+            Method::GET,
+            &format!("/console/api/config/site/versions/{v1}"),
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(old["result"]["value"]["title"], "A");
+    let (status, _) = browser
+        .send(
+            Method::GET,
+            "/console/api/config/site/versions/99",
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let rollback = "/console/api/config/site/rollback";
+    let (status, _) = browser
+        .send(Method::POST, rollback, Some(json!({"version": v1})), false)
+        .await;
+    assert_eq!(status, 403, "no CSRF token: no rollback");
+    site.refresh().await.unwrap();
+    assert_eq!(site.get()["title"], "B");
+    let (status, rolled) = browser
+        .send(Method::POST, rollback, Some(json!({"version": v1})), true)
+        .await;
+    assert_eq!(status, 200, "{rolled}");
+    site.refresh().await.unwrap();
+    assert_eq!(site.get()["title"], "A");
+    assert_eq!(
+        Some(rolled["result"]["version"].as_u64().unwrap()),
+        site.version()
+    );
+}

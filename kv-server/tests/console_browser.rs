@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use kv_server::console::ConsoleConfig;
 use kv_server::ServerConfig;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::TestServer;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -291,6 +291,8 @@ async fn drive(browser: &Client, server: &TestServer) -> Result<(), fantoccini::
         .collect();
     assert_eq!(titles, ["SHOP"]);
 
+    flags_and_config(browser, server).await?;
+
     // The token is nowhere in the page or its URL.
     let source = browser.source().await?;
     assert!(!source.contains(TOKEN), "the token is not in the page");
@@ -302,4 +304,115 @@ async fn drive(browser: &Client, server: &TestServer) -> Result<(), fantoccini::
     browser.refresh().await?;
     wait_text(browser, "#signin-view h1", "Sign in").await;
     Ok(())
+}
+
+/// Selects the option with this value in a `<select>`.
+async fn choose(
+    browser: &Client,
+    select: &str,
+    value: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    click(browser, &format!("{select} option[value='{value}']")).await
+}
+
+/// Toggles a flag and sees its evaluation change; diffs two config versions and rolls back.
+async fn flags_and_config(
+    browser: &Client,
+    server: &TestServer,
+) -> Result<(), fantoccini::error::CmdError> {
+    let flags =
+        kv_middleware::flags::FlagStore::builder(server.store.namespace("FLAGS").await.unwrap())
+            .manual_refresh()
+            .build();
+    let definition = serde_json::from_value(json!({
+        "state": "ENABLED",
+        "variants": {"on": true, "off": false},
+        "defaultVariant": "on",
+        "targets": {"off": ["bob"]},
+    }))
+    .unwrap();
+    flags.set_flag("new-ui", &definition).await.unwrap();
+    let site = kv_middleware::config::Config::<Value>::builder(
+        server.store.namespace("CONFIG").await.unwrap(),
+        "site",
+    )
+    .default_value(Value::Null)
+    .manual_refresh()
+    .load()
+    .await
+    .unwrap();
+    site.set(&json!({"title": "Spring sale", "banner": true}))
+        .await
+        .unwrap();
+    site.set(&json!({"title": "Summer sale", "banner": true}))
+        .await
+        .unwrap();
+
+    let card = ".flag[data-flag='new-ui']";
+    click(browser, "#nav-flags").await?;
+    wait_contains(browser, &format!("{card} h2"), "ENABLED").await;
+    fill(browser, &format!("{card} .eval-key"), "ada").await?;
+    click(browser, &format!("{card} .evaluate-button")).await?;
+    wait_contains(
+        browser,
+        &format!("{card} .eval-result"),
+        "value true · variant on",
+    )
+    .await;
+    screenshot(browser, "7-flags").await?;
+
+    // Toggle it off: the same evaluation now answers DISABLED.
+    click(browser, &format!("{card} .toggle")).await?;
+    wait_contains(browser, "#message", "new-ui disabled").await;
+    wait_contains(browser, &format!("{card} h2"), "DISABLED").await;
+    fill(browser, &format!("{card} .eval-key"), "ada").await?;
+    click(browser, &format!("{card} .evaluate-button")).await?;
+    wait_contains(browser, &format!("{card} .eval-result"), "reason DISABLED").await;
+    screenshot(browser, "8-flag-toggled").await?;
+    let stored = flags.get_flag("new-ui").await.unwrap().unwrap();
+    assert_eq!(
+        stored.definition.state,
+        kv_middleware::flags::FlagState::Disabled
+    );
+
+    // Back on, with `off` as the default variant: ada now gets false.
+    click(browser, &format!("{card} .toggle")).await?;
+    wait_contains(browser, &format!("{card} h2"), "ENABLED").await;
+    choose(browser, &format!("{card} .default-variant"), "off").await?;
+    click(browser, &format!("{card} .set-default")).await?;
+    wait_contains(browser, "#message", "default variant off").await;
+    fill(browser, &format!("{card} .eval-key"), "ada").await?;
+    click(browser, &format!("{card} .evaluate-button")).await?;
+    wait_contains(
+        browser,
+        &format!("{card} .eval-result"),
+        "value false · variant off",
+    )
+    .await;
+
+    // Config: the live version, a diff of the two versions, and a rollback to the first.
+    click(browser, "#nav-config").await?;
+    click_when_there(browser, ".config-link").await?;
+    wait_text(browser, "#live-version", "v2").await;
+    wait_contains(browser, "#live", "Summer sale").await;
+    click(browser, "#diff-button").await?;
+    wait_contains(browser, "#diff", "- ").await;
+    let diff = wait_contains(browser, "#diff", "+   \"title\": \"Summer sale\"").await;
+    assert!(diff.contains("-   \"title\": \"Spring sale\""), "{diff}");
+    screenshot(browser, "9-config-diff").await?;
+    choose(browser, "#rollback-version", "1").await?;
+    click(browser, "#rollback").await?;
+    wait_contains(browser, "#message", "Rolled back to v1: live is now v3").await;
+    wait_contains(browser, "#live", "Spring sale").await;
+    wait_text(browser, "#live-version", "v3").await;
+    screenshot(browser, "10-config-rolled-back").await?;
+    site.refresh().await.unwrap();
+    assert_eq!(site.get()["title"], "Spring sale");
+    Ok(())
+}
+
+/// Clicks an element once it is on the page.
+async fn click_when_there(browser: &Client, css: &str) -> Result<(), fantoccini::error::CmdError> {
+    wait_for(browser, css, "an element", |_| true).await;
+    click(browser, css).await
 }

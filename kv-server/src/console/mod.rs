@@ -18,6 +18,10 @@
 //! | `GET/PUT/DELETE /console/api/namespaces/{id}/entry?key=` | one entry; writes with compare-and-swap |
 //! | `GET /console/api/namespaces/{id}/download?key=` | the raw value as a download |
 //! | `POST /console/api/namespaces/{id}/bulk` | a chunk of a bulk JSON upload |
+//! | `GET /console/api/flags`, `PUT /console/api/flags/{key}` | flags; state and default variant with CAS |
+//! | `POST /console/api/flags/{key}/evaluate` `{targetingKey, attributes}` | value, variant and reason |
+//! | `GET /console/api/config`, `GET /console/api/config/{key}` | config documents; live version and history |
+//! | `GET /console/api/config/{key}/versions/{n}`, `POST /console/api/config/{key}/rollback` | a kept version; rollback |
 //!
 //! # Security
 //!
@@ -29,6 +33,8 @@
 
 pub mod assets;
 pub mod auth;
+mod config;
+mod flags;
 mod keys;
 mod namespaces;
 
@@ -129,6 +135,13 @@ pub(crate) fn router(app: AppState, config: ConsoleConfig) -> Router {
             "/namespaces/{id}/bulk",
             crate::extract::limit_body(post(keys::bulk), bulk_limit),
         )
+        .route("/flags", get(flags::list))
+        .route("/flags/{key}", put(flags::update))
+        .route("/flags/{key}/evaluate", post(flags::evaluate))
+        .route("/config", get(config::list))
+        .route("/config/{key}", get(config::document))
+        .route("/config/{key}/versions/{version}", get(config::version))
+        .route("/config/{key}/rollback", post(config::rollback))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session))
         .route("/session", get(auth::session))
         .route("/login", post(auth::login))
@@ -145,4 +158,17 @@ pub(crate) fn router(app: AppState, config: ConsoleConfig) -> Router {
 /// `GET /`: the console's front door.
 pub(crate) async fn redirect_to_console() -> Redirect {
     Redirect::to(CONSOLE_PATH)
+}
+
+/// A store error the layers hand out shared: the REST API's answer for it when this is the
+/// only copy, else a 503 with its message.
+pub(crate) fn store_error(error: Arc<kv_core::KvError>) -> crate::error::ApiError {
+    match Arc::try_unwrap(error) {
+        Ok(error) => error.into(),
+        Err(shared) => crate::error::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::codes::UNAVAILABLE,
+            shared.to_string(),
+        ),
+    }
 }

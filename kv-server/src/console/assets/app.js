@@ -114,7 +114,7 @@ function expiryText(expiration, now) {
 
 function view(...children) {
   const el = document.getElementById("view");
-  el.replaceChildren(...children.flat());
+  el.replaceChildren(...children.flat(2).filter((child) => child !== null && child !== undefined));
 }
 
 function failed(error) {
@@ -390,9 +390,165 @@ async function keyPage(id, key) {
     shown, h("p", {}, download, " ", remove), save);
 }
 
+
+// ---- flags ----
+
+function pretty(value) {
+  return JSON.stringify(value, null, 2);
+}
+
+async function flagsPage() {
+  document.title = "Flags · KV console";
+  const result = await api("GET", "/flags");
+  if (!result.exists) {
+    view(h("h1", {}, "Flags"), h("p", { class: "empty" },
+      `There is no namespace “${result.namespace}”: the flags layer stores its flags there (kv serve --console-flags-namespace NAME to look elsewhere).`));
+    return;
+  }
+  const cards = result.flags.map((flag) => flagCard(flag));
+  view(h("h1", {}, "Flags ", h("span", { class: "muted" }, `in ${result.namespace}`)),
+    result.errors.length ? h("pre", { class: "errors" }, result.errors.join("\n")) : null,
+    cards.length ? cards : h("p", { class: "empty" }, "No flags."));
+}
+
+function flagCard(flag) {
+  const d = flag.definition;
+  const enabled = d.state === "ENABLED";
+  const change = async (body, done) => {
+    try {
+      await api("PUT", `/flags/${enc(flag.key)}`, Object.assign({ version: flag.version }, body));
+      await flagsPage();
+      show(done, "ok");
+    } catch (error) { failed(error); }
+  };
+  const toggle = h("button", {
+    type: "button", class: enabled ? "toggle danger" : "toggle",
+    onclick: () => change({ state: enabled ? "DISABLED" : "ENABLED" }, `${flag.key} ${enabled ? "disabled" : "enabled"}.`),
+  }, enabled ? "Disable" : "Enable");
+  const variants = Object.keys(d.variants);
+  const select = h("select", { class: "default-variant" },
+    variants.map((name) => h("option", { value: name, selected: name === d.defaultVariant }, name)));
+  const setDefault = h("button", {
+    type: "button", class: "set-default",
+    onclick: () => change({ default_variant: select.value }, `${flag.key}: default variant ${select.value}.`),
+  }, "Set default");
+  const targetingKey = h("input", { class: "eval-key", placeholder: "targeting key (user id)" });
+  const attributes = h("input", { class: "eval-attributes", placeholder: "attributes as JSON, e.g. {\"country\":\"NZ\"}" });
+  const resultBox = h("output", { class: "eval-result" });
+  const evaluate = h("form", {
+    class: "evaluate",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const attrs = attributes.value.trim() ? JSON.parse(attributes.value) : {};
+        const r = await api("POST", `/flags/${enc(flag.key)}/evaluate`, { targetingKey: targetingKey.value, attributes: attrs });
+        resultBox.textContent = `value ${JSON.stringify(r.value)} · variant ${r.variant ?? "none"} · reason ${r.reason}` +
+          (r.error_code ? ` · ${r.error_code}: ${r.error_message || ""}` : "");
+      } catch (error) {
+        resultBox.textContent = "";
+        failed(error);
+      }
+    },
+  }, h("strong", {}, "Evaluate for "), targetingKey, attributes, h("button", { type: "submit", class: "evaluate-button" }, "Evaluate"), resultBox);
+  const rules = {};
+  for (const field of ["targets", "rules", "targeting"]) if (d[field] !== undefined) rules[field] = d[field];
+  return h("div", { class: "flag", "data-flag": flag.key },
+    h("h2", {}, flag.key, " ", h("span", { class: `state state-${d.state}` }, d.state)),
+    h("p", {}, toggle, " Default variant ", select, " ", setDefault),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Variants"), h("dd", {}, h("pre", {}, pretty(d.variants))),
+      h("dt", {}, "Targeting"), h("dd", {}, h("pre", {}, Object.keys(rules).length ? pretty(rules) : "none: everyone gets the default")),
+      d.metadata ? [h("dt", {}, "Metadata"), h("dd", {}, h("pre", {}, pretty(d.metadata)))] : null),
+    evaluate);
+}
+
+// ---- config ----
+
+async function configPage(parts, params) {
+  if (parts.length) return configDocument(parts.join("/"));
+  document.title = "Config · KV console";
+  const cursor = params.get("cursor") || "";
+  const result = await api("GET", `/config${q({ cursor })}`);
+  if (!result.exists) {
+    view(h("h1", {}, "Config"), h("p", { class: "empty" },
+      `There is no namespace “${result.namespace}”: the config layer stores its documents there (kv serve --console-config-namespace NAME to look elsewhere).`));
+    return;
+  }
+  const rows = result.documents.map((doc) => h("tr", {},
+    h("td", {}, h("a", { class: "config-link", href: `#/config/${enc(doc.key)}` }, doc.key)),
+    h("td", { class: "mono" }, doc.metadata ? JSON.stringify(doc.metadata) : "")));
+  view(h("h1", {}, "Config ", h("span", { class: "muted" }, `in ${result.namespace}`)),
+    h("table", { id: "config-documents" }, h("thead", {}, h("tr", {}, h("th", {}, "Document"), h("th", {}, "Metadata"))), h("tbody", {}, rows)),
+    rows.length ? null : h("p", { class: "empty" }, "No documents."),
+    result.cursor ? h("a", { class: "button", href: `#/config${q({ cursor: result.cursor })}` }, "Next page") : null);
+}
+
+// A line diff (longest common subsequence) of two texts: [kind, line] with kind " ", "-" or "+".
+function diffLines(a, b) {
+  const x = a.split("\n"), y = b.split("\n");
+  const n = x.length, m = y.length;
+  const table = Array.from({ length: n + 1 }, () => new Array(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--)
+    for (let j = m - 1; j >= 0; j--)
+      table[i][j] = x[i] === y[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
+  const out = [];
+  let i = 0, j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) { out.push([" ", x[i]]); i++; j++; }
+    else if (table[i + 1][j] >= table[i][j + 1]) out.push(["-", x[i++]]);
+    else out.push(["+", y[j++]]);
+  }
+  while (i < n) out.push(["-", x[i++]]);
+  while (j < m) out.push(["+", y[j++]]);
+  return out;
+}
+
+async function configDocument(key) {
+  document.title = "Config · KV console";
+  const doc = await api("GET", `/config/${enc(key)}`);
+  const versions = doc.versions.map((v) => v.version);
+  const option = (v, selected) => h("option", { value: String(v), selected }, `v${v}`);
+  const from = h("select", { id: "diff-from" }, versions.map((v, i) => option(v, i === versions.length - 2)));
+  const to = h("select", { id: "diff-to" }, versions.map((v, i) => option(v, i === versions.length - 1)));
+  const diffBox = h("pre", { id: "diff", class: "diff" });
+  const showDiff = async () => {
+    try {
+      const [a, b] = await Promise.all([from.value, to.value].map((v) => api("GET", `/config/${enc(key)}/versions/${v}`)));
+      diffBox.replaceChildren(...diffLines(pretty(a.value), pretty(b.value)).map(([kind, line]) =>
+        h("span", { class: kind === "+" ? "added" : kind === "-" ? "removed" : "same" }, `${kind} ${line}\n`)));
+    } catch (error) { failed(error); }
+  };
+  const target = h("select", { id: "rollback-version" }, versions.map((v, i) => option(v, i === versions.length - 2)));
+  const rollback = h("button", {
+    type: "button", id: "rollback", class: "danger",
+    onclick: async () => {
+      try {
+        const r = await api("POST", `/config/${enc(key)}/rollback`, { version: Number(target.value) });
+        await configDocument(key);
+        show(`Rolled back to v${target.value}: live is now v${r.version}.`, "ok");
+      } catch (error) { failed(error); }
+    },
+  }, "Roll back");
+  const rows = doc.versions.slice().reverse().map((v) => h("tr", { class: v.version === doc.version ? "live" : "" },
+    h("td", {}, `v${v.version}${v.version === doc.version ? " (live)" : ""}`),
+    h("td", {}, v.updated_at ? new Date(v.updated_at * 1000).toISOString() : ""),
+    h("td", {}, v.note || "")));
+  view(h("h1", {}, h("a", { href: "#/config" }, "Config"), " / ", h("span", { id: "config-key" }, key)),
+    h("p", {}, "Live version: ", h("strong", { id: "live-version" }, doc.version === null ? "not written through the config API" : `v${doc.version}`)),
+    h("pre", { id: "live" }, pretty(doc.live)),
+    h("h2", {}, "History"),
+    h("table", { id: "versions" }, h("thead", {}, h("tr", {}, h("th", {}, "Version"), h("th", {}, "Written"), h("th", {}, "Note"))), h("tbody", {}, rows)),
+    versions.length > 1 ? [
+      h("h2", {}, "Diff"),
+      h("p", {}, from, " → ", to, " ", h("button", { type: "button", id: "diff-button", onclick: showDiff }, "Show diff")), diffBox,
+      h("h2", {}, "Roll back"),
+      h("p", {}, "Write ", target, " again as a new version: ", rollback),
+    ] : h("p", { class: "empty" }, "Only one version is kept: nothing to diff or roll back to."));
+}
+
 // ---- the router ----
 
-const pages = {};
+const pages = { flags: flagsPage, config: configPage };
 
 async function render() {
   const nav = document.getElementById("nav");
