@@ -853,3 +853,154 @@ async fn config_history_versions_and_rollback() {
         site.version()
     );
 }
+
+#[tokio::test]
+async fn sessions_are_counted_and_found_by_id_never_listed() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in().await;
+    let manager = kv_middleware::session::SessionManager::new(
+        server.store.namespace("SESSIONS").await.unwrap(),
+    );
+    let mut ids = Vec::new();
+    for user in ["ada", "bob", "cyd"] {
+        let session = manager.create();
+        session.insert("user", user).await.unwrap();
+        session.save().await.unwrap();
+        ids.push(session.id().await.unwrap().to_string());
+    }
+    let (_, count) = browser
+        .send(Method::GET, "/console/api/sessions", None, false)
+        .await;
+    assert_eq!(count["result"]["count"], 3);
+    for id in &ids {
+        assert!(
+            !count.to_string().contains(id.as_str()),
+            "no IDs in the count"
+        );
+    }
+
+    let lookup = "/console/api/sessions/lookup";
+    let (status, found) = browser
+        .send(Method::POST, lookup, Some(json!({"id": ids[1]})), true)
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["result"]["data"], json!({"user": "bob"}));
+    let (status, _) = browser
+        .send(Method::POST, lookup, Some(json!({"id": "not-an-id"})), true)
+        .await;
+    assert_eq!(status, 400);
+    let unknown = kv_middleware::session::SessionId::generate()
+        .unwrap()
+        .to_string();
+    let (status, _) = browser
+        .send(Method::POST, lookup, Some(json!({"id": unknown})), true)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn rate_limits_show_remaining_allowance_per_key() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in().await;
+    let limiter = kv_middleware::rate_limit::RateLimiter::builder(
+        server.store.namespace("RATE_LIMITS").await.unwrap(),
+    )
+    .quota("api", "3/min".parse().unwrap())
+    .build()
+    .unwrap();
+    for _ in 0..3 {
+        assert!(limiter.check("10.0.0.1", 1).await.unwrap().is_allowed());
+    }
+    assert!(limiter.check("10.0.0.2", 1).await.unwrap().is_allowed());
+
+    let path = "/console/api/rate-limits?quota=api&rate=3/min";
+    let (status, all) = browser.send(Method::GET, path, None, false).await;
+    assert_eq!(status, 200, "{all}");
+    let keys = all["result"]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["key"], "10.0.0.1");
+    assert_eq!(keys[0]["remaining"], 0);
+    assert_eq!(keys[0]["limited"], true);
+    assert_eq!(keys[1]["remaining"], 2);
+    let (_, limited) = browser
+        .send(Method::GET, &format!("{path}&limited=true"), None, false)
+        .await;
+    assert_eq!(limited["result"]["keys"].as_array().unwrap().len(), 1);
+
+    // Time refills the allowance (the manual clock, no sleeping).
+    server.clock.advance(std::time::Duration::from_secs(20));
+    let (_, later) = browser.send(Method::GET, path, None, false).await;
+    assert_eq!(later["result"]["keys"][0]["remaining"], 1);
+    let (status, _) = browser
+        .send(
+            Method::GET,
+            "/console/api/rate-limits?quota=api&rate=lots",
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn cache_entries_by_url_prefix_and_purge() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    browser.sign_in().await;
+    let ns = server.store.namespace("HTTP_CACHE").await.unwrap();
+    let stored_at = 1_700_000_000_000u64 - 30_000;
+    for key in ["/api/a#GET@shop", "/api/b?x=1#GET@shop", "/home#GET@shop"] {
+        let options = kv_core::PutOptions::new()
+            .ttl(std::time::Duration::from_secs(600))
+            .metadata(json!({"stored_at": stored_at, "bytes": 42}));
+        ns.put_with(key, "entry", options)
+            .await
+            .unwrap()
+            .version()
+            .unwrap();
+    }
+    let (status, listed) = browser
+        .send(Method::GET, "/console/api/cache?prefix=/api/", None, false)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let entries = listed["result"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["url"], "/api/a");
+    assert_eq!(entries[0]["method"], "GET");
+    assert_eq!(entries[0]["age_secs"], 30);
+    assert_eq!(entries[1]["url"], "/api/b?x=1");
+
+    let (status, _) = browser
+        .send(
+            Method::POST,
+            "/console/api/cache/purge",
+            Some(json!({"prefix": "/api/"})),
+            false,
+        )
+        .await;
+    assert_eq!(status, 403, "no CSRF token: no purge");
+    assert!(ns.get("/api/a#GET@shop").await.unwrap().is_some());
+    let (status, purged) = browser
+        .send(
+            Method::POST,
+            "/console/api/cache/purge",
+            Some(json!({"prefix": "/api/"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200, "{purged}");
+    assert_eq!(purged["result"]["deleted"], 2);
+    assert_eq!(ns.get("/api/a#GET@shop").await.unwrap(), None);
+    assert!(ns.get("/home#GET@shop").await.unwrap().is_some());
+    let (status, _) = browser
+        .send(
+            Method::POST,
+            "/console/api/cache/purge",
+            Some(json!({"prefix": "api"})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 400);
+}

@@ -292,6 +292,7 @@ async fn drive(browser: &Client, server: &TestServer) -> Result<(), fantoccini::
     assert_eq!(titles, ["SHOP"]);
 
     flags_and_config(browser, server).await?;
+    sessions_rate_limits_and_cache(browser, server).await?;
 
     // The token is nowhere in the page or its URL.
     let source = browser.source().await?;
@@ -415,4 +416,64 @@ async fn flags_and_config(
 async fn click_when_there(browser: &Client, css: &str) -> Result<(), fantoccini::error::CmdError> {
     wait_for(browser, css, "an element", |_| true).await;
     click(browser, css).await
+}
+
+/// A session found by its ID, the keys limited under a quota, and a cache purge.
+async fn sessions_rate_limits_and_cache(
+    browser: &Client,
+    server: &TestServer,
+) -> Result<(), fantoccini::error::CmdError> {
+    let manager = kv_middleware::session::SessionManager::new(
+        server.store.namespace("SESSIONS").await.unwrap(),
+    );
+    let session = manager.create();
+    session.insert("user", "ada").await.unwrap();
+    session.save().await.unwrap();
+    let id = session.id().await.unwrap().to_string();
+    click(browser, "#nav-sessions").await?;
+    wait_text(browser, "#session-count", "1").await;
+    fill(browser, "#session-id", &id).await?;
+    click(browser, "#session-find").await?;
+    wait_contains(browser, "#session-data", "\"user\": \"ada\"").await;
+    screenshot(browser, "11-session").await?;
+    assert!(
+        !browser.current_url().await?.as_str().contains(&id),
+        "the ID is not in the URL"
+    );
+
+    let limiter = kv_middleware::rate_limit::RateLimiter::builder(
+        server.store.namespace("RATE_LIMITS").await.unwrap(),
+    )
+    .quota("login", "2/min".parse().unwrap())
+    .build()
+    .unwrap();
+    for _ in 0..2 {
+        limiter.check("203.0.113.9", 1).await.unwrap();
+    }
+    limiter.check("198.51.100.7", 1).await.unwrap();
+    click(browser, "#nav-rate-limits").await?;
+    fill(browser, "#quota-name", "login").await?;
+    fill(browser, "#quota-rate", "2/min").await?;
+    click(browser, "#quota-show").await?;
+    wait_contains(browser, "#rate-keys tr.limited", "203.0.113.9").await;
+    wait_contains(browser, "#rate-keys", "198.51.100.7").await;
+    screenshot(browser, "12-rate-limits").await?;
+
+    let cache = server.store.namespace("HTTP_CACHE").await.unwrap();
+    for key in ["/api/slow#GET@shop", "/about#GET@shop"] {
+        let options = kv_core::PutOptions::new()
+            .ttl(Duration::from_secs(600))
+            .metadata(json!({"stored_at": 1_700_000_000_000u64 - 5_000, "bytes": 120}));
+        let _ = cache.put_with(key, "entry", options).await.unwrap();
+    }
+    click(browser, "#nav-cache").await?;
+    fill(browser, "#cache-prefix", "/api/").await?;
+    click(browser, "#cache-show").await?;
+    wait_contains(browser, "#cache-entries", "/api/slow").await;
+    screenshot(browser, "13-cache").await?;
+    click(browser, "#cache-purge").await?;
+    wait_contains(browser, "#message", "Purged 1 entries under /api/").await;
+    assert_eq!(cache.get("/api/slow#GET@shop").await.unwrap(), None);
+    assert!(cache.get("/about#GET@shop").await.unwrap().is_some());
+    Ok(())
 }

@@ -22,6 +22,9 @@
 //! | `POST /console/api/flags/{key}/evaluate` `{targetingKey, attributes}` | value, variant and reason |
 //! | `GET /console/api/config`, `GET /console/api/config/{key}` | config documents; live version and history |
 //! | `GET /console/api/config/{key}/versions/{n}`, `POST /console/api/config/{key}/rollback` | a kept version; rollback |
+//! | `GET /console/api/sessions`, `POST /console/api/sessions/lookup` `{id}` | session count; one session by ID |
+//! | `GET /console/api/rate-limits?quota=&rate=&limited=` | keys under a quota with their remaining allowance |
+//! | `GET /console/api/cache?prefix=`, `POST /console/api/cache/purge` `{prefix}` | cached entries of a URL prefix; purge |
 //!
 //! # Security
 //!
@@ -37,6 +40,7 @@ mod config;
 mod flags;
 mod keys;
 mod namespaces;
+mod patterns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +63,12 @@ pub struct PatternNamespaces {
     pub flags: String,
     /// Runtime config documents (`Config<T>`), default `CONFIG`.
     pub config: String,
+    /// Sessions (`SessionLayer`), default `SESSIONS`.
+    pub sessions: String,
+    /// Rate-limit state (`RateLimitLayer`), default `RATE_LIMITS`.
+    pub rate_limits: String,
+    /// Cached HTTP responses (`CacheLayer`), default `HTTP_CACHE`.
+    pub cache: String,
 }
 
 impl Default for PatternNamespaces {
@@ -66,6 +76,9 @@ impl Default for PatternNamespaces {
         PatternNamespaces {
             flags: "FLAGS".to_owned(),
             config: "CONFIG".to_owned(),
+            sessions: "SESSIONS".to_owned(),
+            rate_limits: "RATE_LIMITS".to_owned(),
+            cache: "HTTP_CACHE".to_owned(),
         }
     }
 }
@@ -142,6 +155,11 @@ pub(crate) fn router(app: AppState, config: ConsoleConfig) -> Router {
         .route("/config/{key}", get(config::document))
         .route("/config/{key}/versions/{version}", get(config::version))
         .route("/config/{key}/rollback", post(config::rollback))
+        .route("/sessions", get(patterns::sessions))
+        .route("/sessions/lookup", post(patterns::session))
+        .route("/rate-limits", get(patterns::rate_limits))
+        .route("/cache", get(patterns::cache))
+        .route("/cache/purge", post(patterns::purge))
         .route_layer(from_fn_with_state(state.clone(), auth::require_session))
         .route("/session", get(auth::session))
         .route("/login", post(auth::login))

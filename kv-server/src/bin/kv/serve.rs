@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// The namespace (by title) where the console looks for runtime config documents.
     #[arg(long, value_name = "NAME", default_value = "CONFIG")]
     console_config_namespace: String,
+    /// The namespace (by title) where the console looks for sessions.
+    #[arg(long, value_name = "NAME", default_value = "SESSIONS")]
+    console_sessions_namespace: String,
+    /// The namespace (by title) where the console looks for rate-limit state.
+    #[arg(long, value_name = "NAME", default_value = "RATE_LIMITS")]
+    console_rate_limits_namespace: String,
+    /// The namespace (by title) where the console looks for cached HTTP responses.
+    #[arg(long, value_name = "NAME", default_value = "HTTP_CACHE")]
+    console_cache_namespace: String,
     #[command(flatten)]
     timeouts: TimeoutArgs,
 }
@@ -62,6 +71,9 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
             namespaces: PatternNamespaces {
                 flags: args.console_flags_namespace.clone(),
                 config: args.console_config_namespace.clone(),
+                sessions: args.console_sessions_namespace.clone(),
+                rate_limits: args.console_rate_limits_namespace.clone(),
+                cache: args.console_cache_namespace.clone(),
             },
             ..ConsoleConfig::default()
         });

@@ -546,9 +546,103 @@ async function configDocument(key) {
     ] : h("p", { class: "empty" }, "Only one version is kept: nothing to diff or roll back to."));
 }
 
+
+// ---- sessions, rate limits, cache ----
+
+function noNamespace(title, result, flag, what) {
+  view(h("h1", {}, title), h("p", { class: "empty" },
+    `There is no namespace “${result.namespace}”: the ${what} layer stores its data there (kv serve ${flag} NAME to look elsewhere).`));
+}
+
+async function sessionsPage() {
+  document.title = "Sessions · KV console";
+  const result = await api("GET", "/sessions");
+  if (!result.exists) return noNamespace("Sessions", result, "--console-sessions-namespace", "session");
+  const id = h("input", { id: "session-id", placeholder: "session ID (from the cookie)", autocomplete: "off", size: "50" });
+  const out = h("div", { id: "session" });
+  view(h("h1", {}, "Sessions ", h("span", { class: "muted" }, `in ${result.namespace}`)),
+    h("p", {}, h("strong", { id: "session-count" }, result.more ? `${result.count}+` : String(result.count)), " sessions stored. IDs are never listed: the store holds only their hashes."),
+    h("form", {
+      id: "session-search",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        out.replaceChildren();
+        try {
+          const s = await api("POST", "/sessions/lookup", { id: id.value });
+          out.replaceChildren(h("dl", { class: "facts" },
+            h("dt", {}, "Expires"), h("dd", { id: "session-expiry" }, expiryText(s.expiration || s.expires_at, s.now)),
+            h("dt", {}, "Data"), h("dd", {}, h("pre", { id: "session-data" }, pretty(s.data)))));
+          show("", "");
+        } catch (error) { failed(error); }
+      },
+    }, id, h("button", { type: "submit", id: "session-find" }, "Find")), out);
+}
+
+async function rateLimitsPage(parts, params) {
+  document.title = "Rate limits · KV console";
+  const quota = params.get("quota") || "";
+  const rate = params.get("rate") || "";
+  const limited = params.get("limited") === "true";
+  const cursor = params.get("cursor") || "";
+  const quotaInput = h("input", { id: "quota-name", value: quota, placeholder: "quota name (e.g. api)", required: true });
+  const rateInput = h("input", { id: "quota-rate", value: rate, placeholder: "rate (e.g. 60/min)", required: true });
+  const onlyLimited = h("input", { id: "only-limited", type: "checkbox", checked: limited });
+  const form = h("form", {
+    id: "quota-form",
+    onsubmit: (event) => {
+      event.preventDefault();
+      go(`#/rate-limits${q({ quota: quotaInput.value, rate: rateInput.value, limited: onlyLimited.checked ? "true" : "" })}`);
+    },
+  }, quotaInput, rateInput, h("label", {}, onlyLimited, " only limited keys"), h("button", { type: "submit", id: "quota-show" }, "Show"));
+  if (!quota || !rate) {
+    view(h("h1", {}, "Rate limits"), h("p", {}, "Name a quota and its rate, as the layer was given them."), form);
+    return;
+  }
+  const result = await api("GET", `/rate-limits${q({ quota, rate, limited: limited ? "true" : "", cursor })}`);
+  if (!result.exists) return noNamespace("Rate limits", result, "--console-rate-limits-namespace", "rate-limit");
+  const rows = result.keys.map((k) => h("tr", { class: k.limited ? "limited" : "" },
+    h("td", { class: "mono" }, k.key),
+    h("td", { class: "remaining" }, `${k.remaining} / ${k.limit}`),
+    h("td", {}, k.limited ? "limited" : ""),
+    h("td", {}, k.reset_secs > 0 ? `full again in ${duration(Math.ceil(k.reset_secs))}` : "full")));
+  view(h("h1", {}, "Rate limits ", h("span", { class: "muted" }, `${result.quota}: ${result.rate}, in ${result.namespace}`)), form,
+    h("table", { id: "rate-keys" }, h("thead", {}, h("tr", {}, h("th", {}, "Key"), h("th", {}, "Remaining"), h("th", {}, ""), h("th", {}, ""))), h("tbody", {}, rows)),
+    rows.length ? null : h("p", { class: "empty" }, "No keys on this page."),
+    result.cursor ? h("a", { class: "button", href: `#/rate-limits${q({ quota, rate, limited: limited ? "true" : "", cursor: result.cursor })}` }, "Next page") : null);
+}
+
+async function cachePage(parts, params) {
+  document.title = "Cache · KV console";
+  const prefix = params.get("prefix") || "/";
+  const cursor = params.get("cursor") || "";
+  const result = await api("GET", `/cache${q({ prefix, cursor })}`);
+  if (!result.exists) return noNamespace("Cache", result, "--console-cache-namespace", "cache");
+  const input = h("input", { id: "cache-prefix", value: prefix, placeholder: "/api/" });
+  const rows = result.entries.map((e) => h("tr", {},
+    h("td", { class: "mono" }, e.url), h("td", {}, e.method + (e.variant ? " (variant)" : "")),
+    h("td", {}, e.age_secs === null ? "" : duration(e.age_secs)), h("td", {}, e.bytes === null ? "" : `${e.bytes} B`),
+    h("td", {}, expiryText(e.expiration, result.now))));
+  const purge = h("button", {
+    type: "button", id: "cache-purge", class: "danger",
+    onclick: async () => {
+      try {
+        const r = await api("POST", "/cache/purge", { prefix: input.value });
+        await cachePage(parts, params);
+        show(`Purged ${r.deleted} entries under ${r.prefix}.`, "ok");
+      } catch (error) { failed(error); }
+    },
+  }, "Purge this prefix");
+  view(h("h1", {}, "Cache ", h("span", { class: "muted" }, `in ${result.namespace}`)),
+    h("form", { id: "cache-search", onsubmit: (event) => { event.preventDefault(); go(`#/cache${q({ prefix: input.value })}`); } },
+      input, h("button", { type: "submit", id: "cache-show" }, "Show"), purge),
+    h("table", { id: "cache-entries" }, h("thead", {}, h("tr", {}, h("th", {}, "URL"), h("th", {}, "Method"), h("th", {}, "Age"), h("th", {}, "Size"), h("th", {}, "Store expiry"))), h("tbody", {}, rows)),
+    rows.length ? null : h("p", { class: "empty" }, "Nothing cached under this prefix."),
+    result.cursor ? h("a", { class: "button", href: `#/cache${q({ prefix, cursor: result.cursor })}` }, "Next page") : null);
+}
+
 // ---- the router ----
 
-const pages = { flags: flagsPage, config: configPage };
+const pages = { flags: flagsPage, config: configPage, sessions: sessionsPage, "rate-limits": rateLimitsPage, cache: cachePage };
 
 async function render() {
   const nav = document.getElementById("nav");
