@@ -146,8 +146,16 @@ async fn screenshot(browser: &Client, name: &str) -> Result<(), fantoccini::erro
     Ok(())
 }
 
-/// Replaces a field's text.
+/// A folder for files the browser uploads.
+fn server_dir() -> PathBuf {
+    let dir = output_dir().join("uploads");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Replaces a field's text, once the field is on the page.
 async fn fill(browser: &Client, css: &str, text: &str) -> Result<(), fantoccini::error::CmdError> {
+    wait_for(browser, css, "the field", |_| true).await;
     let field = browser.find(Locator::Css(css)).await?;
     field.clear().await?;
     field.send_keys(text).await
@@ -201,6 +209,26 @@ async fn drive(browser: &Client, server: &TestServer) -> Result<(), fantoccini::
     screenshot(browser, "2-namespace").await?;
     let ns = server.store.namespace("SHOP").await.unwrap();
     ns.put_text("other", "not a product").await.unwrap();
+
+    // Bulk upload a JSON file in the bulk format: sent in chunks, with a progress bar.
+    let items: Vec<_> = (0..250)
+        .map(|i| json!({"key": format!("bulk:{i:03}"), "value": format!("v{i}")}))
+        .collect();
+    let file = server_dir().join("bulk.json");
+    std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
+    browser
+        .find(Locator::Css("#bulk-file"))
+        .await?
+        .send_keys(&file.display().to_string())
+        .await?;
+    click(browser, "#bulk-upload").await?;
+    wait_contains(browser, "#message", "Uploaded 250 keys").await;
+    wait_text(browser, "#bulk-status", "250 / 250").await;
+    screenshot(browser, "2b-bulk-upload").await?;
+    assert_eq!(
+        ns.get_text("bulk:249").await.unwrap().as_deref(),
+        Some("v249")
+    );
 
     // Add a key with metadata and a TTL.
     fill(browser, "#new-key", "product:1").await?;
