@@ -1004,3 +1004,32 @@ async fn cache_entries_by_url_prefix_and_purge() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn wrong_tokens_pause_sign_in_for_a_minute() {
+    let server = TestServer::start(config()).await;
+    let mut browser = Browser::new(&server);
+    let (_, session) = browser
+        .send(Method::GET, "/console/api/session", None, false)
+        .await;
+    browser.csrf = session["result"]["csrf"].as_str().unwrap().to_owned();
+    let login = |token: &str| Some(json!({ "token": token }));
+    for _ in 0..kv_server::console::auth::MAX_FAILED_SIGN_INS {
+        let (status, _) = browser
+            .send(Method::POST, "/console/api/login", login("guess"), true)
+            .await;
+        assert_eq!(status, 401);
+    }
+    // Paused: even the right token waits, so guessing cannot go faster.
+    let response = browser
+        .raw(Method::POST, "/console/api/login", login(TOKEN), true, &[])
+        .await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "60");
+    assert!(!browser.cookies.contains_key("kv_console"));
+    server.clock.advance(std::time::Duration::from_secs(60));
+    let (status, _) = browser
+        .send(Method::POST, "/console/api/login", login(TOKEN), true)
+        .await;
+    assert_eq!(status, 200);
+}

@@ -17,6 +17,8 @@
 //!   token bound to a pre-sign-in cookie, so another site cannot sign a browser in either.
 //!   The page gets its token from `GET /console/api/session` (same-origin only: a JSON answer
 //!   other origins cannot read) and keeps it in memory.
+//! - **Guessing** through the form is slow: after [`MAX_FAILED_SIGN_INS`] wrong tokens in a
+//!   minute (per process), sign-in answers 429 with `Retry-After` until the minute is over.
 //! - Without a configured token the REST API is open, and so is the console: the session
 //!   answer signs the browser in at once (CSRF tokens are still required).
 
@@ -49,6 +51,13 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long the pre-sign-in cookie lives, in seconds.
 const PRE_SESSION_SECS: u64 = 3600;
 
+/// Wrong tokens accepted per [`FAILURE_WINDOW_SECS`] (per process, from all clients) before
+/// sign-in answers 429 until the window ends: guessing a token through the form stays slow.
+pub const MAX_FAILED_SIGN_INS: u32 = 10;
+
+/// The window of [`MAX_FAILED_SIGN_INS`], in seconds.
+pub const FAILURE_WINDOW_SECS: u64 = 60;
+
 /// HMAC-SHA-256 (RFC 2104) over length-prefixed parts, so that no two part lists share an
 /// input. Written out because it is a dozen lines over `sha2`, which the server already has.
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
@@ -80,6 +89,8 @@ pub struct Signer {
     token_required: bool,
     /// Nonces of signed-out sessions, with their expiry, so a copied cookie dies at sign-out.
     revoked: Mutex<HashMap<String, u64>>,
+    /// Failed sign-ins in the current window: (window start, count).
+    failures: Mutex<(u64, u32)>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -114,7 +125,24 @@ impl Signer {
             key: digest.finalize().into(),
             token_required: token.is_some(),
             revoked: Mutex::default(),
+            failures: Mutex::default(),
         }
+    }
+
+    /// Whether sign-in is paused at `now` after too many wrong tokens; the seconds left.
+    pub fn sign_in_paused(&self, now: u64) -> Option<u64> {
+        let (start, count) = *self.failures.lock().expect("not poisoned");
+        let end = start + FAILURE_WINDOW_SECS;
+        (count >= MAX_FAILED_SIGN_INS && now < end).then(|| end - now)
+    }
+
+    /// Counts a wrong token at `now`.
+    pub fn sign_in_failed(&self, now: u64) {
+        let mut failures = self.failures.lock().expect("not poisoned");
+        if now >= failures.0 + FAILURE_WINDOW_SECS {
+            *failures = (now, 0);
+        }
+        failures.1 += 1;
     }
 
     /// Whether signing in needs the token.
@@ -381,11 +409,24 @@ pub(crate) async fn login(
     if !csrf_ok {
         return forbidden("missing or wrong X-CSRF-Token for the sign-in form; reload the page");
     }
+    if let Some(wait) = state.auth.sign_in_paused(now(&state)) {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::AUTHENTICATION,
+            format!("too many wrong tokens; sign-in is paused for {wait} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(wait));
+        return response;
+    }
     let accepted = match state.app.config.token.as_deref() {
         Some(expected) => crate::auth::tokens_match(body.token.as_bytes(), expected.as_bytes()),
         None => true,
     };
     if !accepted {
+        state.auth.sign_in_failed(now(&state));
         tracing::info!("console sign-in refused: wrong token");
         return unauthorized("wrong token");
     }
@@ -465,6 +506,21 @@ mod tests {
         let (value, session) = signer.issue(1_000);
         signer.revoke(&session, 10);
         assert_eq!(signer.verify(&value, 11), None);
+    }
+
+    #[test]
+    fn wrong_tokens_pause_sign_in_for_the_rest_of_the_window() {
+        let signer = Signer::new(Some("t"));
+        for _ in 0..MAX_FAILED_SIGN_INS - 1 {
+            signer.sign_in_failed(100);
+        }
+        assert_eq!(signer.sign_in_paused(100), None);
+        signer.sign_in_failed(110);
+        assert_eq!(signer.sign_in_paused(110), Some(50));
+        assert_eq!(signer.sign_in_paused(100 + FAILURE_WINDOW_SECS), None);
+        // A new window starts counting again.
+        signer.sign_in_failed(200);
+        assert_eq!(signer.sign_in_paused(200), None);
     }
 
     #[test]
