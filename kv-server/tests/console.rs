@@ -448,6 +448,18 @@ async fn keys_page_by_cursor_and_edits_are_compare_and_swap() {
     }
     assert_eq!(pages, 3);
     assert_eq!(names.len(), 120);
+    // Counted in /metrics as REST listings are.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", server.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("kv_operations_total{{namespace=\"{id}\",operation=\"list\"}} 3");
+    assert!(metrics.contains(&line), "{metrics}");
     assert!(names.iter().all(|n| n.starts_with("user:")));
     let (_, count) = browser
         .send(

@@ -14,6 +14,7 @@ use super::ConsoleState;
 use crate::bulk_format::BulkWriteItem;
 use crate::error::{codes, ok, ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::metrics::Operation;
 
 /// Keys per page when the page asks for no other number.
 const DEFAULT_PAGE: usize = 50;
@@ -45,6 +46,8 @@ pub(crate) async fn list(
     if let Some(cursor) = query.cursor.filter(|c| !c.is_empty()) {
         options = options.cursor(cursor);
     }
+    // Counted in `/metrics` as the REST API's calls are: the console uses the same quota.
+    state.app.metrics.count(&id, Operation::list, 1);
     let page = ns.list(&options).await?;
     let keys: Vec<Value> = page
         .keys
@@ -129,6 +132,7 @@ pub(crate) async fn get(
     ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> ApiResult {
     let ns = state.app.namespace(&id).await?;
+    state.app.metrics.count(&id, Operation::read, 1);
     match ns.get_entry(&query.key).await? {
         Some(entry) => Ok(ok(entry_view(&query.key, &entry, ns.clock().unix_secs()))),
         None => Err(ApiError::key_not_found(&query.key)),
@@ -142,6 +146,7 @@ pub(crate) async fn download(
     ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> ApiResult<Response> {
     let ns = state.app.namespace(&id).await?;
+    state.app.metrics.count(&id, Operation::read, 1);
     let Some(value) = ns.get(&query.key).await? else {
         return Err(ApiError::key_not_found(&query.key));
     };
@@ -275,6 +280,7 @@ pub(crate) async fn put(
     } else {
         options = options.mode(mode);
     }
+    state.app.metrics.count(&id, Operation::write, 1);
     match ns.put_with(&body.key, value, options).await? {
         PutOutcome::Written(version) => Ok(ok(json!({
             "key": body.key,
@@ -308,6 +314,7 @@ pub(crate) async fn delete(
     } else {
         mode
     };
+    state.app.metrics.count(&id, Operation::delete, 1);
     match ns.delete_with(&query.key, mode).await? {
         kv_core::DeleteOutcome::Deleted { existed } => {
             Ok(ok(json!({ "key": query.key, "existed": existed })))
@@ -332,6 +339,7 @@ pub(crate) async fn bulk(
         .map(|(index, item)| item.into_put(index))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| ApiError::bad_request(codes::INVALID_BODY, error.to_string()))?;
+    state.app.metrics.count(&id, Operation::write, count as u64);
     ns.put_many(puts).await?;
     Ok(ok(json!({ "written": count })))
 }
