@@ -5,6 +5,8 @@ use std::time::Duration;
 use kv_core::Limits;
 use kv_middleware::flags::FlagStore;
 
+use crate::console::ConsoleConfig;
+
 /// How long a client may take to send a request's header, by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +58,9 @@ pub struct ServerConfig {
     /// [`ofrep`](crate::ofrep)); `None` (the default): no OFREP routes. `kv serve
     /// --flags-namespace NAME` loads the store's namespace `NAME` into one.
     pub flags: Option<FlagStore>,
+    /// The web console at `/console` (and `/` redirecting there); `None` (the default): no
+    /// console. `kv serve` serves it unless given `--no-console`. See [`console`](crate::console).
+    pub console: Option<ConsoleConfig>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +74,7 @@ impl Default for ServerConfig {
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             flags: None,
+            console: None,
         }
     }
 }
@@ -108,6 +114,12 @@ impl ServerConfig {
     /// The same settings serving these flags over OFREP; see [`flags`](Self::flags).
     pub fn with_flags(mut self, flags: FlagStore) -> Self {
         self.flags = Some(flags);
+        self
+    }
+
+    /// The same settings serving the web console; see [`console`](Self::console).
+    pub fn with_console(mut self, console: ConsoleConfig) -> Self {
+        self.console = Some(console);
         self
     }
 

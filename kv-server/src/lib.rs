@@ -53,6 +53,7 @@
 mod auth;
 pub mod bulk_format;
 mod config;
+pub mod console;
 pub mod error;
 mod extract;
 pub mod metrics;
@@ -96,7 +97,10 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
     let bulk_limit = config.max_bulk_body_bytes;
     let bulk_get_limit = config.max_bulk_get_body_bytes;
     let ofrep = config.flags.clone().map(ofrep::router);
+    let console = config.console.clone();
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
+    // The console signs in with its own form and cookie, so it sits outside the token check.
+    let console = console.map(|settings| console::router(state.clone(), settings));
     let capabilities_store = state.store.clone();
 
     let ns = format!("{API_BASE}/{{namespace_id}}");
@@ -118,7 +122,7 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         Some(ofrep) => router.merge(ofrep),
         None => router,
     };
-    router
+    let router = router
         .route(API_BASE, namespaces.clone())
         .route(&format!("{API_BASE}/"), namespaces)
         .route(
@@ -141,7 +145,14 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         .route("/metrics", get(metrics::exposition))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), auth::require_token))
+        .layer(from_fn_with_state(state.clone(), auth::require_token));
+    let router = match console {
+        Some(console) => router
+            .route("/", get(console::redirect_to_console))
+            .nest_service(console::CONSOLE_PATH, console),
+        None => router,
+    };
+    router
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(TraceLayer::new_for_http())
         .layer(map_response(move |mut response: Response| {

@@ -1,7 +1,7 @@
 //! `kv`: serve a store over the REST API, or read and write any store from the shell.
 //!
 //! ```text
-//! kv serve --listen 127.0.0.1:8787 --store file:./kv-data [--token T] [--header-read-timeout SECS] [--body-read-timeout SECS]
+//! kv serve --listen 127.0.0.1:8787 --store file:./kv-data [--token T] [--no-console] [--header-read-timeout SECS] [--body-read-timeout SECS]
 //! kv namespace create|list|rename ... | kv namespace delete NS [--force]
 //! kv key put KEY [VALUE | --path FILE | <stdin] [--ttl S] [--expiration UNIX] [--metadata JSON]
 //! kv key get KEY | kv key delete KEY [--strict] | kv key list [--prefix P] [--json]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use clap::Args;
 use kv_core::redact_store_url;
 use kv_middleware::flags::FlagStore;
+use kv_server::console::{ConsoleConfig, PatternNamespaces};
 use kv_server::{router, serve_with_config, shutdown_signal, ServerConfig, TimeoutArgs};
 
 use crate::{Failure, Outcome};
@@ -23,6 +24,28 @@ pub struct ServeArgs {
     /// `POST /ofrep/v1/evaluate/flags`. The namespace must exist.
     #[arg(long, value_name = "NAME")]
     flags_namespace: Option<String>,
+    /// Do not serve the web console at `/console`.
+    #[arg(long)]
+    no_console: bool,
+    /// Trust `X-Forwarded-Proto` / `Forwarded: proto=` from the peer, so the console's sign-in
+    /// cookie is `Secure` behind a TLS-terminating proxy. Only behind a proxy that sets them.
+    #[arg(long)]
+    trust_forwarded_proto: bool,
+    /// The namespace (by title) where the console looks for feature flags.
+    #[arg(long, value_name = "NAME", default_value = "FLAGS")]
+    console_flags_namespace: String,
+    /// The namespace (by title) where the console looks for runtime config documents.
+    #[arg(long, value_name = "NAME", default_value = "CONFIG")]
+    console_config_namespace: String,
+    /// The namespace (by title) where the console looks for sessions.
+    #[arg(long, value_name = "NAME", default_value = "SESSIONS")]
+    console_sessions_namespace: String,
+    /// The namespace (by title) where the console looks for rate-limit state.
+    #[arg(long, value_name = "NAME", default_value = "RATE_LIMITS")]
+    console_rate_limits_namespace: String,
+    /// The namespace (by title) where the console looks for cached HTTP responses.
+    #[arg(long, value_name = "NAME", default_value = "HTTP_CACHE")]
+    console_cache_namespace: String,
     #[command(flatten)]
     timeouts: TimeoutArgs,
 }
@@ -42,6 +65,19 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
         })?;
         config = config.with_flags(flags);
     }
+    if !args.no_console {
+        config = config.with_console(ConsoleConfig {
+            trust_forwarded_proto: args.trust_forwarded_proto,
+            namespaces: PatternNamespaces {
+                flags: args.console_flags_namespace.clone(),
+                config: args.console_config_namespace.clone(),
+                sessions: args.console_sessions_namespace.clone(),
+                rate_limits: args.console_rate_limits_namespace.clone(),
+                cache: args.console_cache_namespace.clone(),
+            },
+            ..ConsoleConfig::default()
+        });
+    }
     let auth = if config.token.is_some() {
         "bearer token required"
     } else {
@@ -52,8 +88,13 @@ pub async fn run(store_url: &str, args: ServeArgs) -> Outcome {
         .map_err(|e| Failure::Error(anyhow::anyhow!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr()?;
     println!(
-        "kv-server listening on http://{address} (store {}, {auth}{})",
+        "kv-server listening on http://{address} (store {}, {auth}{}{})",
         redact_store_url(store_url),
+        if args.no_console {
+            String::new()
+        } else {
+            format!(", console at http://{address}/console")
+        },
         match &args.flags_namespace {
             Some(name) => format!(", OFREP over the flags of {name:?}"),
             None => String::new(),
