@@ -463,6 +463,43 @@ impl Namespace {
         // The options are moved into the entry (the metadata is not copied).
         let entry = self.new_entry(key, value.into(), options)?;
         self.check_mode(mode, "conditional put")?;
+        self.put_checked(key, entry, mode).await
+    }
+
+    /// Writes an entry the caller built (with an absolute expiration) under `mode`: for hot
+    /// paths that keep their own value bytes and expiry arithmetic, such as a rate limiter, and
+    /// still want the store's fast path and the `kv.store` span rather than calling
+    /// [`raw`](Self::raw). Checked as [`put_with`](Self::put_with) checks: key, value and
+    /// metadata limits, an expiration at least the minimum TTL ahead, and a conditional mode
+    /// only on a store with atomic writes (the metadata's size is measured only when there is
+    /// metadata).
+    pub async fn put_entry(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> Result<PutOutcome> {
+        self.limits.check_key(key)?;
+        self.limits.check_value(key, entry.value.len())?;
+        if let Some(metadata) = &entry.metadata {
+            let json_len = serde_json::to_vec(metadata)
+                .map_err(|source| KvError::Encode {
+                    what: "metadata",
+                    source,
+                })?
+                .len();
+            self.limits.check_metadata(key, json_len)?;
+        }
+        if let Some(expiration) = entry.expiration {
+            self.limits
+                .resolve_expiry(Some(crate::types::Expiry::At(expiration)), self.clock.now())?;
+        }
+        self.check_mode(mode, "conditional put")?;
+        self.put_checked(key, entry, mode).await
+    }
+
+    /// The store call of a put whose entry and mode are checked.
+    async fn put_checked(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
         let call = self.span("put");
         let fast = {
             let _entered = call.span.enter();
@@ -738,6 +775,41 @@ mod tests {
         ns.put_text("k", "v").await.unwrap();
         ns.delete("k").await.unwrap();
         assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn put_entry_checks_like_put_with() {
+        let store = Arc::new(PlainStore::default());
+        let ns = namespace(store.clone());
+        let now = 1_000_000;
+        let entry = |value: &'static str, expiration| NewEntry {
+            value: Bytes::from_static(value.as_bytes()),
+            metadata: None,
+            expiration,
+        };
+        let too_soon = ns
+            .put_entry("k", entry("v", Some(now + 59)), WriteMode::Overwrite)
+            .await;
+        assert!(matches!(too_soon, Err(KvError::Limit(_))), "{too_soon:?}");
+        let empty_key = ns
+            .put_entry("", entry("v", None), WriteMode::Overwrite)
+            .await;
+        assert!(matches!(empty_key, Err(KvError::Limit(_))));
+        let conditional = ns
+            .put_entry("k", entry("v", None), WriteMode::OnlyIfAbsent)
+            .await;
+        assert!(matches!(conditional, Err(KvError::Unsupported { .. })));
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            0,
+            "refused before the store"
+        );
+        let written = ns
+            .put_entry("k", entry("v", Some(now + 60)), WriteMode::Overwrite)
+            .await
+            .unwrap();
+        assert_eq!(written, PutOutcome::Written(Version::from_raw(1)));
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
