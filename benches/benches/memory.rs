@@ -317,6 +317,8 @@ fn benches(criterion: &mut Criterion) {
         }
     }
 
+    handle_overhead(criterion, &timing, &rt, &sets[0]);
+
     let rounds = paired_rounds(20);
     if rounds > 0 {
         let batch = if bench_mode() { 10_000 } else { 10 };
@@ -332,6 +334,55 @@ fn benches(criterion: &mut Criterion) {
         }
         write_paired(env!("CARGO_TARGET_TMPDIR"), "memory", &results.into());
     }
+}
+
+/// What the `Namespace` handle adds to one store call (1 000 keys, one thread): the key check
+/// and the `kv.store` span (no subscriber, so the span is disabled), against the store's
+/// synchronous fast path called directly and against its boxed async method (the only way a
+/// store call went before the fast path).
+fn handle_overhead(criterion: &mut Criterion, timing: &Timing, rt: &Runtime, c: &Contenders) {
+    let mut group = criterion.benchmark_group("memory-handle");
+    group
+        .warm_up_time(timing.warm_up)
+        .measurement_time(timing.measurement)
+        .sample_size(timing.samples);
+    let raw = c.ours.raw().clone();
+    group.bench_function("namespace-get", |b| {
+        let mut keys = c.cursor(0);
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    ours_get(&c.ours, keys.next()).await;
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.bench_function("store-get-now", |b| {
+        let mut keys = c.cursor(0);
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                let found = raw.get_now(keys.next()).expect("answers at once");
+                black_box(found.expect("get").expect("present"));
+            }
+            started.elapsed()
+        });
+    });
+    group.bench_function("store-get-boxed", |b| {
+        let mut keys = c.cursor(0);
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    black_box(raw.get(keys.next()).await.expect("get").expect("present"));
+                }
+                started.elapsed()
+            })
+        });
+    });
+    group.finish();
 }
 
 criterion_group!(memory, benches);

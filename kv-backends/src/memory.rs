@@ -1,12 +1,15 @@
 //! The in-memory backend: concurrent, ordered, gone when the process exits.
 //!
-//! Each namespace is a lock-free skip list ordered by key bytes, so a listing walks only the
-//! page it returns and no lock guards the whole namespace. Writes to one key are serialized by
-//! one of 64 striped mutexes, which makes compare-and-swap atomic without a global lock; no lock
-//! is ever held across an `.await`. A write to a key that is already in the list rewrites its
-//! entry in place (one search, no allocation for the key or the node), under a lock of that
-//! entry alone, which a read holds only to copy the entry out. Expired entries are invisible at
-//! once and removed by a background sweeper (or [`MemoryBackend::purge_expired`]).
+//! Each namespace keeps its entries in a hash map of 64 shards (dashmap), which answers point
+//! reads and writes, and the same keys in a lock-free skip list ordered by key bytes, which
+//! answers listings: a listing walks only the page it returns and its cursor (the last key
+//! returned) stays valid while keys come and go. A read takes its shard's read lock only to copy
+//! the entry out (the value's bytes are shared, not copied); a write takes the shard's write
+//! lock, which makes compare-and-swap atomic without a global lock; no lock is ever held across
+//! an `.await`. A write to an existing key rewrites its entry in place (no allocation for the
+//! key). Every operation answers at once, on the store contract's synchronous fast path, so a
+//! call through a [`Namespace`](kv_core::Namespace) allocates no future. Expired entries are
+//! invisible at once and removed by a background sweeper (or [`MemoryBackend::purge_expired`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -22,27 +25,28 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_skiplist::SkipMap;
+use crossbeam_skiplist::SkipSet;
+use dashmap::DashMap;
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, new_namespace_id, Backend, Capabilities,
     DeleteOutcome, Entry, KeyInfo, KvError, ListOptions, ListPage, NamespaceInfo, NamespaceStore,
     NewEntry, PutOutcome, Result, SharedClock, SystemClock, Version, WriteMode,
 };
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::sweeper::{spawn_sweeper, DEFAULT_SWEEP_INTERVAL};
 
-const WRITE_STRIPES: usize = 64;
+/// Hash shards per namespace: each a reader-writer lock over a hash table; more shards than
+/// cores keep two writers (or a writer and readers) of different keys off each other's lock.
+const SHARDS: usize = 64;
 
 /// Builds a [`MemoryBackend`].
 #[derive(Debug, Clone)]
@@ -117,7 +121,7 @@ impl MemoryBackend {
             .namespaces
             .read()
             .values()
-            .map(|ns| ns.store.map.len())
+            .map(|ns| ns.store.index.len())
             .sum()
     }
 }
@@ -272,14 +276,18 @@ impl Stored {
 }
 
 /// One namespace of the memory backend.
+///
+/// Two indexes over the same keys: a sharded hash map that holds the entries and answers point
+/// reads and writes (a few memory accesses at any size), and a lock-free ordered set of the keys
+/// for listings. A key enters and leaves the ordered set only under its hash shard's write lock,
+/// so the two agree for every key at rest; a listing that meets a key being deleted skips it.
 #[derive(Debug)]
 pub struct MemoryNamespace {
-    /// Each entry behind its own lock: a write to an existing key replaces the contents in
-    /// place (under the key's write stripe too), a read copies them out.
-    map: SkipMap<Box<str>, RwLock<Stored>>,
-    write_locks: Box<[Mutex<()>]>,
-    /// A random seed for the stripe of a key.
-    seed: u64,
+    /// The entries. The shard lock of a key serializes its writes (so compare-and-swap is
+    /// atomic); it is never held across an `.await`.
+    index: DashMap<Arc<str>, Stored>,
+    /// Every key of `index`, in byte order (the key's text is shared with `index`).
+    order: SkipSet<Arc<str>>,
     clock: SharedClock,
     versions: Arc<AtomicU64>,
     /// Set when the namespace is deleted: writes through old handles fail.
@@ -289,30 +297,14 @@ pub struct MemoryNamespace {
 impl MemoryNamespace {
     fn new(clock: SharedClock, versions: Arc<AtomicU64>) -> Self {
         MemoryNamespace {
-            map: SkipMap::new(),
-            write_locks: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
-            seed: RandomState::new().build_hasher().finish(),
+            // SipHash (the default): keys come from clients, and a keyed hash keeps them from
+            // piling onto one shard or bucket chain.
+            index: DashMap::with_shard_amount(SHARDS),
+            order: SkipSet::new(),
             clock,
             versions,
             retired: AtomicBool::new(false),
         }
-    }
-
-    /// The stripe of a key: a seeded multiply-rotate hash of its 8-byte words (keys that
-    /// collide only share a lock that is never held across an `.await`, so a keyed hash as
-    /// strong as SipHash would buy nothing here but its cost on every write).
-    fn write_lock(&self, key: &str) -> &Mutex<()> {
-        let mut hash = self.seed ^ key.len() as u64;
-        for chunk in key.as_bytes().chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = (hash.rotate_left(23) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        // Fold the last word's high bytes down before taking the high bits.
-        let hash = (hash ^ (hash >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let stripe = (hash >> 32) as usize % self.write_locks.len();
-        &self.write_locks[stripe]
     }
 
     fn next_version(&self) -> u64 {
@@ -325,62 +317,140 @@ impl MemoryNamespace {
         stored.expiration.is_some() && is_expired(stored.expiration, self.clock.now())
     }
 
-    /// Writes `entry` under `mode`; call with the key's write lock held. One search of the
-    /// list: an entry already there (live or expired) is checked and rewritten in place, so
-    /// only a new key allocates (its node and its key).
-    fn write(&self, key: &str, entry: NewEntry, mode: WriteMode) -> PutOutcome {
-        match self.map.get(key) {
-            Some(existing) => {
-                let mut stored = existing.value().write();
-                if mode.is_conditional() {
-                    let current =
-                        (!self.is_expired(&stored)).then(|| Version::from_raw(stored.version));
-                    if !mode.allows(current) {
-                        return PutOutcome::ConditionFailed;
-                    }
+    fn get_sync(&self, key: &str) -> Option<Entry> {
+        let stored = self.index.get(key)?;
+        (!self.is_expired(&stored)).then(|| stored.to_entry())
+    }
+
+    /// Writes `entry` under `mode`. An existing entry (live or expired) is checked and rewritten
+    /// in place under its shard lock, so only a new key allocates (its key and its set node).
+    fn put_sync(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        self.check_live()?;
+        if let Some(mut stored) = self.index.get_mut(key) {
+            if mode.is_conditional() {
+                let current =
+                    (!self.is_expired(&stored)).then(|| Version::from_raw(stored.version));
+                if !mode.allows(current) {
+                    return Ok(PutOutcome::ConditionFailed);
                 }
-                let version = self.next_version();
-                let old = std::mem::replace(&mut *stored, Stored::new(entry, version));
-                drop(stored);
-                // The old value is freed outside the entry's lock.
-                drop(old);
-                PutOutcome::Written(Version::from_raw(version))
             }
-            None => {
-                if !mode.allows(None) {
-                    return PutOutcome::ConditionFailed;
+            let version = self.next_version();
+            let old = std::mem::replace(&mut *stored, Stored::new(entry, version));
+            drop(stored);
+            // The old value is freed outside the shard lock.
+            drop(old);
+            return Ok(PutOutcome::Written(Version::from_raw(version)));
+        }
+        // A new key (or one that another writer creates meanwhile: the entry decides).
+        match self.index.entry(Arc::from(key)) {
+            dashmap::Entry::Occupied(mut occupied) => {
+                let stored = occupied.get_mut();
+                let current = (!self.is_expired(stored)).then(|| Version::from_raw(stored.version));
+                if !mode.allows(current) {
+                    return Ok(PutOutcome::ConditionFailed);
                 }
                 let version = self.next_version();
-                self.map
-                    .insert(key.into(), RwLock::new(Stored::new(entry, version)));
-                PutOutcome::Written(Version::from_raw(version))
+                *stored = Stored::new(entry, version);
+                Ok(PutOutcome::Written(Version::from_raw(version)))
+            }
+            dashmap::Entry::Vacant(vacant) => {
+                if !mode.allows(None) {
+                    return Ok(PutOutcome::ConditionFailed);
+                }
+                let version = self.next_version();
+                // Listed before the shard lock is released: no writer of this key sees the
+                // two indexes disagree.
+                self.order.insert(vacant.key().clone());
+                vacant.insert(Stored::new(entry, version));
+                Ok(PutOutcome::Written(Version::from_raw(version)))
             }
         }
     }
 
+    fn delete_sync(&self, key: &str, mode: WriteMode) -> DeleteOutcome {
+        let mut decided = None;
+        // The predicate runs under the shard's write lock, and the key leaves the ordered set
+        // there too, so a concurrent re-creation of the key cannot be unlisted by this delete.
+        self.index.remove_if(key, |stored_key, stored| {
+            let current = (!self.is_expired(stored)).then(|| Version::from_raw(stored.version));
+            if !mode.allows(current) {
+                decided = Some(DeleteOutcome::ConditionFailed);
+                return false;
+            }
+            decided = Some(DeleteOutcome::Deleted {
+                existed: current.is_some(),
+            });
+            self.order.remove(stored_key);
+            true
+        });
+        // No entry at all: decided on absence.
+        decided.unwrap_or(if mode.allows(None) {
+            DeleteOutcome::Deleted { existed: false }
+        } else {
+            DeleteOutcome::ConditionFailed
+        })
+    }
+
+    fn list_sync(&self, options: &ListOptions) -> Result<ListPage> {
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let start = list_start(prefix, options.cursor.as_deref())?;
+        let start = match &start {
+            Bound::Included(key) => Bound::Included(key.as_str()),
+            Bound::Excluded(key) => Bound::Excluded(key.as_str()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let items = self
+            .order
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter_map(|key| {
+                let name: &str = key.value();
+                if !name.starts_with(prefix) {
+                    // The end of the listing: `collect_page` stops here without looking inside.
+                    return Some(Ok(KeyInfo {
+                        name: name.to_owned(),
+                        expiration: None,
+                        metadata: None,
+                    }));
+                }
+                // A key deleted since the set was read is skipped.
+                let stored = self.index.get(name)?;
+                Some(Ok(KeyInfo {
+                    name: name.to_owned(),
+                    expiration: stored.expiration,
+                    metadata: stored.metadata.as_deref().cloned(),
+                }))
+            });
+        collect_page(items, prefix, options.limit, self.clock.now())
+    }
+
     fn purge_expired(&self) -> usize {
         let now = self.clock.now();
+        // Collected first: removing while iterating would wait on the iterator's own shard lock.
+        let expired: Vec<(Arc<str>, u64)> = self
+            .index
+            .iter()
+            .filter(|item| is_expired(item.value().expiration, now))
+            .map(|item| (item.key().clone(), item.value().version))
+            .collect();
         let mut removed = 0;
-        for item in self.map.iter() {
-            if !is_expired(item.value().read().expiration, now) {
-                continue;
-            }
-            let key = item.key();
-            let _guard = self.write_lock(key).lock();
-            // Re-check under the lock: the key may have been rewritten since.
-            if let Some(current) = self.map.get(&**key) {
-                if is_expired(current.value().read().expiration, now) {
-                    current.remove();
-                    removed += 1;
+        for (key, version) in expired {
+            // Re-checked under the lock: the key may have been rewritten since.
+            let gone = self.index.remove_if(&*key, |stored_key, stored| {
+                let still = stored.version == version && is_expired(stored.expiration, now);
+                if still {
+                    self.order.remove(stored_key);
                 }
-            }
+                still
+            });
+            removed += usize::from(gone.is_some());
         }
         removed
     }
 
     fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        self.map.clear();
+        self.index.clear();
+        self.order.clear();
     }
 
     fn check_live(&self) -> Result<()> {
@@ -403,57 +473,46 @@ impl NamespaceStore for MemoryNamespace {
         Capabilities::atomic()
     }
 
+    // Everything answers at once: the `Namespace` handle takes these and never awaits the
+    // boxed futures below (which remain for callers of the trait itself).
+    fn get_now(&self, key: &str) -> Option<Result<Option<Entry>>> {
+        Some(Ok(self.get_sync(key)))
+    }
+
+    fn put_now(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> std::result::Result<Result<PutOutcome>, NewEntry> {
+        Ok(self.put_sync(key, entry, mode))
+    }
+
+    fn delete_now(&self, key: &str, mode: WriteMode) -> Option<Result<DeleteOutcome>> {
+        Some(Ok(self.delete_sync(key, mode)))
+    }
+
+    fn list_now(&self, options: &ListOptions) -> Option<Result<ListPage>> {
+        Some(self.list_sync(options))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        Ok(self.map.get(key).and_then(|e| {
-            let stored = e.value().read();
-            (!self.is_expired(&stored)).then(|| stored.to_entry())
-        }))
+        Ok(self.get_sync(key))
     }
 
     async fn put(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        self.check_live()?;
-        let _guard = self.write_lock(key).lock();
-        Ok(self.write(key, entry, mode))
+        self.put_sync(key, entry, mode)
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
-        let _guard = self.write_lock(key).lock();
-        // One search: the entry found is the one checked and removed.
-        let entry = self.map.get(key);
-        let current = entry.as_ref().and_then(|e| {
-            let stored = e.value().read();
-            (!self.is_expired(&stored)).then(|| Version::from_raw(stored.version))
-        });
-        if !mode.allows(current) {
-            return Ok(DeleteOutcome::ConditionFailed);
-        }
-        if let Some(entry) = entry {
-            entry.remove();
-        }
-        Ok(DeleteOutcome::Deleted {
-            existed: current.is_some(),
-        })
+        Ok(self.delete_sync(key, mode))
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        let prefix = options.prefix.as_deref().unwrap_or("");
-        let start = list_start(prefix, options.cursor.as_deref())?;
-        let start = match &start {
-            Bound::Included(key) => Bound::Included(key.as_str()),
-            Bound::Excluded(key) => Bound::Excluded(key.as_str()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let items = self
-            .map
-            .range::<str, _>((start, Bound::Unbounded))
-            .map(|e| {
-                let stored = e.value().read();
-                Ok(KeyInfo {
-                    name: e.key().to_string(),
-                    expiration: stored.expiration,
-                    metadata: stored.metadata.as_deref().cloned(),
-                })
-            });
-        collect_page(items, prefix, options.limit, self.clock.now())
+        self.list_sync(options)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        Ok(keys.iter().map(|key| self.get_sync(key)).collect())
     }
 }

@@ -78,3 +78,124 @@ async fn deleted_namespace_handles_see_nothing() {
     assert_eq!(ns.get("k").await.unwrap(), None);
     assert!(store.list_namespaces().await.unwrap().is_empty());
 }
+
+/// Every key a listing returns, following the cursors.
+async fn listed(ns: &kv_core::Namespace) -> Vec<String> {
+    use futures::TryStreamExt;
+    ns.list_all("")
+        .map_ok(|info| info.name)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// The hash index (point reads) and the ordered index (listings) agree after writers,
+/// conditional writers and deleters race on the same keys from two threads.
+#[test]
+fn hash_and_ordered_indexes_agree_after_racing_writers() {
+    use kv_core::WriteMode;
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::new(MemoryBackend::new());
+        let ns = store.namespace("race").await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let conflicts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let racers: Vec<_> = (0..2u64)
+            .map(|racer| {
+                let ns = ns.clone();
+                let barrier = barrier.clone();
+                let conflicts = conflicts.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    for round in 0..4000u64 {
+                        let key = format!("k{:03}", (round * 7 + racer * 3) % 64);
+                        match (round + racer) % 4 {
+                            0 => ns.delete(&key).await.unwrap(),
+                            1 => {
+                                let created = ns
+                                    .put_with(&key, "c", PutOptions::new().only_if_absent())
+                                    .await
+                                    .unwrap();
+                                if created == kv_core::PutOutcome::ConditionFailed {
+                                    conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                            2 => {
+                                if let Some(entry) = ns.get_entry(&key).await.unwrap() {
+                                    let _ = ns
+                                        .delete_with(&key, WriteMode::OnlyIfVersion(entry.version))
+                                        .await
+                                        .unwrap();
+                                }
+                            }
+                            _ => {
+                                ns.put_text(&key, "w").await.unwrap();
+                            }
+                        }
+                        if round % 64 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for racer in racers {
+            racer.await.unwrap();
+        }
+        assert!(
+            conflicts.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "the racers collided"
+        );
+        let mut found = Vec::new();
+        for i in 0..64 {
+            let key = format!("k{i:03}");
+            if ns.get(&key).await.unwrap().is_some() {
+                found.push(key);
+            }
+        }
+        assert_eq!(listed(&ns).await, found, "listing and point reads agree");
+    });
+}
+
+/// A cursor stays valid while keys change: the next page starts after the last key returned,
+/// shows keys created after it since, and skips keys deleted since.
+#[tokio::test]
+async fn a_cursor_survives_writes_and_deletes() {
+    let store = Store::new(MemoryBackend::new());
+    let ns = store.namespace("paging").await.unwrap();
+    for i in (0..20).step_by(2) {
+        ns.put_text(&format!("k{i:02}"), "v").await.unwrap();
+    }
+    let first = ns
+        .list(&kv_core::ListOptions::new().limit(3))
+        .await
+        .unwrap();
+    let names: Vec<_> = first.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["k00", "k02", "k04"]);
+    // The last key returned is deleted, a key before it and keys after it are created, one
+    // after it is deleted.
+    ns.delete("k04").await.unwrap();
+    ns.put_text("k01", "v").await.unwrap();
+    ns.put_text("k05", "v").await.unwrap();
+    ns.delete("k08").await.unwrap();
+    let rest = ns
+        .list(
+            &kv_core::ListOptions::new()
+                .limit(100)
+                .cursor(first.cursor.expect("more to come")),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = rest.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["k05", "k06", "k10", "k12", "k14", "k16", "k18"],
+        "after the cursor: new keys shown, deleted ones not, nothing before it"
+    );
+    assert!(rest.list_complete);
+}

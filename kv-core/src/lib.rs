@@ -6,6 +6,9 @@
 //!   (serde) values, metadata, expiry, compare-and-swap through [`WriteMode`], paging and
 //!   streaming listings, and bulk operations. Every request is checked against the [`Limits`]
 //!   (Workers KV's by default) before any I/O, and each violation is its own [`LimitError`].
+//! - Every store call made through a [`Namespace`] runs in a `tracing` span named
+//!   [`STORE_SPAN_NAME`] (`kv.store`, `DEBUG` level) with the fields `backend`, `namespace`,
+//!   `operation`, `outcome`, `duration_us` and, on failure, `error`.
 //! - Time comes from a [`Clock`]: the system clock, or a [`ManualClock`] in tests.
 //! - [`StoreUrl`] parses the one string that selects a backend.
 //! - Coordination patterns on any backend: a [`lock::DistributedLock`] with fencing tokens
@@ -43,6 +46,7 @@ mod cursor;
 mod error;
 mod limits;
 mod namespace;
+mod span;
 mod store;
 mod timeout;
 mod types;
@@ -62,6 +66,7 @@ pub use crate::limits::Limits;
 pub use crate::namespace::{
     check_namespace_name, new_namespace_id, Namespace, Store, MAX_NAMESPACE_NAME_BYTES,
 };
+pub use crate::span::STORE_SPAN_NAME;
 pub use crate::store::{Backend, NamespaceStore};
 pub use crate::timeout::TimeoutStore;
 pub use crate::types::{

@@ -8,10 +8,12 @@ use futures::stream::{self, Stream};
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::error::{KvError, Result};
 use crate::limits::Limits;
+use crate::span::CallSpan;
 use crate::store::{Backend, NamespaceStore};
 use crate::types::{
     BulkPut, Capabilities, DeleteOutcome, Entry, KeyInfo, ListOptions, ListPage, NamespaceInfo,
@@ -327,7 +329,27 @@ impl Namespace {
     /// The whole entry: value, metadata, expiration and version.
     pub async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         self.limits.check_key(key)?;
-        self.inner.get(key).await
+        let call = self.span("get");
+        // A store that answers at once does so here: no boxed future, no task hop.
+        let fast = {
+            let _entered = call.span.enter();
+            self.inner.get_now(key)
+        };
+        let result = match fast {
+            Some(result) => result,
+            None => self.inner.get(key).instrument(call.span.clone()).await,
+        };
+        call.finish(
+            &result,
+            |found| if found.is_some() { "hit" } else { "miss" },
+        );
+        result
+    }
+
+    /// Opens the `tracing` span of one store call (see the table in the crate docs).
+    #[inline]
+    fn span(&self, operation: &'static str) -> CallSpan {
+        CallSpan::start(self.inner.kind(), &self.id, operation)
     }
 
     /// The value decoded from JSON together with the entry's metadata and version.
@@ -368,7 +390,14 @@ impl Namespace {
             };
             positions.push(position);
         }
-        let entries = self.inner.get_many(&distinct).await?;
+        let call = self.span("get_many");
+        let result = self
+            .inner
+            .get_many(&distinct)
+            .instrument(call.span.clone())
+            .await;
+        call.finish(&result, |_| "ok");
+        let entries = result?;
         if entries.len() != distinct.len() {
             // Checked rather than trusted: indexing below must not panic on a faulty backend.
             return Err(KvError::backend(
@@ -434,7 +463,62 @@ impl Namespace {
         // The options are moved into the entry (the metadata is not copied).
         let entry = self.new_entry(key, value.into(), options)?;
         self.check_mode(mode, "conditional put")?;
-        self.inner.put(key, entry, mode).await
+        self.put_checked(key, entry, mode).await
+    }
+
+    /// Writes an entry the caller built (with an absolute expiration) under `mode`: for hot
+    /// paths that keep their own value bytes and expiry arithmetic, such as a rate limiter, and
+    /// still want the store's fast path and the `kv.store` span rather than calling
+    /// [`raw`](Self::raw). Checked as [`put_with`](Self::put_with) checks: key, value and
+    /// metadata limits, an expiration at least the minimum TTL ahead, and a conditional mode
+    /// only on a store with atomic writes (the metadata's size is measured only when there is
+    /// metadata).
+    pub async fn put_entry(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> Result<PutOutcome> {
+        self.limits.check_key(key)?;
+        self.limits.check_value(key, entry.value.len())?;
+        if let Some(metadata) = &entry.metadata {
+            let json_len = serde_json::to_vec(metadata)
+                .map_err(|source| KvError::Encode {
+                    what: "metadata",
+                    source,
+                })?
+                .len();
+            self.limits.check_metadata(key, json_len)?;
+        }
+        if let Some(expiration) = entry.expiration {
+            self.limits
+                .resolve_expiry(Some(crate::types::Expiry::At(expiration)), self.clock.now())?;
+        }
+        self.check_mode(mode, "conditional put")?;
+        self.put_checked(key, entry, mode).await
+    }
+
+    /// The store call of a put whose entry and mode are checked.
+    async fn put_checked(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
+        let call = self.span("put");
+        let fast = {
+            let _entered = call.span.enter();
+            self.inner.put_now(key, entry, mode)
+        };
+        let result = match fast {
+            Ok(result) => result,
+            Err(entry) => {
+                self.inner
+                    .put(key, entry, mode)
+                    .instrument(call.span.clone())
+                    .await
+            }
+        };
+        call.finish(&result, |outcome| match outcome {
+            PutOutcome::Written(_) => "written",
+            PutOutcome::ConditionFailed => "condition_failed",
+        });
+        result
     }
 
     /// Deletes a key unconditionally; deleting an absent key is a no-op.
@@ -447,7 +531,26 @@ impl Namespace {
     pub async fn delete_with(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         self.limits.check_key(key)?;
         self.check_mode(mode, "conditional delete")?;
-        self.inner.delete(key, mode).await
+        let call = self.span("delete");
+        let fast = {
+            let _entered = call.span.enter();
+            self.inner.delete_now(key, mode)
+        };
+        let result = match fast {
+            Some(result) => result,
+            None => {
+                self.inner
+                    .delete(key, mode)
+                    .instrument(call.span.clone())
+                    .await
+            }
+        };
+        call.finish(&result, |outcome| match outcome {
+            DeleteOutcome::Deleted { existed: true } => "deleted",
+            DeleteOutcome::Deleted { existed: false } => "absent",
+            DeleteOutcome::ConditionFailed => "condition_failed",
+        });
+        result
     }
 
     /// Writes many entries unconditionally (up to the bulk write limit). Every item is checked
@@ -468,7 +571,14 @@ impl Namespace {
         if checked.is_empty() {
             return Ok(());
         }
-        self.inner.put_many(checked).await
+        let call = self.span("put_many");
+        let result = self
+            .inner
+            .put_many(checked)
+            .instrument(call.span.clone())
+            .await;
+        call.finish(&result, |_| "ok");
+        result
     }
 
     /// Deletes many keys unconditionally (up to the bulk write limit).
@@ -485,7 +595,14 @@ impl Namespace {
         if keys.is_empty() {
             return Ok(());
         }
-        self.inner.delete_many(&keys).await
+        let call = self.span("delete_many");
+        let result = self
+            .inner
+            .delete_many(&keys)
+            .instrument(call.span.clone())
+            .await;
+        call.finish(&result, |_| "ok");
+        result
     }
 
     // ---- listing ----
@@ -493,7 +610,17 @@ impl Namespace {
     /// One page of keys in byte order.
     pub async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.limits.check_list_limit(options.limit)?;
-        self.inner.list(options).await
+        let call = self.span("list");
+        let fast = {
+            let _entered = call.span.enter();
+            self.inner.list_now(options)
+        };
+        let result = match fast {
+            Some(result) => result,
+            None => self.inner.list(options).instrument(call.span.clone()).await,
+        };
+        call.finish(&result, |_| "ok");
+        result
     }
 
     /// Every key with `prefix`, as a stream that fetches pages of 1000 on demand.
@@ -648,6 +775,41 @@ mod tests {
         ns.put_text("k", "v").await.unwrap();
         ns.delete("k").await.unwrap();
         assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn put_entry_checks_like_put_with() {
+        let store = Arc::new(PlainStore::default());
+        let ns = namespace(store.clone());
+        let now = 1_000_000;
+        let entry = |value: &'static str, expiration| NewEntry {
+            value: Bytes::from_static(value.as_bytes()),
+            metadata: None,
+            expiration,
+        };
+        let too_soon = ns
+            .put_entry("k", entry("v", Some(now + 59)), WriteMode::Overwrite)
+            .await;
+        assert!(matches!(too_soon, Err(KvError::Limit(_))), "{too_soon:?}");
+        let empty_key = ns
+            .put_entry("", entry("v", None), WriteMode::Overwrite)
+            .await;
+        assert!(matches!(empty_key, Err(KvError::Limit(_))));
+        let conditional = ns
+            .put_entry("k", entry("v", None), WriteMode::OnlyIfAbsent)
+            .await;
+        assert!(matches!(conditional, Err(KvError::Unsupported { .. })));
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            0,
+            "refused before the store"
+        );
+        let written = ns
+            .put_entry("k", entry("v", Some(now + 60)), WriteMode::Overwrite)
+            .await
+            .unwrap();
+        assert_eq!(written, PutOutcome::Written(Version::from_raw(1)));
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

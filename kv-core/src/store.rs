@@ -39,6 +39,44 @@ pub trait NamespaceStore: Send + Sync + Debug + 'static {
     /// Lists one page in key byte order (the limit is already checked; the cursor is not).
     async fn list(&self, options: &ListOptions) -> Result<ListPage>;
 
+    /// The synchronous fast path of [`get`](Self::get): a store that can answer at once (it
+    /// holds the data in this process and never waits) returns `Some` with the answer; any other
+    /// store declines with `None` (the default), and the caller awaits [`get`](Self::get).
+    ///
+    /// [`Namespace`](crate::Namespace) tries this first, so a call answered here allocates no
+    /// boxed future and takes no task hop. An implementation must give the same answer the
+    /// async method would.
+    fn get_now(&self, key: &str) -> Option<Result<Option<Entry>>> {
+        let _ = key;
+        None
+    }
+
+    /// The synchronous fast path of [`put`](Self::put): `Ok` with the answer, or `Err` giving
+    /// the entry back when the store declines (the default), and the caller awaits
+    /// [`put`](Self::put). A store that may block (on a disk flush, a lock held across I/O) or
+    /// needs the network declines.
+    fn put_now(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> std::result::Result<Result<PutOutcome>, NewEntry> {
+        let _ = (key, mode);
+        Err(entry)
+    }
+
+    /// The synchronous fast path of [`delete`](Self::delete); `None` declines (the default).
+    fn delete_now(&self, key: &str, mode: WriteMode) -> Option<Result<DeleteOutcome>> {
+        let _ = (key, mode);
+        None
+    }
+
+    /// The synchronous fast path of [`list`](Self::list); `None` declines (the default).
+    fn list_now(&self, options: &ListOptions) -> Option<Result<ListPage>> {
+        let _ = options;
+        None
+    }
+
     /// Reads many entries, in the order of `keys`.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
         let mut entries = Vec::with_capacity(keys.len());

@@ -53,6 +53,28 @@ impl NamespaceStore for TimeoutStore {
         self.inner.capabilities()
     }
 
+    // An answer given at once cannot outlast the timeout: the fast paths pass straight through.
+    fn get_now(&self, key: &str) -> Option<Result<Option<Entry>>> {
+        self.inner.get_now(key)
+    }
+
+    fn put_now(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> std::result::Result<Result<PutOutcome>, NewEntry> {
+        self.inner.put_now(key, entry, mode)
+    }
+
+    fn delete_now(&self, key: &str, mode: WriteMode) -> Option<Result<DeleteOutcome>> {
+        self.inner.delete_now(key, mode)
+    }
+
+    fn list_now(&self, options: &ListOptions) -> Option<Result<ListPage>> {
+        self.inner.list_now(options)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         self.bounded(self.inner.get(key)).await
     }

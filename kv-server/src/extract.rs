@@ -40,6 +40,42 @@ where
     }
 }
 
+/// Path parameters borrowed from the request, percent-decoded, without deserializing them into
+/// owned strings (the value GET's hot path); a path that does not decode is the same 400
+/// envelope as [`ApiPath`]'s.
+pub(crate) struct ApiRawPath(pub axum::extract::RawPathParams);
+
+impl ApiRawPath {
+    /// The parameter `name` (the router always captures it on the routes that use this).
+    pub(crate) fn get(&self, name: &str) -> Result<&str, ApiError> {
+        self.0
+            .iter()
+            .find_map(|(param, value)| (param == name).then_some(value))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    codes::BAD_REQUEST,
+                    format!("invalid path: no `{name}` parameter"),
+                )
+            })
+    }
+}
+
+impl<S> FromRequestParts<S> for ApiRawPath
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map(ApiRawPath)
+            .map_err(|rejection| {
+                ApiError::bad_request(codes::BAD_REQUEST, format!("invalid path: {rejection}"))
+            })
+    }
+}
+
 /// Query parameters; a query that does not parse is a 400 envelope.
 pub(crate) struct ApiQuery<T>(pub T);
 

@@ -2,8 +2,11 @@
 //!
 //! [`FileBackend`] stores a store in a directory holding one file, `store.redb`. Each namespace
 //! is one redb table (named `ns:` + the namespace id), a `catalog` table maps ids to titles, and
-//! a `meta` table holds the store's format and a version counter, so every write gets a version never handed out before in this
-//! store, even after a key or a whole namespace is deleted and created again.
+//! a `meta` table holds the store's format and a version mark, so every write gets a version never handed out before in this
+//! store, even after a key or a whole namespace is deleted and created again. The counter itself
+//! lives in memory; the mark on disk is the end of a block of versions reserved ahead (1024 at
+//! a time), so a commit touches the `meta` table once per block, not once per write, and after a
+//! restart counting resumes above every version the store may have handed out.
 //!
 //! - **Durable**: every put, delete, bulk put and bulk delete commits a redb write transaction
 //!   with immediate durability (fsync) before it returns. A process killed at any moment leaves
@@ -90,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) db: Database,
     pub(crate) path: PathBuf,
     pub(crate) clock: SharedClock,
+    /// The version counter and its reservation on disk (see [`store::Versions`]).
+    pub(crate) versions: parking_lot::Mutex<store::Versions>,
 }
 
 impl fmt::Debug for FileBackend {
@@ -169,10 +174,12 @@ impl FileBackendBuilder {
             Err(error) => return Err(engine(error)),
         };
         check_format(&db, &path)?;
+        let versions = store::Versions::load(&db)?;
         let shared = Arc::new(Shared {
             db,
             path,
             clock: self.clock.unwrap_or_else(SystemClock::shared),
+            versions: parking_lot::Mutex::new(versions),
         });
         tracing::debug!(path = %shared.path.display(), "opened file store");
         if !self.sweep_interval.is_zero() {
@@ -247,6 +254,30 @@ impl FileBackend {
     pub async fn purge_expired(&self) -> Result<usize> {
         let shared = self.shared.clone();
         blocking(move || store::purge_expired(&shared)).await
+    }
+}
+
+/// Runs a durable write's blocking redb work without a hop to another thread where the runtime
+/// allows it: on a multi-threaded tokio runtime in place ([`tokio::task::block_in_place`]: the
+/// worker hands its other tasks to another thread and runs the write itself, so the caller waits
+/// for the write and the fsync only, not for a thread to wake); anywhere else through
+/// [`blocking`].
+///
+/// The price: while the write runs, nothing else in the caller's task runs, so a timeout
+/// wrapped around the same task (for example
+/// [`Namespace::with_timeout`](kv_core::Namespace::with_timeout)) cannot fire before the
+/// write's transaction returns.
+pub(crate) async fn blocking_write<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let in_place = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if in_place {
+        tokio::task::block_in_place(work)
+    } else {
+        blocking(work).await
     }
 }
 

@@ -1,12 +1,15 @@
 //! One namespace of the file backend: a redb table of encoded records, and the transactions
 //! over it.
 //!
-//! Point reads (`get`, `get_many`) run inline on the caller's task: a redb read transaction is
-//! an MVCC snapshot of the last commit that never waits for the writer (or for other readers),
-//! so it costs no more than the page reads themselves, usually served from redb's cache; sending
-//! them to the blocking pool would add a thread hop to the hottest path for nothing. Writes wait
-//! for redb's single writer and for an fsync, and a listing may walk many pages, so those run in
-//! [`tokio::task::spawn_blocking`].
+//! Point reads (`get`, `get_many`) run inline on the caller's task, and `get` answers on the
+//! store contract's synchronous fast path: a redb read transaction is an MVCC snapshot of the
+//! last commit that never waits for the writer (or for other readers), so it costs no more than
+//! the page reads themselves, usually served from redb's cache; sending them to the blocking
+//! pool would add a thread hop to the hottest path for nothing. Writes wait for redb's single
+//! writer and for an fsync: on a multi-threaded runtime they run in place
+//! ([`tokio::task::block_in_place`], which moves the worker's other tasks to another thread
+//! rather than the write), elsewhere in [`tokio::task::spawn_blocking`]. A listing may walk many
+//! pages and runs in `spawn_blocking`.
 
 use std::fmt;
 use std::ops::Bound;
@@ -24,7 +27,7 @@ use redb::{
 };
 
 use super::record::{encode_header, CorruptRecord, RecordError, RecordRef};
-use super::{blocking, Shared, KIND};
+use super::{blocking, blocking_write, Shared, KIND};
 
 /// The prefix of a namespace's table name.
 pub(crate) const NS_PREFIX: &str = "ns:";
@@ -34,8 +37,10 @@ pub(crate) const META: TableDefinition<'static, &'static str, u64> = TableDefini
 /// The namespace catalog: id to title.
 pub(crate) const CATALOG: TableDefinition<'static, &'static str, &'static str> =
     TableDefinition::new("catalog");
-/// The `meta` key of the last version handed out.
+/// The `meta` key of the version mark: no version above it has been handed out.
 const META_VERSION: &str = "version";
+/// Versions reserved on disk at a time: the `meta` table is written once per this many writes.
+const VERSION_BLOCK: u64 = 1024;
 /// The `meta` key of the store layout version.
 pub(crate) const META_FORMAT: &str = "format";
 
@@ -56,18 +61,75 @@ pub(crate) fn begin_write(db: &Database) -> Result<WriteTransaction> {
     Ok(txn)
 }
 
-/// Hands out `count` new versions: returns the first; the others follow it.
-fn allocate_versions(txn: &WriteTransaction, count: u64) -> Result<u64> {
-    let mut meta = txn.open_table(META).map_err(engine)?;
-    let last = meta
-        .get(META_VERSION)
-        .map_err(engine)?
-        .map_or(0, |guard| guard.value());
-    let new_last = last
-        .checked_add(count)
-        .ok_or_else(|| KvError::backend(KIND, Message("version counter exhausted".into())))?;
-    meta.insert(META_VERSION, new_last).map_err(engine)?;
-    Ok(last + 1)
+/// The store's version counter: the last version handed out, in memory, and the mark on disk
+/// that every version handed out stays at or below.
+///
+/// Versions are handed out inside a write transaction, and redb runs one write transaction at a
+/// time, so the counter is never contended. Only when the counter would pass the mark does the
+/// transaction also write a new mark, a block ahead, in the `meta` table; the mark in memory
+/// follows only once that transaction has committed. So a version is never handed out above a
+/// durable mark (a crash loses at most the rest of a block, never a version's uniqueness), and a
+/// write that does not commit leaves, at worst, a gap.
+#[derive(Debug)]
+pub(crate) struct Versions {
+    last: u64,
+    reserved: u64,
+}
+
+/// A new mark written in a transaction, to adopt once it has committed.
+#[must_use = "the mark is adopted only after the commit"]
+struct Reservation(Option<u64>);
+
+impl Versions {
+    /// The counter of an open store: resumes at its mark (the last version handed out, in a
+    /// store written before marks were reserved ahead).
+    pub(crate) fn load(db: &Database) -> Result<Versions> {
+        let txn = db.begin_read().map_err(engine)?;
+        let mark = match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(META_VERSION)
+                .map_err(engine)?
+                .map_or(0, |guard| guard.value()),
+            Err(TableError::TableDoesNotExist(_)) => 0,
+            Err(error) => return Err(engine(error)),
+        };
+        Ok(Versions {
+            last: mark,
+            reserved: mark,
+        })
+    }
+}
+
+/// Hands out `count` new versions inside `txn`: returns the first (the others follow it) and
+/// the new mark to adopt after the commit, if this transaction wrote one.
+fn allocate_versions(
+    shared: &Shared,
+    txn: &WriteTransaction,
+    count: u64,
+) -> Result<(u64, Reservation)> {
+    let exhausted = || KvError::backend(KIND, Message("version counter exhausted".into()));
+    let mut versions = shared.versions.lock();
+    let first = versions.last.checked_add(1).ok_or_else(exhausted)?;
+    let new_last = versions.last.checked_add(count).ok_or_else(exhausted)?;
+    let mut reservation = Reservation(None);
+    if new_last > versions.reserved {
+        let mark = new_last.saturating_add(VERSION_BLOCK);
+        let mut meta = txn.open_table(META).map_err(engine)?;
+        meta.insert(META_VERSION, mark).map_err(engine)?;
+        reservation = Reservation(Some(mark));
+    }
+    versions.last = new_last;
+    Ok((first, reservation))
+}
+
+/// Commits `txn`, then adopts the mark it wrote.
+fn commit(shared: &Shared, txn: WriteTransaction, reservation: Reservation) -> Result<()> {
+    txn.commit().map_err(engine)?;
+    if let Some(mark) = reservation.0 {
+        let mut versions = shared.versions.lock();
+        versions.reserved = versions.reserved.max(mark);
+    }
+    Ok(())
 }
 
 /// Writes one encoded record, copying the value once, straight into the table's page.
@@ -147,6 +209,15 @@ impl FileNamespace {
         txn.open_table(namespace_def(&self.table)).map_err(engine)
     }
 
+    /// A point read on the caller's thread: see the module documentation.
+    fn get_inline(&self, key: &str) -> Result<Option<Entry>> {
+        let txn = self.shared.db.begin_read().map_err(engine)?;
+        let Some(table) = open_read(&txn, &self.table)? else {
+            return Ok(None);
+        };
+        self.read_entry(&table, key, self.shared.clock.now())
+    }
+
     fn corrupt(&self, key: &str, error: RecordError) -> KvError {
         corrupt(&self.name, key, error)
     }
@@ -198,16 +269,16 @@ impl FileNamespace {
                 }
             };
             if allowed {
-                let version = allocate_versions(&txn, 1)?;
+                let (version, reservation) = allocate_versions(&self.shared, &txn, 1)?;
                 insert_record(&mut table, key, version, entry, metadata_json)?;
-                Some(version)
+                Some((version, reservation))
             } else {
                 None
             }
         };
         match version {
-            Some(version) => {
-                txn.commit().map_err(engine)?;
+            Some((version, reservation)) => {
+                commit(&self.shared, txn, reservation)?;
                 tracing::debug!(ns = %self.name, key, version, "put");
                 Ok(PutOutcome::Written(Version::from_raw(version)))
             }
@@ -263,14 +334,15 @@ impl FileNamespace {
 
     fn put_many_blocking(&self, items: &[(String, NewEntry, Option<Vec<u8>>)]) -> Result<()> {
         let txn = begin_write(&self.shared.db)?;
-        {
-            let first = allocate_versions(&txn, items.len() as u64)?;
+        let reservation = {
             let mut table = self.open_live_table(&txn)?;
+            let (first, reservation) = allocate_versions(&self.shared, &txn, items.len() as u64)?;
             for (version, (key, entry, metadata_json)) in (first..).zip(items) {
                 insert_record(&mut table, key, version, entry, metadata_json.as_deref())?;
             }
-        }
-        txn.commit().map_err(engine)?;
+            reservation
+        };
+        commit(&self.shared, txn, reservation)?;
         tracing::debug!(ns = %self.name, count = items.len(), "put many");
         Ok(())
     }
@@ -443,13 +515,14 @@ impl NamespaceStore for FileNamespace {
         Capabilities::atomic()
     }
 
+    /// Point reads answer at once (see the module documentation); writes decline, as they
+    /// wait for the writer lock and an fsync.
+    fn get_now(&self, key: &str) -> Option<Result<Option<Entry>>> {
+        Some(self.get_inline(key))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        // Inline: see the module documentation.
-        let txn = self.shared.db.begin_read().map_err(engine)?;
-        let Some(table) = open_read(&txn, &self.table)? else {
-            return Ok(None);
-        };
-        self.read_entry(&table, key, self.shared.clock.now())
+        self.get_inline(key)
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
@@ -468,13 +541,14 @@ impl NamespaceStore for FileNamespace {
         let metadata_json = encode_metadata(&entry)?;
         let this = self.clone();
         let key = key.to_owned();
-        blocking(move || this.put_blocking(&key, &entry, metadata_json.as_deref(), mode)).await
+        blocking_write(move || this.put_blocking(&key, &entry, metadata_json.as_deref(), mode))
+            .await
     }
 
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         let this = self.clone();
         let key = key.to_owned();
-        blocking(move || this.delete_blocking(&key, mode)).await
+        blocking_write(move || this.delete_blocking(&key, mode)).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -492,12 +566,104 @@ impl NamespaceStore for FileNamespace {
             })
             .collect::<Result<Vec<_>>>()?;
         let this = self.clone();
-        blocking(move || this.put_many_blocking(&items)).await
+        blocking_write(move || this.put_many_blocking(&items)).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         let this = self.clone();
         let keys = keys.to_vec();
-        blocking(move || this.delete_many_blocking(&keys)).await
+        blocking_write(move || this.delete_many_blocking(&keys)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::file::FileBackend;
+    use kv_core::{Bytes, Store};
+
+    fn mark(backend: &FileBackend) -> u64 {
+        let txn = backend.shared.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let mark = meta.get(META_VERSION).unwrap().unwrap().value();
+        mark
+    }
+
+    fn entry(value: &'static str) -> NewEntry {
+        NewEntry {
+            value: Bytes::from_static(value.as_bytes()),
+            metadata: None,
+            expiration: None,
+        }
+    }
+
+    /// The version mark on disk moves once per block of writes, and a reopened store hands out
+    /// versions above every one handed out before.
+    #[tokio::test]
+    async fn versions_are_reserved_in_blocks_and_never_reused_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        {
+            let backend = FileBackend::open(dir.path()).unwrap();
+            let store = Store::new(backend.clone());
+            let ns = store.namespace("n").await.unwrap();
+            for i in 0..5 {
+                seen.push(ns.put_text(&format!("k{i}"), "v").await.unwrap().raw());
+            }
+            assert_eq!(seen, [1, 2, 3, 4, 5], "one counter, no gaps while running");
+            assert_eq!(mark(&backend), 1 + VERSION_BLOCK, "one mark for the block");
+            // A bulk write past the end of the block reserves the next block in its commit.
+            let items: Vec<_> = (0..VERSION_BLOCK + 10)
+                .map(|i| (format!("b{i}"), entry("v")))
+                .collect();
+            ns.raw().put_many(items).await.unwrap();
+            let last = 5 + VERSION_BLOCK + 10;
+            assert_eq!(mark(&backend), last + VERSION_BLOCK);
+            seen.push(ns.put_text("k0", "w").await.unwrap().raw());
+            assert_eq!(*seen.last().unwrap(), last + 1);
+        }
+        let backend = FileBackend::open(dir.path()).unwrap();
+        let store = Store::new(backend.clone());
+        let ns = store.namespace("n").await.unwrap();
+        let after = ns.put_text("k1", "x").await.unwrap().raw();
+        assert!(
+            seen.iter().all(|&old| after > old),
+            "{after} is above every earlier version"
+        );
+        // The old versions are still readable as stored.
+        assert_eq!(
+            ns.get_entry("k0").await.unwrap().unwrap().version.raw(),
+            *seen.last().unwrap()
+        );
+    }
+
+    /// A write whose transaction does not commit leaves the mark in memory where it was, so
+    /// the next write writes a mark again rather than handing out versions above the durable
+    /// one.
+    #[test]
+    fn a_reservation_is_adopted_only_after_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::builder(dir.path())
+            .sweep_interval(std::time::Duration::ZERO)
+            .open()
+            .unwrap();
+        let shared = &backend.shared;
+        let txn = begin_write(&shared.db).unwrap();
+        let (first, reservation) = allocate_versions(shared, &txn, 1).unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(reservation.0, Some(1 + VERSION_BLOCK));
+        txn.abort().unwrap();
+        assert_eq!(shared.versions.lock().reserved, 0, "not adopted");
+        let txn = begin_write(&shared.db).unwrap();
+        let (second, reservation) = allocate_versions(shared, &txn, 1).unwrap();
+        assert_eq!(second, 2, "the aborted version is a gap, not reused");
+        assert_eq!(
+            reservation.0,
+            Some(2 + VERSION_BLOCK),
+            "the mark is written again"
+        );
+        commit(shared, txn, reservation).unwrap();
+        assert_eq!(shared.versions.lock().reserved, 2 + VERSION_BLOCK);
+        assert_eq!(mark(&backend), 2 + VERSION_BLOCK);
     }
 }
