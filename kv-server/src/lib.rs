@@ -144,8 +144,13 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
         .route(&format!("{ns}/bulk/get"), bulk_get)
         .route("/metrics", get(metrics::exposition))
         .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), auth::require_token));
+        .method_not_allowed_fallback(routes::method_not_allowed);
+    // Without a token there is nothing to check: no layer, no per-request cost.
+    let router = if state.config.token.is_some() {
+        router.layer(from_fn_with_state(state.clone(), auth::require_token))
+    } else {
+        router
+    };
     let router = match console {
         Some(console) => router
             .route("/", get(console::redirect_to_console))

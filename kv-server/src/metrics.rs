@@ -5,6 +5,7 @@
 //! - `kv_http_errors_total{status}`: error answers by status;
 //! - `kv_http_request_duration_seconds`: request latency histogram.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
@@ -16,6 +17,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use parking_lot::RwLock;
 
 use crate::state::AppState;
 
@@ -51,6 +54,10 @@ pub struct Metrics {
     operations: Family<OperationLabels, Counter>,
     errors: Family<StatusLabels, Counter>,
     latency: Histogram,
+    /// Each namespace's four operation counters, found by `&str` so that counting a request
+    /// allocates only the first time a namespace is seen (the family's own lookup needs an
+    /// owned label set).
+    by_namespace: RwLock<HashMap<Box<str>, [Counter; 4]>>,
 }
 
 impl Default for Metrics {
@@ -80,6 +87,7 @@ impl Default for Metrics {
             operations,
             errors,
             latency,
+            by_namespace: RwLock::default(),
         }
     }
 }
@@ -87,12 +95,26 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts `n` operations of one kind on a namespace.
     pub fn count(&self, namespace: &str, operation: Operation, n: u64) {
-        self.operations
-            .get_or_create(&OperationLabels {
-                namespace: namespace.to_owned(),
-                operation,
-            })
-            .inc_by(n);
+        if let Some(counters) = self.by_namespace.read().get(namespace) {
+            counters[operation as usize].inc_by(n);
+            return;
+        }
+        let counters = [
+            Operation::read,
+            Operation::write,
+            Operation::delete,
+            Operation::list,
+        ]
+        .map(|operation| {
+            self.operations
+                .get_or_create(&OperationLabels {
+                    namespace: namespace.to_owned(),
+                    operation,
+                })
+                .clone()
+        });
+        counters[operation as usize].inc_by(n);
+        self.by_namespace.write().insert(namespace.into(), counters);
     }
 
     /// The Prometheus text exposition.
