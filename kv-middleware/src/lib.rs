@@ -33,6 +33,15 @@ pub mod origin;
 pub mod rate_limit;
 #[cfg(feature = "session")]
 pub mod session;
+#[cfg(any(
+    feature = "session",
+    feature = "rate_limit",
+    feature = "cache",
+    feature = "flags",
+    feature = "config",
+    feature = "origin"
+))]
+mod shared;
 
 /// How long the layers that have no request deadline of their own (sessions, flags, config)
 /// wait for one store call by default; each has a `store_timeout` setting.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,11 +14,12 @@ use kv_core::{
     unix_secs, Bytes, KvError, Namespace, NewEntry, PutOutcome, SharedClock, Version, WriteMode,
 };
 use pin_project_lite::pin_project;
-use tokio::sync::Mutex;
+use smallvec::SmallVec;
 
 use super::gcra::{self, Decision, Nanos};
 use super::key::MAX_KEY_BYTES;
 use super::quota::Quota;
+use super::stripe::StripeLock;
 
 /// Longest quota name, in bytes.
 pub const MAX_QUOTA_NAME_BYTES: usize = 64;
@@ -168,6 +169,9 @@ pub struct Outcome {
     checked_at: Nanos,
     quotas: Few<QuotaOutcome>,
 }
+
+/// One item (most limiters have one quota) or several, without a heap allocation for one.
+type Few<T> = SmallVec<[T; 1]>;
 
 impl Outcome {
     /// Whether the request is admitted (every quota allowed it).
@@ -401,9 +405,8 @@ impl RateLimiterBuilder {
                 max_attempts: self.max_attempts,
                 timeout: self.timeout,
                 per_stripe,
-                stripes: (0..STRIPES)
-                    .map(|_| Mutex::new(Stripe::default()))
-                    .collect(),
+                hasher: foldhash::fast::RandomState::default(),
+                stripes: (0..STRIPES).map(|_| StripeLock::default()).collect(),
                 counters: Counters::default(),
             }),
         })
@@ -470,9 +473,11 @@ struct Inner {
     max_attempts: u32,
     timeout: Option<Duration>,
     per_stripe: usize,
+    /// Keys' hashes, seeded at random per limiter ([`Inner::key_hash`]).
+    hasher: foldhash::fast::RandomState,
     /// Checks of one key run one at a time in this process, under the key's stripe, which
     /// also holds the remembered states of the stripe's keys.
-    stripes: Box<[Mutex<Stripe>]>,
+    stripes: Box<[StripeLock<Stripe>]>,
     counters: Counters,
 }
 
@@ -496,20 +501,7 @@ struct Known {
     states: Few<Option<Stored>>,
 }
 
-/// The hash of a key: FNV-1a, its high half folded into the low one and mixed by a multiply
-/// (FNV-1a alone spreads keys that differ in their last bytes, such as addresses, very
-/// unevenly over the stripes). It picks the key's stripe and indexes the stripe's memory of
-/// states, so a check hashes its key once. Keys are chosen by clients, but colliding keys
-/// only share a stripe's lock, and take each other's place in its bounded memory.
-fn key_hash(key: &str) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for &b in key.as_bytes() {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash ^ (hash >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// The hasher of the stripes' maps, whose keys are [`key_hash`]es already.
+/// The hasher of the stripes' maps, whose keys are [`Inner::key_hash`]es already.
 #[derive(Debug, Clone, Copy, Default)]
 struct Premixed(u64);
 
@@ -645,7 +637,7 @@ impl RateLimiter {
             return Err(RateLimitError::InvalidKey { len: key.len() });
         }
         let inner = &self.inner;
-        let hash = key_hash(key);
+        let hash = inner.key_hash(key);
         let mut stripe = inner.stripe(hash).lock().await;
         if stripe.known.get(&hash).is_some_and(|k| *k.key == *key) {
             stripe.known.remove(&hash);
@@ -708,21 +700,34 @@ enum Commit {
     Denied,
 }
 
+/// The stripe of a key's hash: bits the stripe's map does not index by (it takes the low ones
+/// and the top seven).
+fn stripe_index(hash: u64) -> usize {
+    (hash >> 32) as usize % STRIPES
+}
+
 impl Inner {
-    /// The stripe of a key's hash ([`key_hash`]).
-    fn stripe(&self, hash: u64) -> &Mutex<Stripe> {
-        // Bits the stripe's map does not index by (it takes the low ones and the top seven).
-        let index = (hash >> 32) as usize % self.stripes.len();
-        &self.stripes[index]
+    /// The hash of a key: foldhash, seeded at random when the limiter is built. It picks the
+    /// key's stripe and indexes the stripe's memory of states, so a check hashes its key once.
+    /// Keys are chosen by clients; with a seed they cannot know, they cannot choose keys that
+    /// pile onto one stripe (whose lock they would share, and whose bounded memory they would
+    /// crowd).
+    fn key_hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The stripe of a key's hash ([`Inner::key_hash`]).
+    fn stripe(&self, hash: u64) -> &StripeLock<Stripe> {
+        &self.stripes[stripe_index(hash)]
     }
 
     async fn check(&self, key: &str, cost: u32) -> Result<Outcome, RateLimitError> {
-        let hash = key_hash(key);
+        let hash = self.key_hash(key);
         let lock = self.stripe(hash);
         // Uncontended (the common case) without the acquire future.
         let mut guard = match lock.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => lock.lock().await,
+            Some(guard) => guard,
+            None => lock.lock().await,
         };
         let Stripe {
             known: remembered,
@@ -742,14 +747,16 @@ impl Inner {
             .get_mut(&hash)
             .filter(|k| *k.key == *key)
             .map(|k| &mut k.states);
-        let mut work = Few::build(keys.len(), |i| Work {
-            key: &keys[i],
-            slot: Slot {
-                stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
-                fresh: false,
-            },
-            decision: Decision::default(),
-        });
+        let mut work: Few<Work<'_>> = (0..keys.len())
+            .map(|i| Work {
+                key: &keys[i],
+                slot: Slot {
+                    stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
+                    fresh: false,
+                },
+                decision: Decision::default(),
+            })
+            .collect();
         let mut unknown = Set::default();
         for (i, w) in work.iter().enumerate() {
             if w.slot.stored.is_none() {
@@ -950,7 +957,7 @@ impl Inner {
         // was built).
         let limits = self.namespace.limits();
         limits.check_key(key).map_err(KvError::from)?;
-        let value = Bytes::copy_from_slice(Digits::new().format(tat));
+        let value = Bytes::copy_from_slice(itoa::Buffer::new().format(tat).as_bytes());
         limits
             .check_value(key, value.len())
             .map_err(KvError::from)?;
@@ -990,7 +997,7 @@ impl Inner {
                 });
             }
         }
-        let states = Few::build(work.len(), |i| work[i].slot.stored);
+        let states = (0..work.len()).map(|i| work[i].slot.stored).collect();
         known.insert(
             hash,
             Known {
@@ -1003,21 +1010,23 @@ impl Inner {
     /// The outcome of a check. For a denied request, the quotas that would have admitted it
     /// report their state as it stands (nothing was spent from them).
     fn outcome(&self, allowed: bool, now: Nanos, work: &[Work<'_>]) -> Outcome {
-        let quotas = Few::build(work.len(), |i| {
-            let (q, w) = (&self.quotas[i], &work[i]);
-            let mut decision = w.decision;
-            if !allowed && decision.allowed {
-                let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
-                decision.remaining = standing.remaining;
-                decision.reset = standing.reset;
-                decision.tat = standing.tat;
-            }
-            QuotaOutcome {
-                name: q.name.clone(),
-                quota: q.quota,
-                decision,
-            }
-        });
+        let quotas = (0..work.len())
+            .map(|i| {
+                let (q, w) = (&self.quotas[i], &work[i]);
+                let mut decision = w.decision;
+                if !allowed && decision.allowed {
+                    let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
+                    decision.remaining = standing.remaining;
+                    decision.reset = standing.reset;
+                    decision.tat = standing.tat;
+                }
+                QuotaOutcome {
+                    name: q.name.clone(),
+                    quota: q.quota,
+                    decision,
+                }
+            })
+            .collect();
         Outcome {
             allowed,
             checked_at: now,
@@ -1030,95 +1039,6 @@ impl Inner {
 fn update_known(known: &mut [Option<Stored>], work: &[Work<'_>]) {
     for (known, w) in known.iter_mut().zip(work) {
         *known = w.slot.stored;
-    }
-}
-
-/// Decimal digits of a `u64`, formatted on the stack, two at a time.
-pub(crate) struct Digits {
-    buf: [u8; 20],
-}
-
-/// "00", "01", ... "99".
-const PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-impl Digits {
-    pub(crate) fn new() -> Self {
-        Digits { buf: [0; 20] }
-    }
-
-    /// `n` in decimal ASCII.
-    pub(crate) fn format(&mut self, mut n: u64) -> &[u8] {
-        let mut start = self.buf.len();
-        // Eight digits at a time, those in 32-bit arithmetic.
-        while n >= 100_000_000 {
-            let mut low = (n % 100_000_000) as u32;
-            n /= 100_000_000;
-            for _ in 0..4 {
-                let pair = (low % 100) as usize * 2;
-                low /= 100;
-                start -= 2;
-                self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-            }
-        }
-        let mut n = n as u32;
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            start -= 2;
-            self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            start -= 2;
-            self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            start -= 1;
-            self.buf[start] = b'0' + n as u8;
-        }
-        &self.buf[start..]
-    }
-}
-
-/// One item (most limiters have one quota) or several, without a heap allocation for one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Few<T> {
-    One([T; 1]),
-    Many(Vec<T>),
-}
-
-impl<T> std::ops::Deref for Few<T> {
-    type Target = [T];
-
-    fn deref(&self) -> &[T] {
-        match self {
-            Few::One(one) => one,
-            Few::Many(many) => many,
-        }
-    }
-}
-
-impl<T> std::ops::DerefMut for Few<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        match self {
-            Few::One(one) => one,
-            Few::Many(many) => many,
-        }
-    }
-}
-
-impl<T> Few<T> {
-    /// `f(0)`, ... `f(len - 1)`; one without going through an iterator.
-    fn build(len: usize, mut f: impl FnMut(usize) -> T) -> Self {
-        if len == 1 {
-            Few::One([f(0)])
-        } else {
-            Few::Many((0..len).map(f).collect())
-        }
     }
 }
 
@@ -1188,34 +1108,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decimal_digits() {
-        let mut digits = Digits::new();
-        for n in [
-            0,
-            7,
-            9,
-            10,
-            42,
-            99,
-            100,
-            999,
-            1_000,
-            9_999,
-            10_000,
-            12_345,
-            99_999,
-            100_000,
-            1_000_000_007,
-            1_700_000_000_123_456_789,
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            assert_eq!(digits.format(n), n.to_string().as_bytes(), "{n}");
-        }
-        for n in (0..100_000).step_by(7) {
-            assert_eq!(digits.format(n), n.to_string().as_bytes(), "{n}");
-        }
+    /// Keys a client found to share one stripe of a limiter (by timing, say) share none in
+    /// particular in another limiter, or in the same one after a restart: the stripe hash is
+    /// seeded at random.
+    #[tokio::test]
+    async fn clients_cannot_choose_keys_that_pile_onto_one_stripe() {
+        let store = kv_backends::open("memory:").await.unwrap();
+        let namespace = store.namespace("RATE_LIMITS").await.unwrap();
+        let build = || RateLimiter::new(namespace.clone(), "api", "10/s".parse().unwrap());
+        let (first, second) = (build().unwrap(), build().unwrap());
+        let stripe = |limiter: &RateLimiter, key: &str| stripe_index(limiter.inner.key_hash(key));
+        let target = stripe(&first, "ip:0");
+        let piled: Vec<String> = (0u32..)
+            .map(|i| format!("ip:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .filter(|key| stripe(&first, key) == target)
+            .take(64)
+            .collect();
+        assert!(piled.iter().all(|key| stripe(&first, key) == target));
+        let spread: std::collections::HashSet<usize> =
+            piled.iter().map(|key| stripe(&second, key)).collect();
+        // 64 keys over 256 stripes at random land on about 57 distinct ones.
+        assert!(spread.len() >= 40, "{} stripes", spread.len());
     }
 
     #[test]

@@ -181,6 +181,7 @@ mod limiter;
 mod quota;
 mod response;
 mod service;
+mod stripe;
 
 pub use self::future::ResponseFuture;
 pub use self::headers::{

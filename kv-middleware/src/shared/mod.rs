@@ -1,0 +1,6 @@
+//! What several layers share, one copy each: crate-private, so the layers can change it
+//! together without a public promise.
+
+#![allow(dead_code)] // each layer's feature uses part of it
+
+pub(crate) mod text;
