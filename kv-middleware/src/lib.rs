@@ -43,7 +43,7 @@ pub mod session;
 ))]
 mod shared;
 
-/// How long the layers that have no request deadline of their own (sessions, flags, config)
-/// wait for one store call by default; each has a `store_timeout` setting.
-#[cfg(any(feature = "session", feature = "flags", feature = "config"))]
+/// How long a layer waits on the store by default: one store call (sessions, flags, config,
+/// cache) or one rate-limit check's calls together. Every layer and builder sets it with
+/// `with_store_timeout(impl Into<Option<Duration>>)` (`None`: as long as the store takes).
 pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

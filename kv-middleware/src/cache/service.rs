@@ -2,7 +2,6 @@
 
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -1573,24 +1572,7 @@ fn new_generation() -> u64 {
     RandomState::new().hash_one((count, nanos, std::process::id()))
 }
 
-/// Runs `future` for at most `limit`; `None` when it takes longer. The timer is made (and
-/// boxed) only if the future is not ready at once, so a memory store's read costs no timer and
-/// the future stays small.
-pub(crate) async fn bounded<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(value) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(value));
-        }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
+pub(crate) use crate::shared::timeout::bounded;
 
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)

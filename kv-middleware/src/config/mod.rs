@@ -22,8 +22,8 @@
 //!
 //! let store = kv_backends::open("memory:").await?;
 //! let config = Config::builder(store.namespace("CONFIG").await?, "limits")
-//!     .default_value(Limits { max_items: 10, api_keys: vec![] })
-//!     .validate(|l: &Limits| {
+//!     .with_default_value(Limits { max_items: 10, api_keys: vec![] })
+//!     .with_validator(|l: &Limits| {
 //!         if l.max_items == 0 { Err("max_items must be at least 1".into()) } else { Ok(()) }
 //!     })
 //!     .load()
@@ -93,7 +93,12 @@ pub use self::error::ConfigError;
 #[cfg(feature = "axum")]
 pub use self::extract::MissingConfigLayer;
 pub use self::handle::{
-    Config, ConfigBuilder, ConfigStats, ConfigVersion, RefreshOutcome, DEFAULT_MAX_VERSIONS,
+    Config, ConfigBuilder, ConfigRefresh, ConfigStats, ConfigVersion, DEFAULT_MAX_VERSIONS,
     DEFAULT_REFRESH_INTERVAL, VERSIONS_INFIX,
 };
 pub use self::layer::{ConfigLayer, ConfigService};
+
+/// Renamed [`ConfigRefresh`] (`flags` has its own refresh outcome, [`FlagsRefresh`](crate::flags::FlagsRefresh)).
+#[deprecated(note = "renamed `ConfigRefresh`")]
+#[doc(hidden)]
+pub type RefreshOutcome = ConfigRefresh;

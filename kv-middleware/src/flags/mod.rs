@@ -199,6 +199,11 @@ pub use self::require::{RequireFlag, RequireFlagFuture, RequireFlagLayer};
 pub use self::service::FlagsService;
 pub use self::snapshot::FlagSnapshot;
 pub use self::store::{
-    FlagStats, FlagStore, FlagStoreBuilder, RefreshOutcome, StoredFlag, StoredSegment,
+    FlagStats, FlagStore, FlagStoreBuilder, FlagsRefresh, StoredFlag, StoredSegment,
     DEFAULT_MAX_STALENESS, DEFAULT_REFRESH_INTERVAL, DOCUMENT_KEY, FLAG_PREFIX, SEGMENT_PREFIX,
 };
+
+/// Renamed [`FlagsRefresh`] (`config` has its own refresh outcome, [`ConfigRefresh`](crate::config::ConfigRefresh)).
+#[deprecated(note = "renamed `FlagsRefresh`")]
+#[doc(hidden)]
+pub type RefreshOutcome = FlagsRefresh;

@@ -2,24 +2,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kv_core::{
     unix_secs, Bytes, KvError, Namespace, NewEntry, PutOutcome, SharedClock, Version, WriteMode,
 };
-use pin_project_lite::pin_project;
 use smallvec::SmallVec;
 
 use super::gcra::{self, Decision, Nanos};
 use super::key::MAX_KEY_BYTES;
 use super::quota::Quota;
 use super::stripe::StripeLock;
+use crate::shared::timeout::bounded;
 
 /// Longest quota name, in bytes.
 pub const MAX_QUOTA_NAME_BYTES: usize = 64;
@@ -28,11 +25,13 @@ pub const MAX_QUOTA_NAME_BYTES: usize = 64;
 pub const MAX_QUOTAS: usize = 64;
 
 /// How many times a check writes before giving up on a key that other processes keep
-/// changing under it (see [`RateLimiterBuilder::max_attempts`]).
+/// changing under it (see [`RateLimiterBuilder::with_max_attempts`]).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 
-/// How long a check may take, store round trips included, by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Now [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), the one default of every layer.
+#[deprecated(note = "use `kv_middleware::DEFAULT_STORE_TIMEOUT`")]
+#[doc(hidden)]
+pub const DEFAULT_TIMEOUT: Duration = crate::DEFAULT_STORE_TIMEOUT;
 
 /// How many keys a limiter remembers the stored state of, by default.
 pub const DEFAULT_CACHE_CAPACITY: usize = 131_072;
@@ -61,7 +60,7 @@ impl NamedQuota {
 /// A limiter that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum RateLimitConfigError {
     /// No quota was given.
     #[error("a rate limiter needs at least one quota")]
     NoQuotas,
@@ -84,7 +83,7 @@ pub enum ConfigError {
         "the {backend} store cannot compare-and-swap atomically, so concurrent requests from \
          several processes could all be admitted from the same state; use a store that can \
          (memory, file, Redis, a kv-server) or opt into approximate limits with \
-         RateLimiterBuilder::approximate()"
+         RateLimiterBuilder::with_approximate()"
     )]
     NotAtomic {
         /// The store's kind.
@@ -318,7 +317,7 @@ impl RateLimiterBuilder {
     /// advertised in the headers and part of the stored keys, so limiters (and processes) that
     /// use the same name in the same namespace share that quota's state: 1 to 64 ASCII letters,
     /// digits, `_`, `-` or `.`.
-    pub fn quota(mut self, name: impl Into<String>, quota: Quota) -> Self {
+    pub fn with_quota(mut self, name: impl Into<String>, quota: Quota) -> Self {
         self.quotas.push((name.into(), quota));
         self
     }
@@ -328,7 +327,7 @@ impl RateLimiterBuilder {
     /// serializes per key), but concurrent requests in different processes may each be
     /// admitted from the same state, so the limit can be exceeded by up to one burst per
     /// process.
-    pub fn approximate(mut self) -> Self {
+    pub fn with_approximate(mut self) -> Self {
         self.approximate = true;
         self
     }
@@ -337,22 +336,18 @@ impl RateLimiterBuilder {
     /// processes keep changing under it (default 64). Each lost race means another request was
     /// admitted, so without time passing a check loses at most a burst's worth of races; a
     /// check that gives up does not admit its request ([`RateLimitError::Contention`]). The
-    /// timeout bounds the retries too.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
+    /// store timeout bounds the retries too.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
     }
 
-    /// How long a check may take, waiting for the store included (default 1 s); past it the
-    /// check fails with [`RateLimitError::Timeout`]. Needs a tokio runtime with its timer.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Lets a check wait on the store as long as the store takes.
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
+    /// How long a check may wait on the store, all its round trips together (default
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s); past it the check fails with [`RateLimitError::Timeout`].
+    /// `None` waits as long as the store takes. A timer is armed only when the store does not
+    /// answer at once (needs a tokio runtime with its timer then).
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
         self
     }
 
@@ -360,27 +355,69 @@ impl RateLimiterBuilder {
     /// 131 072, about 100 bytes each, so at most about 13 MB; 0 turns it off). With the state
     /// at hand an admitted request costs the store one conditional write instead of a read and
     /// a write; a stale memory costs a failed write and a read, never a wrong decision.
-    pub fn cache_capacity(mut self, keys: usize) -> Self {
+    pub fn with_cache_capacity(mut self, keys: usize) -> Self {
         self.cache_capacity = keys;
         self
     }
 
+    /// Renamed [`with_quota`](Self::with_quota).
+    #[deprecated(note = "renamed `with_quota`")]
+    #[doc(hidden)]
+    pub fn quota(self, name: impl Into<String>, quota: Quota) -> Self {
+        self.with_quota(name, quota)
+    }
+
+    /// Renamed [`with_approximate`](Self::with_approximate).
+    #[deprecated(note = "renamed `with_approximate`")]
+    #[doc(hidden)]
+    pub fn approximate(self) -> Self {
+        self.with_approximate()
+    }
+
+    /// Renamed [`with_max_attempts`](Self::with_max_attempts).
+    #[deprecated(note = "renamed `with_max_attempts`")]
+    #[doc(hidden)]
+    pub fn max_attempts(self, attempts: u32) -> Self {
+        self.with_max_attempts(attempts)
+    }
+
+    /// Renamed [`with_store_timeout`](Self::with_store_timeout).
+    #[deprecated(note = "renamed `with_store_timeout`")]
+    #[doc(hidden)]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with_store_timeout(timeout)
+    }
+
+    /// Now `with_store_timeout(None)`.
+    #[deprecated(note = "use `with_store_timeout(None)`")]
+    #[doc(hidden)]
+    pub fn no_timeout(self) -> Self {
+        self.with_store_timeout(None)
+    }
+
+    /// Renamed [`with_cache_capacity`](Self::with_cache_capacity).
+    #[deprecated(note = "renamed `with_cache_capacity`")]
+    #[doc(hidden)]
+    pub fn cache_capacity(self, keys: usize) -> Self {
+        self.with_cache_capacity(keys)
+    }
+
     /// Builds the limiter.
-    pub fn build(self) -> Result<RateLimiter, ConfigError> {
+    pub fn build(self) -> Result<RateLimiter, RateLimitConfigError> {
         if self.quotas.is_empty() {
-            return Err(ConfigError::NoQuotas);
+            return Err(RateLimitConfigError::NoQuotas);
         }
         if self.quotas.len() > MAX_QUOTAS {
-            return Err(ConfigError::TooManyQuotas(self.quotas.len()));
+            return Err(RateLimitConfigError::TooManyQuotas(self.quotas.len()));
         }
         if self.max_attempts == 0 {
-            return Err(ConfigError::ZeroAttempts);
+            return Err(RateLimitConfigError::ZeroAttempts);
         }
         let mut quotas: Vec<NamedQuota> = Vec::with_capacity(self.quotas.len());
         for (name, quota) in self.quotas {
             check_quota_name(&name)?;
             if quotas.iter().any(|q| *q.name == *name) {
-                return Err(ConfigError::DuplicateQuotaName(name));
+                return Err(RateLimitConfigError::DuplicateQuotaName(name));
             }
             quotas.push(NamedQuota {
                 name: name.into(),
@@ -389,7 +426,7 @@ impl RateLimiterBuilder {
         }
         let capabilities = self.namespace.capabilities();
         if !capabilities.atomic_conditional_writes && !self.approximate {
-            return Err(ConfigError::NotAtomic {
+            return Err(RateLimitConfigError::NotAtomic {
                 backend: self.namespace.raw().kind(),
             });
         }
@@ -413,8 +450,8 @@ impl RateLimiterBuilder {
     }
 }
 
-fn check_quota_name(name: &str) -> Result<(), ConfigError> {
-    let invalid = |reason| ConfigError::InvalidQuotaName {
+fn check_quota_name(name: &str) -> Result<(), RateLimitConfigError> {
+    let invalid = |reason| RateLimitConfigError::InvalidQuotaName {
         name: name.to_owned(),
         reason,
     };
@@ -445,7 +482,7 @@ fn check_quota_name(name: &str) -> Result<(), ConfigError> {
 ///
 /// let store = kv_backends::open("memory:").await?;
 /// let limiter = RateLimiter::builder(store.namespace("RATE_LIMITS").await?)
-///     .quota("exports", "2/h".parse()?)
+///     .with_quota("exports", "2/h".parse()?)
 ///     .build()?;
 ///
 /// assert!(limiter.check("tenant:7", 1).await?.is_allowed());
@@ -556,7 +593,7 @@ impl RateLimiter {
             quotas: Vec::new(),
             approximate: false,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            timeout: Some(DEFAULT_TIMEOUT),
+            timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
@@ -566,8 +603,8 @@ impl RateLimiter {
         namespace: Namespace,
         name: impl Into<String>,
         quota: Quota,
-    ) -> Result<Self, ConfigError> {
-        Self::builder(namespace).quota(name, quota).build()
+    ) -> Result<Self, RateLimitConfigError> {
+        Self::builder(namespace).with_quota(name, quota).build()
     }
 
     /// The quotas, in the order they were added.
@@ -606,18 +643,9 @@ impl RateLimiter {
             return Err(RateLimitError::InvalidKey { len: key.len() });
         }
         let inner = &self.inner;
-        let result = match inner.timeout {
-            Some(limit) => match (Timed {
-                future: inner.check(key, cost),
-                sleep: None,
-                limit,
-            })
-            .await
-            {
-                Some(result) => result,
-                None => Err(RateLimitError::Timeout(limit)),
-            },
-            None => inner.check(key, cost).await,
+        let result = match bounded(inner.timeout, inner.check(key, cost)).await {
+            Some(result) => result,
+            None => Err(RateLimitError::Timeout(inner.timeout.unwrap_or_default())),
         };
         let counters = &inner.counters;
         match &result {
@@ -1054,36 +1082,6 @@ fn parse_entry(key: &str, value: &[u8], version: Version) -> Stored {
                 "rate limit: unreadable state, treating it as a full quota"
             );
             Stored { tat: 0, version }
-        }
-    }
-}
-
-pin_project! {
-    /// A future bounded by a timeout whose timer is only armed if the future does not finish
-    /// on its first poll (an in-process store never needs one).
-    struct Timed<F> {
-        #[pin]
-        future: F,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        limit: Duration,
-    }
-}
-
-impl<F: Future> Future for Timed<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.future.poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        let limit = *this.limit;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
         }
     }
 }

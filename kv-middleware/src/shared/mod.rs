@@ -4,3 +4,5 @@
 #![allow(dead_code)] // each layer's feature uses part of it
 
 pub(crate) mod text;
+#[cfg(any(feature = "cache", feature = "rate_limit"))]
+pub(crate) mod timeout;
