@@ -266,7 +266,7 @@ fn push_ipv4<const N: usize>(out: &mut StackText<N>, ip: Ipv4Addr) {
         if i > 0 {
             out.push_str(".");
         }
-        out.push_u64(u64::from(octet));
+        out.push_u8(octet);
     }
 }
 

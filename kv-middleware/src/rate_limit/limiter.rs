@@ -172,6 +172,16 @@ pub struct Outcome {
 /// One item (most limiters have one quota) or several, without a heap allocation for one.
 type Few<T> = SmallVec<[T; 1]>;
 
+/// `f(0)`, ... `f(len - 1)`; one without going through an iterator (`collect` into a
+/// `SmallVec` reserves and checks per item).
+fn few<T>(len: usize, mut f: impl FnMut(usize) -> T) -> Few<T> {
+    if len == 1 {
+        SmallVec::from_buf([f(0)])
+    } else {
+        (0..len).map(f).collect()
+    }
+}
+
 impl Outcome {
     /// Whether the request is admitted (every quota allowed it).
     pub fn is_allowed(&self) -> bool {
@@ -1025,7 +1035,7 @@ impl Inner {
                 });
             }
         }
-        let states = (0..work.len()).map(|i| work[i].slot.stored).collect();
+        let states = few(work.len(), |i| work[i].slot.stored);
         known.insert(
             hash,
             Known {

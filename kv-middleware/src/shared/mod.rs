@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each layer's feature uses part of it
 
+#[cfg(any(feature = "session", feature = "cache"))]
+pub(crate) mod hex;
 pub(crate) mod text;
 #[cfg(any(feature = "cache", feature = "rate_limit"))]
 pub(crate) mod timeout;

@@ -2,28 +2,62 @@
 
 use std::fmt;
 
-use smallvec::SmallVec;
-
 /// UTF-8 text of up to `N` bytes held inline (the keys and header values built for every
 /// request fit), spilling to the heap beyond. Only whole `&str`s go in, so it is always valid
-/// UTF-8.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+/// UTF-8. (A plain array and length rather than a `SmallVec`: its pushes of a few bytes are a
+/// bounds check and a copy, where `SmallVec::extend_from_slice` goes through its general
+/// reserve path each time.)
+#[derive(Clone)]
 pub(crate) struct StackText<const N: usize> {
-    bytes: SmallVec<[u8; N]>,
+    len: usize,
+    buf: [u8; N],
+    /// Everything, once it outgrew `buf`.
+    spilled: Option<String>,
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        StackText::new()
+    }
 }
 
 impl<const N: usize> StackText<N> {
     /// Empty text.
+    #[inline]
     pub(crate) fn new() -> Self {
         StackText {
-            bytes: SmallVec::new(),
+            len: 0,
+            buf: [0; N],
+            spilled: None,
         }
     }
 
     /// Appends `text`.
     #[inline]
     pub(crate) fn push_str(&mut self, text: &str) {
-        self.bytes.extend_from_slice(text.as_bytes());
+        let end = self.len + text.len();
+        if self.spilled.is_none() && end <= N {
+            self.buf[self.len..end].copy_from_slice(text.as_bytes());
+            self.len = end;
+        } else {
+            self.spill(text);
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self, text: &str) {
+        let spilled = self.spilled.get_or_insert_with(|| {
+            let mut heap = String::with_capacity(N * 2);
+            heap.push_str(Self::inline_str(&self.buf[..self.len]));
+            heap
+        });
+        spilled.push_str(text);
+    }
+
+    fn inline_str(bytes: &[u8]) -> &str {
+        // SAFETY: the inline bytes only ever receive whole `&str`s (`push_str`) and are only
+        // ever cut back to empty, so they are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Appends `n` in decimal.
@@ -32,27 +66,61 @@ impl<const N: usize> StackText<N> {
         self.push_str(itoa::Buffer::new().format(n));
     }
 
-    /// Empties the text, keeping its buffer.
+    /// Appends `n` in decimal (an address's octet: without going through a 20-digit buffer).
+    #[inline]
+    pub(crate) fn push_u8(&mut self, n: u8) {
+        let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
+        let skip = if n >= 100 {
+            0
+        } else if n >= 10 {
+            1
+        } else {
+            2
+        };
+        // ASCII digits are UTF-8.
+        self.push_str(std::str::from_utf8(&digits[skip..]).unwrap_or_default());
+    }
+
+    /// Empties the text, keeping a heap buffer it has.
     pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
+        self.len = 0;
+        if let Some(spilled) = &mut self.spilled {
+            spilled.clear();
+        }
     }
 
     /// The text.
     #[inline]
     pub(crate) fn as_str(&self) -> &str {
-        // SAFETY: `bytes` only ever receives whole `&str`s (`push_str`, `write_str`) and is
-        // only ever shortened to empty, so it is valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(&self.bytes) }
+        match &self.spilled {
+            Some(spilled) => spilled,
+            None => Self::inline_str(&self.buf[..self.len]),
+        }
     }
 
     /// The text's bytes.
+    #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.as_str().as_bytes()
     }
 
     /// Whether the text outgrew the stack buffer.
     pub(crate) fn spilled(&self) -> bool {
-        self.bytes.spilled()
+        self.spilled.is_some()
+    }
+}
+
+impl<const N: usize> PartialEq for StackText<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for StackText<N> {}
+
+impl<const N: usize> std::hash::Hash for StackText<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -99,9 +167,19 @@ mod tests {
         assert_eq!((text.as_str(), text.spilled()), ("ip:42/1234-é", true));
         text.clear();
         assert_eq!(text.as_str(), "");
+        let long = "x".repeat(100);
+        let mut spilled = StackText::<8>::from(long.as_str());
+        assert_eq!((spilled.as_str(), spilled.spilled()), (long.as_str(), true));
+        spilled.push_str("yz");
+        assert_eq!(spilled.as_str(), format!("{long}yz"));
         for n in [0, 9, 10, 99, 100, u64::MAX] {
             text.clear();
             text.push_u64(n);
+            assert_eq!(text.as_str(), n.to_string());
+        }
+        for n in 0..=u8::MAX {
+            text.clear();
+            text.push_u8(n);
             assert_eq!(text.as_str(), n.to_string());
         }
     }
