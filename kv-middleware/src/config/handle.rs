@@ -299,12 +299,14 @@ fn parse_document<T: DeserializeOwned>(
     Ok(value)
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    refreshes: AtomicU64,
-    updates: AtomicU64,
-    store_errors: AtomicU64,
-    rejected: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    struct Counters, "kv_config" {
+        refreshes,
+        updates,
+        store_errors,
+        rejected,
+    }
 }
 
 struct Inner<T> {
@@ -399,10 +401,10 @@ where
         let c = &self.inner.counters;
         let last = self.inner.last_success_ms.load(Ordering::Acquire);
         ConfigStats {
-            refreshes: c.refreshes.load(Ordering::Relaxed),
-            updates: c.updates.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
+            refreshes: c.refreshes.get(),
+            updates: c.updates.get(),
+            store_errors: c.store_errors.get(),
+            rejected: c.rejected.get(),
             last_success_unix_ms: (last != 0).then_some(last),
             last_error: lock(&self.inner.last_error).clone(),
         }
@@ -424,13 +426,13 @@ where
         inner
             .single_flight
             .run(|| async {
-                inner.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                inner.counters.refreshes.bump();
                 let outcome = self.refresh_once().await;
                 match &outcome {
                     Ok(outcome) => {
                         self.mark_success();
                         if *outcome == ConfigRefresh::Updated {
-                            inner.counters.updates.fetch_add(1, Ordering::Relaxed);
+                            inner.counters.updates.bump();
                             tracing::debug!(key = %inner.key, version = ?self.version(), "config updated");
                         }
                     }
@@ -439,7 +441,7 @@ where
                             ConfigError::Store(_) => &inner.counters.store_errors,
                             _ => &inner.counters.rejected,
                         }
-                        .fetch_add(1, Ordering::Relaxed);
+                        .bump();
                         record_refresh_error(&inner.last_error, &error, "config");
                     }
                 }

@@ -72,12 +72,14 @@ pub struct FlagStats {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    refreshes: AtomicU64,
-    updates: AtomicU64,
-    store_errors: AtomicU64,
-    rejected: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    struct Counters, "kv_flags" {
+        refreshes,
+        updates,
+        store_errors,
+        rejected,
+    }
 }
 
 /// Configures a [`FlagStore`].
@@ -342,10 +344,10 @@ impl FlagStore {
         let c = &self.inner.counters;
         let last = self.inner.last_success_ms.load(Ordering::Acquire);
         FlagStats {
-            refreshes: c.refreshes.load(Ordering::Relaxed),
-            updates: c.updates.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
+            refreshes: c.refreshes.get(),
+            updates: c.updates.get(),
+            store_errors: c.store_errors.get(),
+            rejected: c.rejected.get(),
             last_success_unix_ms: (last != 0).then_some(last),
             last_error: lock(&self.inner.last_error).clone(),
         }
@@ -505,7 +507,7 @@ impl FlagStore {
         inner
             .single_flight
             .run(|| async {
-                inner.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                inner.counters.refreshes.bump();
                 let outcome = self.load_snapshot().await;
                 match &outcome {
                     Ok(outcome) => {
@@ -516,7 +518,7 @@ impl FlagStore {
                             *lock(&inner.last_error) = None;
                         } else if matches!(outcome, FlagsRefresh::Updated { .. }) {
                             // The snapshot is in use; the items that failed are reported.
-                            inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            inner.counters.rejected.bump();
                             record_refresh_error(
                                 &inner.last_error,
                                 &FlagsError::Invalid(errors),
@@ -524,7 +526,7 @@ impl FlagStore {
                             );
                         }
                         if let FlagsRefresh::Updated { flags, segments } = outcome {
-                            inner.counters.updates.fetch_add(1, Ordering::Relaxed);
+                            inner.counters.updates.bump();
                             tracing::debug!(flags, segments, "flags snapshot updated");
                         }
                     }
@@ -533,7 +535,7 @@ impl FlagStore {
                             FlagsError::Invalid(_) => &inner.counters.rejected,
                             _ => &inner.counters.store_errors,
                         }
-                        .fetch_add(1, Ordering::Relaxed);
+                        .bump();
                         record_refresh_error(&inner.last_error, &error, "flags");
                     }
                 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,30 +268,32 @@ pub struct RateLimitStats {
     pub failed_closed: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    store_errors: AtomicU64,
-    timeouts: AtomicU64,
-    contention: AtomicU64,
-    conflicts: AtomicU64,
-    reads: AtomicU64,
-    writes: AtomicU64,
-    refunds: AtomicU64,
-    pub(crate) bypassed: AtomicU64,
-    pub(crate) missing_keys: AtomicU64,
-    pub(crate) failed_open: AtomicU64,
-    pub(crate) failed_closed: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    pub(crate) struct Counters, "kv_rate_limit" {
+        allowed,
+        denied,
+        store_errors,
+        timeouts,
+        contention,
+        conflicts,
+        reads,
+        writes,
+        refunds,
+        pub(crate) bypassed,
+        pub(crate) missing_keys,
+        pub(crate) failed_open,
+        pub(crate) failed_closed,
+    }
 }
 
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn bump(counter: &crate::shared::counters::Counter) {
+    counter.bump();
 }
 
 impl Counters {
     fn snapshot(&self) -> RateLimitStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &crate::shared::counters::Counter| c.get();
         RateLimitStats {
             allowed: get(&self.allowed),
             denied: get(&self.denied),

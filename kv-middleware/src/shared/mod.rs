@@ -6,5 +6,7 @@
 #[cfg(any(feature = "session", feature = "cache"))]
 pub(crate) mod hex;
 pub(crate) mod text;
+#[macro_use]
+pub(crate) mod counters;
 #[cfg(any(feature = "cache", feature = "rate_limit"))]
 pub(crate) mod timeout;
