@@ -88,7 +88,12 @@ mod layer;
 #[path = "../flags/refresh.rs"]
 mod refresh;
 
-pub use self::api_key::{ApiKey, ApiKeyFuture, ApiKeyLayer, DEFAULT_API_KEY_HEADER};
+pub use self::api_key::{ApiKeyFuture, ApiKeyLayer, ApiKeyService, DEFAULT_API_KEY_HEADER};
+
+/// Renamed [`ApiKeyService`] (every service of the crate is `...Service`).
+#[deprecated(note = "renamed `ApiKeyService`")]
+#[doc(hidden)]
+pub type ApiKey<S, T> = ApiKeyService<S, T>;
 pub use self::error::ConfigError;
 #[cfg(feature = "axum")]
 pub use self::extract::MissingConfigLayer;
