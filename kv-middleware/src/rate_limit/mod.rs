@@ -185,15 +185,21 @@ mod stripe;
 
 pub use self::future::ResponseFuture;
 pub use self::headers::{
-    policy_value, ratelimit_value, retry_after_value, HeaderStyle, RATELIMIT, RATELIMIT_POLICY,
-    X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    HeaderStyle, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
 };
+// Header-value builders the layer uses; public for the parser tests only.
+#[doc(hidden)]
+pub use self::headers::{policy_value, ratelimit_value, retry_after_value};
 #[cfg(feature = "session")]
 pub use self::key::SessionKey;
+// Forwarded-header parsers the extractors use; public for the parser fuzz tests only.
+#[doc(hidden)]
+pub use self::key::{forwarded_for, x_forwarded_for};
 pub use self::key::{
-    forwarded_for, x_forwarded_for, AllowList, Cidr, CidrError, ClientIp, ExtensionKey, Extraction,
-    ForwardedHeader, GlobalKey, HeaderKey, IpGrouping, KeyExtractor, KeyFn, KeyFuture, Or, PeerIp,
-    RateKey, RequestHead, MAX_KEY_BYTES,
+    AllowList, Cidr, CidrError, ClientIp, ExtensionKey, Extraction, ForwardedHeader, GlobalKey,
+    HeaderKey, IpGrouping, KeyExtractor, KeyFn, KeyFuture, Or, PeerIp, RateKey, RequestHead,
+    MAX_KEY_BYTES,
 };
 pub use self::layer::{MissingKey, RateLimitLayer, StoreErrorPolicy};
 pub use self::limiter::{
