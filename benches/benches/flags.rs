@@ -175,7 +175,7 @@ fn flag_store(rt: &Runtime) -> FlagStore {
             .await
             .expect("put");
         let store = FlagStore::builder(ns)
-            .manual_refresh()
+            .with_manual_refresh()
             .load()
             .await
             .expect("flags");

@@ -61,14 +61,14 @@ impl Demo {
             .with_secure(!args.insecure_cookie)
             .with_host_prefix(served_over_https(args));
         let flags = FlagStore::builder(store.namespace(namespaces::FLAGS).await?)
-            .refresh_interval(refresh)
+            .with_refresh_interval(refresh)
             .load()
             .await
             .context("loading the flags")?;
         let config = Config::builder(store.namespace(namespaces::CONFIG).await?, CONFIG_KEY)
-            .default_value(DemoConfig::default())
-            .validate(validate)
-            .refresh_interval(refresh)
+            .with_default_value(DemoConfig::default())
+            .with_validator(validate)
+            .with_refresh_interval(refresh)
             .load()
             .await
             .context("loading the config")?;
@@ -85,7 +85,7 @@ impl Demo {
         // rather than let guesses through unchecked. The API limit fails open (the default),
         // so a store outage does not take the API down with it.
         let login_limit = limit_per_ip(limits.clone(), "login", args.login_quota)?
-            .on_store_error(StoreErrorPolicy::FailClosed);
+            .with_store_error_policy(StoreErrorPolicy::FailClosed);
         let api_limit = limit_per_ip(limits, "api", args.api_quota)?;
         Ok(Demo {
             sessions,
@@ -125,7 +125,7 @@ fn limit_per_ip(
     quota: Quota,
 ) -> anyhow::Result<RateLimitLayer> {
     let limiter = RateLimiter::builder(namespace)
-        .quota(name, quota)
+        .with_quota(name, quota)
         .build()
         .with_context(|| format!("building the {name} limiter"))?;
     Ok(RateLimitLayer::new(limiter).with_key(PeerIp::new()))

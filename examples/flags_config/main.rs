@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
     // Flags: load (a bad flag in the store would refuse to start: fix it, or use `build()` to
     // start without flags), then seed the demo's flags unless an operator wrote them already.
     let flags = FlagStore::builder(store.namespace(&args.flags_namespace).await?)
-        .refresh_interval(interval)
+        .with_refresh_interval(interval)
         .load()
         .await
         .context("loading the flags")?;
@@ -165,9 +165,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Config: the stored document, or the default (written once so `kv key get` shows it).
     let config = Config::builder(store.namespace(&args.config_namespace).await?, "app")
-        .default_value(AppConfig::default())
-        .validate(validate)
-        .refresh_interval(interval)
+        .with_default_value(AppConfig::default())
+        .with_validator(validate)
+        .with_refresh_interval(interval)
         .load()
         .await
         .context("loading the config")?;

@@ -76,14 +76,14 @@ async fn main() -> anyhow::Result<()> {
     let limits = store.namespace(&args.namespace).await?;
 
     let login = RateLimiter::builder(limits.clone())
-        .quota("login", args.login_quota.parse().context("--login-quota")?)
+        .with_quota("login", args.login_quota.parse().context("--login-quota")?)
         .build()?;
     let api = RateLimiter::builder(limits)
-        .quota(
+        .with_quota(
             "api",
             args.api_burst_quota.parse().context("--api-burst-quota")?,
         )
-        .quota(
+        .with_quota(
             "api-hourly",
             args.api_hourly_quota
                 .parse()
@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
 
     let login_layer = with_key(RateLimitLayer::new(login), &args.trusted_proxies)?
-        .on_store_error(StoreErrorPolicy::FailClosed);
+        .with_store_error_policy(StoreErrorPolicy::FailClosed);
     let api_layer = with_key(RateLimitLayer::new(api), &args.trusted_proxies)?;
 
     let app = Router::new()

@@ -17,6 +17,24 @@
 //!
 //! Every layer works on every backend (memory, file, Redis, HTTP), with one process or many
 //! sharing one store, and documents which guarantees need compare-and-swap.
+//!
+//! # Observability
+//!
+//! Each layer reports its decisions as `tracing` events (target `kv_middleware::LAYER`) and
+//! counts them in its `stats()`; with the `metrics` feature every counter is also given to the
+//! [`metrics`](https://docs.rs/metrics) facade, so an installed exporter (Prometheus, StatsD,
+//! ...) sees the same numbers. Metric names are `kv_{layer}_{stats field}_total`, counters
+//! without labels summed over every instance of the layer in the process (the HTTP cache layer
+//! and the programmatic `Cache` share the `kv_cache_` counters).
+//!
+//! | layer | `tracing` events (level) | metrics (the fields of its `stats()`) |
+//! | --- | --- | --- |
+//! | rate limit | `rate limit: admitted` / `denied` with `key` (client addresses as they are, other keys by length), `allowed`, `remaining` (debug); failed checks (warn) | `kv_rate_limit_{allowed, denied, store_errors, timeouts, contention, conflicts, reads, writes, refunds, bypassed, missing_keys, failed_open, failed_closed}_total` |
+//! | sessions | `session: loaded` with `found`, `session: saved` with `created`, `attempts`, `session: deleted` (debug); load and save failures (error) | `kv_session_{loads, load_errors, writes, deletes, conflicts, save_errors, conflicting_cookies}_total` |
+//! | cache | `cache: HIT` / `MISS` / `STALE` / `REVALIDATED` / `BYPASS` with `state` and the whole `cache_status` (debug) | `kv_cache_{hits, stale_hits, stale_if_error, misses, revalidated, coalesced, bypassed, not_modified, stored, not_stored, store_errors, refreshes, refresh_failures, invalidations, trims, evictions}_total` |
+//! | flags | `flags: evaluated` with `flag`, `variant`, `reason`, `error` (trace); snapshot updates (debug) | `kv_flags_{refreshes, updates, store_errors, rejected}_total` |
+//! | config | refresh failures (warn) | `kv_config_{refreshes, updates, store_errors, rejected}_total` |
+//! | origin check | — | `kv_origin_check_{checked, refused}_total` |
 #![warn(missing_docs)]
 
 #[cfg(feature = "cache")]
@@ -33,8 +51,17 @@ pub mod origin;
 pub mod rate_limit;
 #[cfg(feature = "session")]
 pub mod session;
+#[cfg(any(
+    feature = "session",
+    feature = "rate_limit",
+    feature = "cache",
+    feature = "flags",
+    feature = "config",
+    feature = "origin"
+))]
+mod shared;
 
-/// How long the layers that have no request deadline of their own (sessions, flags, config)
-/// wait for one store call by default; each has a `store_timeout` setting.
-#[cfg(any(feature = "session", feature = "flags", feature = "config"))]
+/// How long a layer waits on the store by default: one store call (sessions, flags, config,
+/// cache) or one rate-limit check's calls together. Every layer and builder sets it with
+/// `with_store_timeout(impl Into<Option<Duration>>)` (`None`: as long as the store takes).
 pub const DEFAULT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

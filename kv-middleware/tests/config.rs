@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use kv_middleware::config::{Config, ConfigError, ConfigVersion, RefreshOutcome};
+use kv_middleware::config::{Config, ConfigError, ConfigRefresh, ConfigVersion};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use support::Fixture;
@@ -41,9 +41,9 @@ fn positive(limits: &Limits) -> Result<(), String> {
 
 async fn config(fx: &Fixture) -> Config<Limits> {
     Config::builder(fx.namespace("CONFIG").await, "limits")
-        .default_value(defaults())
-        .validate(positive)
-        .manual_refresh()
+        .with_default_value(defaults())
+        .with_validator(positive)
+        .with_manual_refresh()
         .load()
         .await
         .unwrap()
@@ -53,7 +53,7 @@ async fn load_default_missing_and_invalid(fx: Fixture) {
     let ns = fx.namespace("CONFIG").await;
     // Missing, no default: an error; with a default: the default, not written.
     let missing = Config::<Limits>::builder(ns.clone(), "limits")
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await;
     assert!(matches!(missing, Err(ConfigError::Missing { .. })));
@@ -68,7 +68,7 @@ async fn load_default_missing_and_invalid(fx: Fixture) {
         .await
         .unwrap();
     let error = Config::<Limits>::builder(ns.clone(), "limits")
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap_err();
@@ -87,8 +87,8 @@ async fn load_default_missing_and_invalid(fx: Fixture) {
         .await
         .unwrap();
     let error = Config::<Limits>::builder(ns.clone(), "limits")
-        .validate(positive)
-        .manual_refresh()
+        .with_validator(positive)
+        .with_manual_refresh()
         .load()
         .await
         .unwrap_err();
@@ -157,9 +157,9 @@ async fn update_versions_and_rollback(fx: Fixture) {
 
 async fn only_the_last_versions_are_kept(fx: Fixture) {
     let config = Config::builder(fx.namespace("CONFIG").await, "limits")
-        .default_value(defaults())
-        .max_versions(3)
-        .manual_refresh()
+        .with_default_value(defaults())
+        .with_max_versions(3)
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -196,9 +196,9 @@ async fn a_second_handle_sees_updates_after_a_refresh(fx: Fixture) {
     assert_eq!(writer.get().max_items, 77, "at once in the writing process");
     assert_eq!(reader.get().max_items, 10, "not before a refresh");
     fx.clock.advance(Duration::from_secs(30));
-    assert_eq!(reader.refresh().await.unwrap(), RefreshOutcome::Updated);
+    assert_eq!(reader.refresh().await.unwrap(), ConfigRefresh::Updated);
     assert_eq!((reader.get().max_items, reader.version()), (77, Some(1)));
-    assert_eq!(reader.refresh().await.unwrap(), RefreshOutcome::Unchanged);
+    assert_eq!(reader.refresh().await.unwrap(), ConfigRefresh::Unchanged);
     let stats = reader.stats();
     assert_eq!((stats.refreshes, stats.updates), (2, 1));
     assert_eq!(
@@ -311,8 +311,8 @@ async fn the_background_task_refreshes() {
     let fx = Fixture::memory();
     let writer = config(&fx).await;
     let reader = Config::builder(fx.namespace("CONFIG").await, "limits")
-        .default_value(defaults())
-        .refresh_interval(Duration::from_millis(20))
+        .with_default_value(defaults())
+        .with_refresh_interval(Duration::from_millis(20))
         .load()
         .await
         .unwrap();

@@ -220,8 +220,8 @@ fn from_peer() -> Request<Body> {
 async fn limiter(quota: &str, seed: u64) -> (RateLimiter, Faults) {
     let (ns, faults, _clock) = faulty("RATE_LIMITS", seed).await;
     let limiter = RateLimiter::builder(ns)
-        .quota("api", quota.parse().unwrap())
-        .timeout(Duration::from_millis(250))
+        .with_quota("api", quota.parse().unwrap())
+        .with_store_timeout(Duration::from_millis(250))
         .build()
         .unwrap();
     (limiter, faults)
@@ -233,7 +233,7 @@ async fn rate_limit_fails_open_by_default_and_closed_when_asked() {
     let open_app = limited_app(RateLimitLayer::new(open.clone()));
     let (closed, closed_faults) = limiter("3/h", 6).await;
     let closed_app = limited_app(
-        RateLimitLayer::new(closed.clone()).on_store_error(StoreErrorPolicy::FailClosed),
+        RateLimitLayer::new(closed.clone()).with_store_error_policy(StoreErrorPolicy::FailClosed),
     );
 
     for fault in [Fault::Error, Fault::Hang] {
@@ -281,8 +281,9 @@ async fn rate_limit_fails_open_by_default_and_closed_when_asked() {
 #[tokio::test(start_paused = true)]
 async fn rate_limit_under_random_faults_never_admits_more_than_the_quota_when_closed() {
     let (limiter, faults) = limiter("50/h", 7).await;
-    let app =
-        limited_app(RateLimitLayer::new(limiter).on_store_error(StoreErrorPolicy::FailClosed));
+    let app = limited_app(
+        RateLimitLayer::new(limiter).with_store_error_policy(StoreErrorPolicy::FailClosed),
+    );
     faults
         .with_probability(Ops::All, 0.2, Fault::Error)
         .with_probability(Ops::All, 0.1, Fault::Delay(Duration::from_millis(100)));
@@ -374,7 +375,7 @@ async fn cache_serves_the_origin_when_the_store_fails_and_stale_if_error_when_th
 #[tokio::test(start_paused = true)]
 async fn flags_keep_the_last_good_snapshot_then_answer_stale() {
     let (ns, faults, clock) = faulty("FLAGS", 9).await;
-    let admin = FlagStore::builder(ns.clone()).manual_refresh().build();
+    let admin = FlagStore::builder(ns.clone()).with_manual_refresh().build();
     admin
         .set_flag(
             "new-ui",
@@ -383,8 +384,8 @@ async fn flags_keep_the_last_good_snapshot_then_answer_stale() {
         .await
         .unwrap();
     let flags = FlagStore::builder(ns)
-        .manual_refresh()
-        .max_staleness(Duration::from_secs(60))
+        .with_manual_refresh()
+        .with_max_staleness(Duration::from_secs(60))
         .load()
         .await
         .unwrap();
@@ -420,8 +421,8 @@ async fn flags_keep_the_last_good_snapshot_then_answer_stale() {
 async fn config_keeps_the_last_good_value_and_refuses_writes_while_the_store_is_down() {
     let (ns, faults, _clock) = faulty("CONFIG", 10).await;
     let config: Config<serde_json::Value> = Config::builder(ns, "app")
-        .default_value(serde_json::json!({"limit": 1}))
-        .manual_refresh()
+        .with_default_value(serde_json::json!({"limit": 1}))
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -573,7 +574,7 @@ async fn sessions_with_lost_replies_lose_nothing_acknowledged_and_apply_nothing_
 async fn rate_limit_lost_replies_use_up_quota_but_never_admit_more_than_it() {
     for policy in [StoreErrorPolicy::FailClosed, StoreErrorPolicy::FailOpen] {
         let (limiter, faults) = limiter("50/h", 13).await;
-        let app = limited_app(RateLimitLayer::new(limiter).on_store_error(policy));
+        let app = limited_app(RateLimitLayer::new(limiter).with_store_error_policy(policy));
         faults
             .with_probability(Ops::Writes, 0.2, Fault::LostReply)
             .with_probability(Ops::Writes, 0.1, Fault::LostReplyHang);
@@ -611,8 +612,8 @@ async fn rate_limit_lost_replies_use_up_quota_but_never_admit_more_than_it() {
 async fn config_lost_replies_apply_once_and_a_conditional_retry_sees_them() {
     let (ns, faults, _clock) = faulty("CONFIG", 14).await;
     let config: Config<serde_json::Value> = Config::builder(ns, "app")
-        .default_value(serde_json::json!({"n": 0}))
-        .manual_refresh()
+        .with_default_value(serde_json::json!({"n": 0}))
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use kv_core::{ManualClock, Store};
 use kv_middleware::flags::{
     fractional, murmur3_x86_32, Condition, ErrorCode, EvaluationContext, FlagDefinition, FlagState,
-    FlagStore, Flags, FlagsError, ItemKind, Operator, Reason, RefreshOutcome, Rule, Segment,
+    FlagStore, Flags, FlagsError, FlagsRefresh, ItemKind, Operator, Reason, Rule, Segment,
 };
 use serde_json::{json, Value};
 use support::Fixture;
@@ -31,7 +31,7 @@ async fn store_with(flags: &[(&str, Value)]) -> FlagStore {
         ns.put_json(&format!("flag:{key}"), flag).await.unwrap();
     }
     FlagStore::builder(ns)
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap()
@@ -549,7 +549,7 @@ async fn conditions_are_anded_and_segments_reused() {
         .build();
     let ns = Store::new(backend).namespace("FLAGS").await.unwrap();
     let store = FlagStore::builder(ns)
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -834,7 +834,7 @@ fn invalid_flags() -> Vec<(&'static str, Value, &'static str)> {
 async fn validation_rejects_and_keeps_the_last_good_snapshot(fx: Fixture) {
     let ns = fx.namespace("FLAGS").await;
     let store = FlagStore::builder(ns.clone())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -912,7 +912,7 @@ async fn several_errors_are_all_reported() {
     .unwrap();
     ns.put_text("unrelated", "ignored").await.unwrap();
     let store = FlagStore::builder(ns)
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -930,7 +930,7 @@ async fn several_errors_are_all_reported() {
 async fn refresh_with_a_manual_clock(fx: Fixture) {
     let ns = fx.namespace("FLAGS").await;
     let store = FlagStore::builder(ns.clone())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -946,14 +946,14 @@ async fn refresh_with_a_manual_clock(fx: Fixture) {
     assert!(!store.flags(user("u")).is_enabled("late"));
     assert_eq!(
         store.refresh().await.unwrap(),
-        RefreshOutcome::Updated {
+        FlagsRefresh::Updated {
             flags: 1,
             segments: 0
         }
     );
     assert!(store.flags(user("u")).is_enabled("late"));
     fx.clock.advance(Duration::from_secs(30));
-    assert_eq!(store.refresh().await.unwrap(), RefreshOutcome::Unchanged);
+    assert_eq!(store.refresh().await.unwrap(), FlagsRefresh::Unchanged);
     assert_eq!(
         store.stats().last_success_unix_ms,
         Some((support::START + 30) * 1000)
@@ -983,8 +983,8 @@ async fn stale_after_max_staleness_with_a_failing_store(fx: Fixture) {
         .await
         .unwrap();
     let store = FlagStore::builder(ns)
-        .manual_refresh()
-        .max_staleness(Duration::from_secs(120))
+        .with_manual_refresh()
+        .with_max_staleness(Duration::from_secs(120))
         .load()
         .await
         .unwrap();
@@ -1025,10 +1025,13 @@ async fn not_ready_until_the_first_refresh() {
         .unwrap();
     fx.fail(true);
     assert!(matches!(
-        FlagStore::builder(ns.clone()).manual_refresh().load().await,
+        FlagStore::builder(ns.clone())
+            .with_manual_refresh()
+            .load()
+            .await,
         Err(FlagsError::Store(_))
     ));
-    let store = FlagStore::builder(ns).manual_refresh().build();
+    let store = FlagStore::builder(ns).with_manual_refresh().build();
     assert!(!store.is_ready());
     let flags = store.flags(user("u"));
     assert_eq!(
@@ -1047,7 +1050,7 @@ async fn background_task_refreshes_and_stops_with_the_store() {
     let fx = Fixture::memory();
     let ns = fx.namespace("FLAGS").await;
     let store = FlagStore::builder(ns.clone())
-        .refresh_interval(Duration::from_millis(20))
+        .with_refresh_interval(Duration::from_millis(20))
         .build();
     ns.put_json("flag:f", &FlagDefinition::boolean(true))
         .await
@@ -1073,7 +1076,7 @@ async fn concurrent_refreshes_are_single_flight() {
         .await
         .unwrap();
     let store = FlagStore::builder(ns)
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -1093,12 +1096,12 @@ async fn concurrent_admin_writes_with_cas(fx: Fixture) {
     let ns = fx.namespace("FLAGS").await;
     // Two admins: two stores (as two processes would have) over one namespace.
     let admin_a = FlagStore::builder(ns.clone())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
     let admin_b = FlagStore::builder(ns.clone())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -1233,7 +1236,7 @@ async fn set_flag_if_absent_seeds_once_with_and_without_compare_and_swap() {
             fx.faults
                 .report_capabilities(kv_core::Capabilities::plain());
         }
-        let flags = FlagStore::builder(namespace).manual_refresh().build();
+        let flags = FlagStore::builder(namespace).with_manual_refresh().build();
         let seeded = FlagDefinition::boolean(false);
         assert!(
             flags.set_flag_if_absent("f", &seeded).await.unwrap(),

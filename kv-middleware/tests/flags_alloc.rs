@@ -82,7 +82,7 @@ fn evaluating_a_bool_flag_does_not_allocate() {
             .await
             .unwrap();
         FlagStore::builder(ns)
-            .manual_refresh()
+            .with_manual_refresh()
             .load()
             .await
             .unwrap()

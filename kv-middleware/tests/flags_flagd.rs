@@ -633,7 +633,7 @@ async fn store_import_export_and_a_bad_flag_in_the_store() {
         .await
         .unwrap();
     let store = FlagStore::builder(ns.clone())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();

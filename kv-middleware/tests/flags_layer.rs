@@ -23,7 +23,7 @@ use tower::{ServiceBuilder, ServiceExt};
 async fn flag_store() -> FlagStore {
     let store = Store::new(MemoryBackend::new());
     let flags = FlagStore::builder(store.namespace("FLAGS").await.unwrap())
-        .manual_refresh()
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();

@@ -1256,7 +1256,7 @@ mod flags {
                 if let Some(segment) = &segment {
                     ns.put("segment:s", serde_json::to_vec(segment).unwrap()).await.unwrap();
                 }
-                FlagStore::builder(ns).manual_refresh().build()
+                FlagStore::builder(ns).with_manual_refresh().build()
             });
             match runtime.block_on(store.refresh()) {
                 Err(other) => prop_assert!(false, "a refresh over a working store failed: {}", other),

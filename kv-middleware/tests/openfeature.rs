@@ -34,7 +34,7 @@ const DOCUMENT: &str = r##"{
 async fn the_openfeature_client_reads_our_flags() {
     let store = kv_backends::open("memory:").await.unwrap();
     let flags = FlagStore::builder(store.namespace("FLAGS").await.unwrap())
-        .manual_refresh()
+        .with_manual_refresh()
         .build();
     let provider = FlagStoreProvider::new(flags.clone());
     assert_eq!(provider.status(), ProviderStatus::NotReady);

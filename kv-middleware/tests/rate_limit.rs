@@ -109,8 +109,8 @@ async fn a_store_that_answers_later_gives_the_same_answers() {
 async fn several_quotas_are_listed_and_the_violated_ones_named() {
     let fx = Fixture::memory().await;
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("burst", "2/s".parse().unwrap())
-        .quota("daily", "3/d".parse().unwrap())
+        .with_quota("burst", "2/s".parse().unwrap())
+        .with_quota("daily", "3/d".parse().unwrap())
         .build()
         .unwrap();
     let app = app(RateLimitLayer::new(limiter));
@@ -144,7 +144,7 @@ async fn retry_after_is_whole_seconds_rounded_up_and_never_zero() {
     // One request every 100 ms: every wait is under a second.
     let fast = Quota::per_second(10).unwrap().with_burst(1).unwrap();
     let fast = RateLimiter::builder(fx.namespace.clone())
-        .quota("fast", fast)
+        .with_quota("fast", fast)
         .build()
         .unwrap();
     let app = app(RateLimitLayer::new(fast));
@@ -332,11 +332,12 @@ async fn a_request_without_a_key_gets_a_documented_answer_not_a_500() {
         )
     );
 
-    let allow = RateLimitLayer::new(limiter(&fx, "api", "5/min")).on_missing_key(MissingKey::Allow);
+    let allow =
+        RateLimitLayer::new(limiter(&fx, "api", "5/min")).with_missing_key(MissingKey::Allow);
     assert_eq!(status(&self::app(allow), no_peer()).await, 200);
 
     let shared = RateLimitLayer::new(limiter(&fx, "anon", "1/min"))
-        .on_missing_key(MissingKey::Shared("anonymous".into()));
+        .with_missing_key(MissingKey::Shared("anonymous".into()));
     let shared = self::app(shared);
     assert_eq!(status(&shared, no_peer()).await, 200);
     assert_eq!(status(&shared, no_peer()).await, 429);
@@ -398,7 +399,7 @@ async fn store_errors_fail_open_by_default() {
 async fn store_errors_fail_closed_on_request() {
     let fx = Fixture::faulty(true).await;
     let layer = RateLimitLayer::new(limiter(&fx, "login", "5/min"))
-        .on_store_error(StoreErrorPolicy::FailClosed);
+        .with_store_error_policy(StoreErrorPolicy::FailClosed);
     let app = app(layer.clone());
     fx.faults().always(Ops::All, Fault::Error);
     let response = send(&app, get_from("/", PEER)).await;
@@ -418,12 +419,13 @@ async fn store_errors_fail_closed_on_request() {
 async fn a_hanging_store_is_cut_off_by_the_timeout() {
     let fx = Fixture::faulty(true).await;
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("api", "5/min".parse().unwrap())
-        .timeout(Duration::from_millis(100))
+        .with_quota("api", "5/min".parse().unwrap())
+        .with_store_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
     let closed =
-        app(RateLimitLayer::new(limiter.clone()).on_store_error(StoreErrorPolicy::FailClosed));
+        app(RateLimitLayer::new(limiter.clone())
+            .with_store_error_policy(StoreErrorPolicy::FailClosed));
     let open = app(RateLimitLayer::new(limiter.clone()));
     fx.faults().always(Ops::All, Fault::Hang);
     assert_eq!(status(&closed, get_from("/", PEER)).await, 503);
@@ -435,7 +437,7 @@ async fn a_hanging_store_is_cut_off_by_the_timeout() {
 async fn each_route_has_its_own_limit_on_one_router() {
     let fx = Fixture::memory().await;
     let login = RateLimitLayer::new(limiter(&fx, "login", "2/15min"))
-        .on_store_error(StoreErrorPolicy::FailClosed);
+        .with_store_error_policy(StoreErrorPolicy::FailClosed);
     let api = RateLimitLayer::new(limiter(&fx, "api", "100/min"));
     let app = Router::new()
         .route("/login", post(|| async { "welcome" }))

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use kv_core::PutOptions;
 use kv_middleware::rate_limit::{
-    ConfigError, Quota, RateLimitError, RateLimiter, RateLimiterBuilder,
+    Quota, RateLimitConfigError, RateLimitError, RateLimiter, RateLimiterBuilder,
 };
 use rate_limit_support::{Fixture, START};
 
@@ -64,8 +64,8 @@ async fn exactly_the_quota_across_limiters(fx: Fixture) {
     let limiters: Vec<RateLimiter> = (0..4)
         .map(|_| {
             RateLimiter::builder(fx.namespace.clone())
-                .quota("api", quota("50/min"))
-                .max_attempts(1000)
+                .with_quota("api", quota("50/min"))
+                .with_max_attempts(1000)
                 .build()
                 .unwrap()
         })
@@ -155,8 +155,8 @@ async fn refills_with_the_clock(fx: Fixture) {
 
 async fn several_quotas_all_must_allow_and_a_denial_spends_nothing(fx: Fixture) {
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("burst", quota("2/s"))
-        .quota("hourly", quota("5/h"))
+        .with_quota("burst", quota("2/s"))
+        .with_quota("hourly", quota("5/h"))
         .build()
         .unwrap();
     for _ in 0..2 {
@@ -242,8 +242,8 @@ async fn an_admitted_request_costs_one_write_when_this_process_saw_the_key_last(
 
     // Without the memory, every check reads.
     let forgetful = RateLimiter::builder(fx.namespace.clone())
-        .quota("api", quota("10/min"))
-        .cache_capacity(0)
+        .with_quota("api", quota("10/min"))
+        .with_cache_capacity(0)
         .build()
         .unwrap();
     let before = fx.calls();
@@ -283,12 +283,12 @@ async fn a_store_without_compare_and_swap_needs_the_approximate_opt_in() {
     let fx = Fixture::faulty(false).await;
     let refused = RateLimiter::new(fx.namespace.clone(), "api", quota("10/min"));
     let error = refused.unwrap_err();
-    assert_eq!(error, ConfigError::NotAtomic { backend: "memory" });
+    assert_eq!(error, RateLimitConfigError::NotAtomic { backend: "memory" });
     assert!(error.to_string().contains("approximate()"), "{error}");
 
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("api", quota("10/min"))
-        .approximate()
+        .with_quota("api", quota("10/min"))
+        .with_approximate()
         .build()
         .unwrap();
     assert!(!limiter.is_exact());
@@ -306,25 +306,30 @@ async fn a_store_without_compare_and_swap_needs_the_approximate_opt_in() {
 async fn bad_configurations_and_keys_are_typed_errors() {
     let fx = Fixture::memory().await;
     let builder = || RateLimiter::builder(fx.namespace.clone());
-    assert_eq!(builder().build().unwrap_err(), ConfigError::NoQuotas);
-    let twice: RateLimiterBuilder = builder().quota("a", quota("1/s")).quota("a", quota("2/s"));
+    assert_eq!(
+        builder().build().unwrap_err(),
+        RateLimitConfigError::NoQuotas
+    );
+    let twice: RateLimiterBuilder = builder()
+        .with_quota("a", quota("1/s"))
+        .with_quota("a", quota("2/s"));
     assert_eq!(
         twice.build().unwrap_err(),
-        ConfigError::DuplicateQuotaName("a".into())
+        RateLimitConfigError::DuplicateQuotaName("a".into())
     );
     assert!(matches!(
-        builder().quota("no spaces", quota("1/s")).build(),
-        Err(ConfigError::InvalidQuotaName { .. })
+        builder().with_quota("no spaces", quota("1/s")).build(),
+        Err(RateLimitConfigError::InvalidQuotaName { .. })
     ));
     assert_eq!(
         builder()
-            .quota("a", quota("1/s"))
-            .max_attempts(0)
+            .with_quota("a", quota("1/s"))
+            .with_max_attempts(0)
             .build()
             .unwrap_err(),
-        ConfigError::ZeroAttempts
+        RateLimitConfigError::ZeroAttempts
     );
-    let limiter = builder().quota("a", quota("1/s")).build().unwrap();
+    let limiter = builder().with_quota("a", quota("1/s")).build().unwrap();
     assert!(matches!(
         limiter.check("", 1).await,
         Err(RateLimitError::InvalidKey { len: 0 })
@@ -368,8 +373,8 @@ async fn store_errors_are_errors_never_admissions() {
 async fn a_hanging_store_is_bounded_by_the_timeout() {
     let fx = Fixture::faulty(true).await;
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("api", quota("10/min"))
-        .timeout(Duration::from_millis(250))
+        .with_quota("api", quota("10/min"))
+        .with_store_timeout(Duration::from_millis(250))
         .build()
         .unwrap();
     fx.faults().always(Ops::All, Fault::Hang);
@@ -389,8 +394,8 @@ async fn giving_up_after_lost_races_admits_nothing() {
     // being the one that wins: emulate with a remembered version made stale.
     let fx = Fixture::memory().await;
     let limiter = RateLimiter::builder(fx.namespace.clone())
-        .quota("api", quota("10/min"))
-        .max_attempts(1)
+        .with_quota("api", quota("10/min"))
+        .with_max_attempts(1)
         .build()
         .unwrap();
     limiter.check("k", 1).await.unwrap();
@@ -413,9 +418,9 @@ async fn several_quotas_stay_exact_across_racing_limiters() {
             RateLimiter::builder(fx.namespace.clone())
                 // The large quota first: it is written before the small one can deny under a
                 // race, and then given back.
-                .quota("large", quota("30/min"))
-                .quota("small", quota("20/min"))
-                .max_attempts(1000)
+                .with_quota("large", quota("30/min"))
+                .with_quota("small", quota("20/min"))
+                .with_max_attempts(1000)
                 .build()
                 .unwrap()
         })

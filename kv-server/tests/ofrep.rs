@@ -43,7 +43,7 @@ fn document() -> Value {
 async fn flag_store() -> FlagStore {
     let store = kv_backends::open("memory:").await.unwrap();
     let flags = FlagStore::builder(store.namespace("FLAGS").await.unwrap())
-        .manual_refresh()
+        .with_manual_refresh()
         .build();
     for (key, definition) in document()["flags"].as_object().unwrap() {
         let definition: FlagDefinition = serde_json::from_value(definition.clone()).unwrap();
@@ -278,7 +278,7 @@ async fn without_flags_there_are_no_ofrep_routes() {
 async fn before_the_first_load_evaluations_answer_500() {
     let store = kv_backends::open("memory:").await.unwrap();
     let flags = FlagStore::builder(store.namespace("FLAGS").await.unwrap())
-        .manual_refresh()
+        .with_manual_refresh()
         .build();
     let base = start(ServerConfig::default().with_flags(flags)).await;
     let client = Client::new();

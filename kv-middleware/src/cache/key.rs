@@ -179,7 +179,7 @@ pub(crate) fn fit(full: &str, max_bytes: usize) -> Cow<'_, str> {
     let mut key = String::with_capacity(max_bytes);
     key.push_str(&full[..keep]);
     key.push('~');
-    key.push_str(&hex(&Sha256::digest(full.as_bytes())));
+    key.push_str(&crate::shared::hex::hex(&Sha256::digest(full.as_bytes())));
     Cow::Owned(key)
 }
 
@@ -227,16 +227,8 @@ pub(crate) fn variant_key(
     let mut key = String::with_capacity(base.len() + 50);
     key.push_str(base);
     let _ = write!(key, "~{generation:016x}.");
-    key.push_str(&hex(&digest[..16]));
+    key.push_str(&crate::shared::hex::hex(&digest[..16]));
     key
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub(crate) struct Config {
     pub max_body: usize,
     pub coalesce_timeout: Duration,
     pub refresh_timeout: Duration,
-    pub store_timeout: Duration,
+    pub store_timeout: Option<Duration>,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub revalidation_grace: Duration,
@@ -115,7 +115,7 @@ impl CacheLayer {
                 max_body: DEFAULT_MAX_BODY_SIZE,
                 coalesce_timeout: Duration::from_secs(10),
                 refresh_timeout: Duration::from_secs(30),
-                store_timeout: Duration::from_secs(2),
+                store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
                 backoff_initial: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(60),
                 revalidation_grace: Duration::ZERO,
@@ -353,10 +353,11 @@ impl CacheLayer {
         self
     }
 
-    /// The longest one store operation may take (2 s by default); past it the request goes
-    /// on as if the store had failed.
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.config_mut().store_timeout = timeout;
+    /// The longest one store operation may take (default
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s; `None`: as long as the store
+    /// takes); past it the request goes on as if the store had failed.
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config_mut().store_timeout = timeout.into();
         self
     }
 

@@ -227,7 +227,7 @@ struct Config {
     namespace: Namespace,
     prefix: String,
     fetch_timeout: Duration,
-    store_timeout: Duration,
+    store_timeout: Option<Duration>,
     backoff_initial: Duration,
     backoff_max: Duration,
 }
@@ -267,7 +267,7 @@ impl Cache {
                 namespace,
                 prefix: String::new(),
                 fetch_timeout: Duration::from_secs(30),
-                store_timeout: Duration::from_secs(2),
+                store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
                 backoff_initial: Duration::from_secs(1),
                 backoff_max: Duration::from_secs(60),
             }),
@@ -292,10 +292,11 @@ impl Cache {
         self
     }
 
-    /// The longest one store operation may take (2 s by default); past it the cache goes on
-    /// as if the store had failed.
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.config_mut().store_timeout = timeout;
+    /// The longest one store operation may take (default
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s; `None`: as long as the store
+    /// takes); past it the cache goes on as if the store had failed.
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config_mut().store_timeout = timeout.into();
         self
     }
 

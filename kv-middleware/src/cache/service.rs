@@ -2,7 +2,6 @@
 
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -135,14 +134,18 @@ enum XCache {
 }
 
 impl XCache {
-    fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
+    fn as_str(self) -> &'static str {
+        match self {
             XCache::Hit => "HIT",
             XCache::Miss => "MISS",
             XCache::Stale => "STALE",
             XCache::Revalidated => "REVALIDATED",
             XCache::Bypass => "BYPASS",
-        })
+        }
+    }
+
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
     }
 }
 
@@ -1362,31 +1365,39 @@ impl Shared {
     /// Adds `Cache-Status` (appended to any from caches nearer the origin) and `X-Cache`.
     fn annotate(&self, headers: &mut HeaderMap, status: &Status) {
         // Written on the stack, copied once into the header value.
-        let mut value = StackText::default();
-        value.push(&self.config.status_name);
+        let mut value = StackText::<160>::new();
+        value.push_str(&self.config.status_name);
         if status.hit {
-            value.push("; hit");
+            value.push_str("; hit");
         }
         if let Some(fwd) = status.fwd {
-            value.push("; fwd=");
-            value.push(fwd);
+            value.push_str("; fwd=");
+            value.push_str(fwd);
         }
         if let Some(code) = status.fwd_status {
             let _ = write!(value, "; fwd-status={code}");
         }
         if status.collapsed {
-            value.push("; collapsed");
+            value.push_str("; collapsed");
         }
         if status.stored {
-            value.push("; stored");
+            value.push_str("; stored");
         }
         if let Some(ttl) = status.ttl {
             let _ = write!(value, "; ttl={ttl}");
         }
         if let Some(detail) = status.detail {
-            value.push("; detail=");
-            value.push(detail);
+            value.push_str("; detail=");
+            value.push_str(detail);
         }
+        // The cache's decision for this request, as `Cache-Status` states it.
+        tracing::debug!(
+            target: "kv_middleware::cache",
+            state = status.x.as_str(),
+            cache_status = value.as_str(),
+            "cache: {}",
+            status.x.as_str()
+        );
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
             headers.append(HeaderName::from_static("cache-status"), value);
         }
@@ -1424,55 +1435,6 @@ impl Shared {
 
     fn now_ms(&self) -> u64 {
         unix_ms(self.config.namespace.clock().now())
-    }
-}
-
-/// Text built on the stack (spilling to the heap past 160 bytes): `Cache-Status` values.
-struct StackText {
-    buf: [u8; 160],
-    len: usize,
-    spill: Option<String>,
-}
-
-impl Default for StackText {
-    fn default() -> Self {
-        StackText {
-            buf: [0; 160],
-            len: 0,
-            spill: None,
-        }
-    }
-}
-
-impl StackText {
-    fn push(&mut self, text: &str) {
-        if let Some(spill) = &mut self.spill {
-            spill.push_str(text);
-            return;
-        }
-        let end = self.len + text.len();
-        if end <= self.buf.len() {
-            self.buf[self.len..end].copy_from_slice(text.as_bytes());
-            self.len = end;
-        } else {
-            let mut spill = String::from_utf8_lossy(&self.buf[..self.len]).into_owned();
-            spill.push_str(text);
-            self.spill = Some(spill);
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match &self.spill {
-            Some(spill) => spill.as_bytes(),
-            None => &self.buf[..self.len],
-        }
-    }
-}
-
-impl fmt::Write for StackText {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        self.push(text);
-        Ok(())
     }
 }
 
@@ -1573,24 +1535,8 @@ fn new_generation() -> u64 {
     RandomState::new().hash_one((count, nanos, std::process::id()))
 }
 
-/// Runs `future` for at most `limit`; `None` when it takes longer. The timer is made (and
-/// boxed) only if the future is not ready at once, so a memory store's read costs no timer and
-/// the future stays small.
-pub(crate) async fn bounded<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(value) = future.as_mut().poll(cx) {
-            return Poll::Ready(Some(value));
-        }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
+use crate::shared::text::StackText;
+pub(crate) use crate::shared::timeout::bounded;
 
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)

@@ -1,7 +1,5 @@
 //! Counters and events of a cache, for metrics, logs, demos and tests.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tokio::sync::broadcast;
 
 /// A snapshot of a cache's counters since it was created (per process).
@@ -46,37 +44,39 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub hits: AtomicU64,
-    pub stale_hits: AtomicU64,
-    pub stale_if_error: AtomicU64,
-    pub misses: AtomicU64,
-    pub revalidated: AtomicU64,
-    pub coalesced: AtomicU64,
-    pub bypassed: AtomicU64,
-    pub not_modified: AtomicU64,
-    pub stored: AtomicU64,
-    pub not_stored: AtomicU64,
-    pub store_errors: AtomicU64,
-    pub refreshes: AtomicU64,
-    pub refresh_failures: AtomicU64,
-    pub invalidations: AtomicU64,
-    pub trims: AtomicU64,
-    pub evictions: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    pub(crate) struct Counters, "kv_cache" {
+        pub hits,
+        pub stale_hits,
+        pub stale_if_error,
+        pub misses,
+        pub revalidated,
+        pub coalesced,
+        pub bypassed,
+        pub not_modified,
+        pub stored,
+        pub not_stored,
+        pub store_errors,
+        pub refreshes,
+        pub refresh_failures,
+        pub invalidations,
+        pub trims,
+        pub evictions,
+    }
 }
 
 impl Counters {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn bump(counter: &crate::shared::counters::Counter) {
+        counter.bump();
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &crate::shared::counters::Counter, n: u64) {
+        counter.add(n);
     }
 
     pub fn snapshot(&self) -> CacheStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &crate::shared::counters::Counter| c.get();
         CacheStats {
             hits: get(&self.hits),
             stale_hits: get(&self.stale_hits),

@@ -152,10 +152,10 @@ where
 }
 
 impl<S, T> Layer<S> for ApiKeyLayer<T> {
-    type Service = ApiKey<S, T>;
+    type Service = ApiKeyService<S, T>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ApiKey {
+        ApiKeyService {
             inner,
             shared: self.shared.clone(),
         }
@@ -163,29 +163,29 @@ impl<S, T> Layer<S> for ApiKeyLayer<T> {
 }
 
 /// The service of [`ApiKeyLayer`].
-pub struct ApiKey<S, T> {
+pub struct ApiKeyService<S, T> {
     inner: S,
     shared: Arc<Shared<T>>,
 }
 
-impl<S: Clone, T> Clone for ApiKey<S, T> {
+impl<S: Clone, T> Clone for ApiKeyService<S, T> {
     fn clone(&self) -> Self {
-        ApiKey {
+        ApiKeyService {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
         }
     }
 }
 
-impl<S: std::fmt::Debug, T> std::fmt::Debug for ApiKey<S, T> {
+impl<S: std::fmt::Debug, T> std::fmt::Debug for ApiKeyService<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKey")
+        f.debug_struct("ApiKeyService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, T, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKey<S, T>
+impl<S, T, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKeyService<S, T>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     T: DeserializeOwned + Send + Sync + 'static,
@@ -223,7 +223,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`ApiKey`].
+    /// The response future of [`ApiKeyService`].
     pub struct ApiKeyFuture<F, B> {
         #[pin]
         state: State<F, B>,

@@ -31,7 +31,7 @@ type Validator<T> = Arc<dyn Fn(&T) -> Result<(), String> + Send + Sync>;
 /// What a refresh did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RefreshOutcome {
+pub enum ConfigRefresh {
     /// A new value is in use.
     Updated,
     /// The document did not change.
@@ -103,15 +103,57 @@ impl<T> ConfigBuilder<T>
 where
     T: DeserializeOwned + Send + Sync + 'static,
 {
+    /// Renamed [`with_default_value`](Self::with_default_value).
+    #[deprecated(note = "renamed `with_default_value`")]
+    #[doc(hidden)]
+    pub fn default_value(self, value: T) -> Self {
+        self.with_default_value(value)
+    }
+
+    /// Renamed [`with_refresh_interval`](Self::with_refresh_interval).
+    #[deprecated(note = "renamed `with_refresh_interval`")]
+    #[doc(hidden)]
+    pub fn refresh_interval(self, interval: Duration) -> Self {
+        self.with_refresh_interval(interval)
+    }
+
+    /// Renamed [`with_manual_refresh`](Self::with_manual_refresh).
+    #[deprecated(note = "renamed `with_manual_refresh`")]
+    #[doc(hidden)]
+    pub fn manual_refresh(self) -> Self {
+        self.with_manual_refresh()
+    }
+
+    /// Renamed [`with_max_versions`](Self::with_max_versions).
+    #[deprecated(note = "renamed `with_max_versions`")]
+    #[doc(hidden)]
+    pub fn max_versions(self, n: usize) -> Self {
+        self.with_max_versions(n)
+    }
+
+    /// Renamed [`with_clock`](Self::with_clock).
+    #[deprecated(note = "renamed `with_clock`")]
+    #[doc(hidden)]
+    pub fn clock(self, clock: SharedClock) -> Self {
+        self.with_clock(clock)
+    }
+
+    /// Renamed [`with_store_timeout`](Self::with_store_timeout).
+    #[deprecated(note = "renamed `with_store_timeout`")]
+    #[doc(hidden)]
+    pub fn store_timeout(self, timeout: Option<Duration>) -> Self {
+        self.with_store_timeout(timeout)
+    }
+
     /// The value used while the store holds no document (nothing is written).
-    pub fn default_value(mut self, value: T) -> Self {
+    pub fn with_default_value(mut self, value: T) -> Self {
         self.default = Some(value);
         self
     }
 
     /// Checks every document beyond what serde checks (ranges, consistency); a refused
     /// document is never used nor written, with the message in the error and the log.
-    pub fn validate<F>(mut self, f: F) -> Self
+    pub fn with_validator<F>(mut self, f: F) -> Self
     where
         F: Fn(&T) -> Result<(), String> + Send + Sync + 'static,
     {
@@ -119,26 +161,36 @@ where
         self
     }
 
+    /// Renamed [`with_validator`](Self::with_validator).
+    #[deprecated(note = "renamed `with_validator`")]
+    #[doc(hidden)]
+    pub fn validate<F>(self, f: F) -> Self
+    where
+        F: Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.with_validator(f)
+    }
+
     /// Refresh in the background this often (default 30 s).
-    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = Some(interval.max(Duration::from_millis(10)));
         self
     }
 
     /// No background task: the value changes only on [`Config::refresh`] and updates.
-    pub fn manual_refresh(mut self) -> Self {
+    pub fn with_manual_refresh(mut self) -> Self {
         self.refresh_interval = None;
         self
     }
 
     /// Keep this many versions for rollback (default 10, at least 1).
-    pub fn max_versions(mut self, n: usize) -> Self {
+    pub fn with_max_versions(mut self, n: usize) -> Self {
         self.max_versions = n.max(1);
         self
     }
 
     /// Time writes with this clock (default: the namespace's).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -146,8 +198,8 @@ where
     /// Bounds each store call by `timeout` (default 5 seconds; `None`: unbounded), so a store
     /// that stops answering fails a refresh or an update instead of stalling it; readers keep
     /// the last good value meanwhile.
-    pub fn store_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.store_timeout = timeout;
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.store_timeout = timeout.into();
         self
     }
 
@@ -247,12 +299,14 @@ fn parse_document<T: DeserializeOwned>(
     Ok(value)
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    refreshes: AtomicU64,
-    updates: AtomicU64,
-    store_errors: AtomicU64,
-    rejected: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    struct Counters, "kv_config" {
+        refreshes,
+        updates,
+        store_errors,
+        rejected,
+    }
 }
 
 struct Inner<T> {
@@ -263,7 +317,7 @@ struct Inner<T> {
     clock: SharedClock,
     current: ArcSwap<Current<T>>,
     last_success_ms: AtomicU64,
-    single_flight: SingleFlight<Result<RefreshOutcome, ConfigError>>,
+    single_flight: SingleFlight<Result<ConfigRefresh, ConfigError>>,
     counters: Counters,
     last_error: Mutex<Option<String>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -347,10 +401,10 @@ where
         let c = &self.inner.counters;
         let last = self.inner.last_success_ms.load(Ordering::Acquire);
         ConfigStats {
-            refreshes: c.refreshes.load(Ordering::Relaxed),
-            updates: c.updates.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
+            refreshes: c.refreshes.get(),
+            updates: c.updates.get(),
+            store_errors: c.store_errors.get(),
+            rejected: c.rejected.get(),
             last_success_unix_ms: (last != 0).then_some(last),
             last_error: lock(&self.inner.last_error).clone(),
         }
@@ -367,18 +421,18 @@ where
     ///
     /// Single-flight. A store error, a missing document or an invalid one keeps the value in
     /// use; the reason is logged, counted and returned.
-    pub async fn refresh(&self) -> Result<RefreshOutcome, ConfigError> {
+    pub async fn refresh(&self) -> Result<ConfigRefresh, ConfigError> {
         let inner = &self.inner;
         inner
             .single_flight
             .run(|| async {
-                inner.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                inner.counters.refreshes.bump();
                 let outcome = self.refresh_once().await;
                 match &outcome {
                     Ok(outcome) => {
                         self.mark_success();
-                        if *outcome == RefreshOutcome::Updated {
-                            inner.counters.updates.fetch_add(1, Ordering::Relaxed);
+                        if *outcome == ConfigRefresh::Updated {
+                            inner.counters.updates.bump();
                             tracing::debug!(key = %inner.key, version = ?self.version(), "config updated");
                         }
                     }
@@ -387,7 +441,7 @@ where
                             ConfigError::Store(_) => &inner.counters.store_errors,
                             _ => &inner.counters.rejected,
                         }
-                        .fetch_add(1, Ordering::Relaxed);
+                        .bump();
                         record_refresh_error(&inner.last_error, &error, "config");
                     }
                 }
@@ -396,18 +450,18 @@ where
             .await
     }
 
-    async fn refresh_once(&self) -> Result<RefreshOutcome, ConfigError> {
+    async fn refresh_once(&self) -> Result<ConfigRefresh, ConfigError> {
         let Some(entry) = self.inner.namespace.get_entry(&self.inner.key).await? else {
             return Err(ConfigError::Missing {
                 key: self.inner.key.clone(),
             });
         };
         if self.inner.current.load().entry == Some(entry.version) {
-            return Ok(RefreshOutcome::Unchanged);
+            return Ok(ConfigRefresh::Unchanged);
         }
         let value = self.parse(&entry.value)?;
         self.install(value, &entry);
-        Ok(RefreshOutcome::Updated)
+        Ok(ConfigRefresh::Updated)
     }
 
     fn mark_success(&self) {

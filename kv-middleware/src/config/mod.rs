@@ -22,8 +22,8 @@
 //!
 //! let store = kv_backends::open("memory:").await?;
 //! let config = Config::builder(store.namespace("CONFIG").await?, "limits")
-//!     .default_value(Limits { max_items: 10, api_keys: vec![] })
-//!     .validate(|l: &Limits| {
+//!     .with_default_value(Limits { max_items: 10, api_keys: vec![] })
+//!     .with_validator(|l: &Limits| {
 //!         if l.max_items == 0 { Err("max_items must be at least 1".into()) } else { Ok(()) }
 //!     })
 //!     .load()
@@ -88,12 +88,22 @@ mod layer;
 #[path = "../flags/refresh.rs"]
 mod refresh;
 
-pub use self::api_key::{ApiKey, ApiKeyFuture, ApiKeyLayer, DEFAULT_API_KEY_HEADER};
+pub use self::api_key::{ApiKeyFuture, ApiKeyLayer, ApiKeyService, DEFAULT_API_KEY_HEADER};
+
+/// Renamed [`ApiKeyService`] (every service of the crate is `...Service`).
+#[deprecated(note = "renamed `ApiKeyService`")]
+#[doc(hidden)]
+pub type ApiKey<S, T> = ApiKeyService<S, T>;
 pub use self::error::ConfigError;
 #[cfg(feature = "axum")]
 pub use self::extract::MissingConfigLayer;
 pub use self::handle::{
-    Config, ConfigBuilder, ConfigStats, ConfigVersion, RefreshOutcome, DEFAULT_MAX_VERSIONS,
+    Config, ConfigBuilder, ConfigRefresh, ConfigStats, ConfigVersion, DEFAULT_MAX_VERSIONS,
     DEFAULT_REFRESH_INTERVAL, VERSIONS_INFIX,
 };
 pub use self::layer::{ConfigLayer, ConfigService};
+
+/// Renamed [`ConfigRefresh`] (`flags` has its own refresh outcome, [`FlagsRefresh`](crate::flags::FlagsRefresh)).
+#[deprecated(note = "renamed `ConfigRefresh`")]
+#[doc(hidden)]
+pub type RefreshOutcome = ConfigRefresh;

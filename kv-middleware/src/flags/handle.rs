@@ -52,7 +52,17 @@ impl Flags {
     /// The full outcome of evaluating `key`: value, variant, reason, error code and the flag's
     /// metadata, borrowed from the snapshot.
     pub fn details(&self, key: &str) -> Evaluation<'_> {
-        self.snapshot.evaluate(key, &self.context, self.stale)
+        let evaluation = self.snapshot.evaluate(key, &self.context, self.stale);
+        // The decision and why (trace: one per evaluation, many per request).
+        tracing::trace!(
+            target: "kv_middleware::flags",
+            flag = key,
+            variant = evaluation.variant,
+            reason = evaluation.reason.as_str(),
+            error = evaluation.error_code.map(|code| code.as_str()),
+            "flags: evaluated"
+        );
+        evaluation
     }
 
     /// Whether a boolean flag is on for this context; `false` when it is off, disabled,

@@ -195,10 +195,20 @@ pub use self::layer::{default_context, FlagsLayer, DEFAULT_USER_HEADER};
 pub use self::model::{
     Condition, FlagDefinition, FlagDocument, FlagState, Operator, Rule, Segment,
 };
-pub use self::require::{RequireFlag, RequireFlagFuture, RequireFlagLayer};
+pub use self::require::{RequireFlagFuture, RequireFlagLayer, RequireFlagService};
+
+/// Renamed [`RequireFlagService`] (every service of the crate is `...Service`).
+#[deprecated(note = "renamed `RequireFlagService`")]
+#[doc(hidden)]
+pub type RequireFlag<S> = RequireFlagService<S>;
 pub use self::service::FlagsService;
 pub use self::snapshot::FlagSnapshot;
 pub use self::store::{
-    FlagStats, FlagStore, FlagStoreBuilder, RefreshOutcome, StoredFlag, StoredSegment,
+    FlagStats, FlagStore, FlagStoreBuilder, FlagsRefresh, StoredFlag, StoredSegment,
     DEFAULT_MAX_STALENESS, DEFAULT_REFRESH_INTERVAL, DOCUMENT_KEY, FLAG_PREFIX, SEGMENT_PREFIX,
 };
+
+/// Renamed [`FlagsRefresh`] (`config` has its own refresh outcome, [`ConfigRefresh`](crate::config::ConfigRefresh)).
+#[deprecated(note = "renamed `FlagsRefresh`")]
+#[doc(hidden)]
+pub type RefreshOutcome = FlagsRefresh;

@@ -55,10 +55,10 @@ impl RequireFlagLayer {
 }
 
 impl<S> Layer<S> for RequireFlagLayer {
-    type Service = RequireFlag<S>;
+    type Service = RequireFlagService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireFlag {
+        RequireFlagService {
             inner,
             layer: self.clone(),
         }
@@ -67,12 +67,12 @@ impl<S> Layer<S> for RequireFlagLayer {
 
 /// The service of [`RequireFlagLayer`].
 #[derive(Debug, Clone)]
-pub struct RequireFlag<S> {
+pub struct RequireFlagService<S> {
     inner: S,
     layer: RequireFlagLayer,
 }
 
-impl<S> RequireFlag<S> {
+impl<S> RequireFlagService<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -84,7 +84,7 @@ impl<S> RequireFlag<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireFlag<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireFlagService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
@@ -130,7 +130,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`RequireFlag`].
+    /// The response future of [`RequireFlagService`].
     #[derive(Debug)]
     pub struct RequireFlagFuture<F, B> {
         #[pin]

@@ -42,7 +42,7 @@ const MAX_UPDATE_ATTEMPTS: usize = 16;
 /// What a refresh did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RefreshOutcome {
+pub enum FlagsRefresh {
     /// A new snapshot is in use.
     Updated {
         /// Flags in it.
@@ -72,12 +72,14 @@ pub struct FlagStats {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    refreshes: AtomicU64,
-    updates: AtomicU64,
-    store_errors: AtomicU64,
-    rejected: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    struct Counters, "kv_flags" {
+        refreshes,
+        updates,
+        store_errors,
+        rejected,
+    }
 }
 
 /// Configures a [`FlagStore`].
@@ -91,36 +93,71 @@ pub struct FlagStoreBuilder {
 }
 
 impl FlagStoreBuilder {
+    /// Renamed [`with_store_timeout`](Self::with_store_timeout).
+    #[deprecated(note = "renamed `with_store_timeout`")]
+    #[doc(hidden)]
+    pub fn store_timeout(self, timeout: Option<Duration>) -> Self {
+        self.with_store_timeout(timeout)
+    }
+
+    /// Renamed [`with_refresh_interval`](Self::with_refresh_interval).
+    #[deprecated(note = "renamed `with_refresh_interval`")]
+    #[doc(hidden)]
+    pub fn refresh_interval(self, interval: Duration) -> Self {
+        self.with_refresh_interval(interval)
+    }
+
+    /// Renamed [`with_manual_refresh`](Self::with_manual_refresh).
+    #[deprecated(note = "renamed `with_manual_refresh`")]
+    #[doc(hidden)]
+    pub fn manual_refresh(self) -> Self {
+        self.with_manual_refresh()
+    }
+
+    /// Renamed [`with_max_staleness`](Self::with_max_staleness).
+    #[deprecated(note = "renamed `with_max_staleness`")]
+    #[doc(hidden)]
+    pub fn max_staleness(self, max: Duration) -> Self {
+        self.with_max_staleness(max)
+    }
+
+    /// Renamed [`with_clock`](Self::with_clock).
+    #[deprecated(note = "renamed `with_clock`")]
+    #[doc(hidden)]
+    pub fn clock(self, clock: SharedClock) -> Self {
+        self.with_clock(clock)
+    }
+
     /// Bounds each store call by `timeout` (default 5 seconds; `None`: unbounded), so a store
     /// that stops answering fails a refresh or a write instead of stalling it; evaluations keep
     /// the last good snapshot meanwhile.
-    pub fn store_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.store_timeout = timeout;
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.store_timeout = timeout.into();
         self
     }
 
     /// Refresh in the background this often (default 30 s).
-    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = Some(interval.max(Duration::from_millis(10)));
         self
     }
 
     /// No background task: the snapshot changes only on [`FlagStore::refresh`] and admin
     /// writes (tests drive refreshes this way, with a manual clock).
-    pub fn manual_refresh(mut self) -> Self {
+    pub fn with_manual_refresh(mut self) -> Self {
         self.refresh_interval = None;
         self
     }
 
     /// Evaluations answer `STALE` once the last successful refresh is older than this
     /// (default 5 minutes).
-    pub fn max_staleness(mut self, max: Duration) -> Self {
+    pub fn with_max_staleness(mut self, max: Duration) -> Self {
         self.max_staleness = max;
         self
     }
 
     /// Measure staleness with this clock (default: the namespace's).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -194,7 +231,7 @@ struct Inner {
     max_staleness: Duration,
     snapshot: ArcSwap<Snapshot>,
     last_success_ms: AtomicU64,
-    single_flight: SingleFlight<Result<RefreshOutcome, FlagsError>>,
+    single_flight: SingleFlight<Result<FlagsRefresh, FlagsError>>,
     counters: Counters,
     last_error: Mutex<Option<String>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -307,10 +344,10 @@ impl FlagStore {
         let c = &self.inner.counters;
         let last = self.inner.last_success_ms.load(Ordering::Acquire);
         FlagStats {
-            refreshes: c.refreshes.load(Ordering::Relaxed),
-            updates: c.updates.load(Ordering::Relaxed),
-            store_errors: c.store_errors.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
+            refreshes: c.refreshes.get(),
+            updates: c.updates.get(),
+            store_errors: c.store_errors.get(),
+            rejected: c.rejected.get(),
             last_success_unix_ms: (last != 0).then_some(last),
             last_error: lock(&self.inner.last_error).clone(),
         }
@@ -465,12 +502,12 @@ impl FlagStore {
     /// Single-flight: concurrent calls share one refresh that started after they called. On
     /// failure (store error, or any flag or segment invalid) the last good snapshot stays in
     /// use; the error is logged, counted and returned.
-    pub async fn refresh(&self) -> Result<RefreshOutcome, FlagsError> {
+    pub async fn refresh(&self) -> Result<FlagsRefresh, FlagsError> {
         let inner = &self.inner;
         inner
             .single_flight
             .run(|| async {
-                inner.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                inner.counters.refreshes.bump();
                 let outcome = self.load_snapshot().await;
                 match &outcome {
                     Ok(outcome) => {
@@ -479,17 +516,17 @@ impl FlagStore {
                         let errors = inner.snapshot.load().errors.clone();
                         if errors.is_empty() {
                             *lock(&inner.last_error) = None;
-                        } else if matches!(outcome, RefreshOutcome::Updated { .. }) {
+                        } else if matches!(outcome, FlagsRefresh::Updated { .. }) {
                             // The snapshot is in use; the items that failed are reported.
-                            inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            inner.counters.rejected.bump();
                             record_refresh_error(
                                 &inner.last_error,
                                 &FlagsError::Invalid(errors),
                                 "flags",
                             );
                         }
-                        if let RefreshOutcome::Updated { flags, segments } = outcome {
-                            inner.counters.updates.fetch_add(1, Ordering::Relaxed);
+                        if let FlagsRefresh::Updated { flags, segments } = outcome {
+                            inner.counters.updates.bump();
                             tracing::debug!(flags, segments, "flags snapshot updated");
                         }
                     }
@@ -498,7 +535,7 @@ impl FlagStore {
                             FlagsError::Invalid(_) => &inner.counters.rejected,
                             _ => &inner.counters.store_errors,
                         }
-                        .fetch_add(1, Ordering::Relaxed);
+                        .bump();
                         record_refresh_error(&inner.last_error, &error, "flags");
                     }
                 }
@@ -507,7 +544,7 @@ impl FlagStore {
             .await
     }
 
-    async fn load_snapshot(&self) -> Result<RefreshOutcome, FlagsError> {
+    async fn load_snapshot(&self) -> Result<FlagsRefresh, FlagsError> {
         let namespace = &self.inner.namespace;
         let names = list_keys(namespace, "").await?;
         let names: Vec<String> = names
@@ -531,10 +568,10 @@ impl FlagStore {
             .collect();
         let current = self.inner.snapshot.load();
         if current.ready && current.versions == versions {
-            return Ok(RefreshOutcome::Unchanged);
+            return Ok(FlagsRefresh::Unchanged);
         }
         let snapshot = build_snapshot(&entries, versions, Some(&current));
-        let outcome = RefreshOutcome::Updated {
+        let outcome = FlagsRefresh::Updated {
             flags: snapshot.flags.len(),
             segments: snapshot.segments.len(),
         };

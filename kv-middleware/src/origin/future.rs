@@ -9,7 +9,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// The response future of [`OriginCheck`](super::OriginCheck).
+    /// The response future of [`OriginCheckService`](super::OriginCheckService).
     pub struct ResponseFuture<F, B> {
         #[pin]
         state: State<F, B>,

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use super::policy::{
     is_safe, Counters, CrossOriginRefusal, InvalidOrigin, Origin, OriginCheckStats, Policy,
 };
-use super::service::OriginCheck;
+use super::service::OriginCheckService;
 
 /// Refuses state-changing requests that a browser made for another origin (cross-site
 /// request forgery), with `403 Forbidden`. See the [module docs](super) for the rules.
@@ -133,9 +133,9 @@ impl OriginCheckLayer {
 }
 
 impl<S> Layer<S> for OriginCheckLayer {
-    type Service = OriginCheck<S>;
+    type Service = OriginCheckService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OriginCheck::new(inner, self.clone())
+        OriginCheckService::new(inner, self.clone())
     }
 }

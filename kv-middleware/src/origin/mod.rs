@@ -118,4 +118,9 @@ mod service;
 pub use self::future::ResponseFuture;
 pub use self::layer::OriginCheckLayer;
 pub use self::policy::{CrossOriginRefusal, InvalidOrigin, OriginCheckStats};
-pub use self::service::OriginCheck;
+pub use self::service::OriginCheckService;
+
+/// Renamed [`OriginCheckService`] (every service of the crate is `...Service`).
+#[deprecated(note = "renamed `OriginCheckService`")]
+#[doc(hidden)]
+pub type OriginCheck<S> = OriginCheckService<S>;

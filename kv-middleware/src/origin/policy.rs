@@ -2,7 +2,6 @@
 //! needs.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{HOST, ORIGIN};
 use http::uri::Scheme;
@@ -69,24 +68,26 @@ pub struct OriginCheckStats {
     pub refused: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    checked: AtomicU64,
-    refused: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    pub(crate) struct Counters, "kv_origin_check" {
+        checked,
+        refused,
+    }
 }
 
 impl Counters {
     pub(crate) fn snapshot(&self) -> OriginCheckStats {
         OriginCheckStats {
-            checked: self.checked.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
+            checked: self.checked.get(),
+            refused: self.refused.get(),
         }
     }
 
     pub(crate) fn count(&self, refused: bool) {
-        self.checked.fetch_add(1, Ordering::Relaxed);
+        self.checked.bump();
         if refused {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.refused.bump();
         }
     }
 }

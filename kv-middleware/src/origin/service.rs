@@ -1,4 +1,4 @@
-//! [`OriginCheck`]: the service that checks each request before the inner service sees it.
+//! [`OriginCheckService`]: the service that checks each request before the inner service sees it.
 
 use std::task::{Context, Poll};
 
@@ -17,14 +17,14 @@ use super::policy::{is_safe, CrossOriginRefusal, SEC_FETCH_SITE};
 /// short problem document (`application/problem+json`), so the response body must be
 /// buildable from [`Bytes`] (axum's `Body`, `Full<Bytes>`, ... are).
 #[derive(Debug, Clone)]
-pub struct OriginCheck<S> {
+pub struct OriginCheckService<S> {
     inner: S,
     layer: OriginCheckLayer,
 }
 
-impl<S> OriginCheck<S> {
+impl<S> OriginCheckService<S> {
     pub(crate) fn new(inner: S, layer: OriginCheckLayer) -> Self {
-        OriginCheck { inner, layer }
+        OriginCheckService { inner, layer }
     }
 
     /// The inner service.
@@ -43,7 +43,7 @@ impl<S> OriginCheck<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OriginCheck<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OriginCheckService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<Bytes>,

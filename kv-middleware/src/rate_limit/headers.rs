@@ -8,7 +8,8 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::HeaderMap;
 
 use super::gcra::ceil_secs;
-use super::limiter::{Digits, NamedQuota, Outcome};
+use super::limiter::{NamedQuota, Outcome};
+use crate::shared::text::StackText;
 
 /// `RateLimit-Policy`: the quota policies (`"name";q=100;w=60`).
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -80,69 +81,22 @@ pub fn policy_value(quotas: &[NamedQuota]) -> HeaderValue {
 /// The `RateLimit` value of an outcome: `"api";r=42;t=3` for each quota, with `t` the seconds
 /// until the quota is full again, rounded up.
 pub fn ratelimit_value(outcome: &Outcome) -> HeaderValue {
-    // Built on the stack (this runs for every request), on the heap only if it is long.
-    let mut out = Text::default();
-    let mut digits = Digits::new();
+    // Built on the stack (this runs for every request), on the heap only if it is long; the
+    // header value is then its one copy.
+    let mut out = StackText::<128>::new();
     for (i, q) in outcome.quotas().iter().enumerate() {
         if i > 0 {
-            out.push(b", ");
+            out.push_str(", ");
         }
-        out.push(b"\"");
+        out.push_str("\"");
         // Quota names are letters, digits, '_', '-' and '.': nothing to escape.
-        out.push(q.name().as_bytes());
-        out.push(b"\";r=");
-        out.push(digits.format(q.remaining()));
-        out.push(b";t=");
-        out.push(digits.format(ceil_secs(q.reset())));
+        out.push_str(q.name());
+        out.push_str("\";r=");
+        out.push_u64(q.remaining());
+        out.push_str(";t=");
+        out.push_u64(ceil_secs(q.reset()));
     }
     HeaderValue::from_bytes(out.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Bytes gathered in a stack buffer (enough for one quota with a long name, or a few with
-/// short ones), spilling to the heap when it is full.
-struct Text {
-    len: usize,
-    buf: [u8; 128],
-    spilled: Vec<u8>,
-}
-
-impl Default for Text {
-    fn default() -> Self {
-        Text {
-            len: 0,
-            buf: [0; 128],
-            spilled: Vec::new(),
-        }
-    }
-}
-
-impl Text {
-    // Inlined: most pushes are of constants, a few byte stores each.
-    #[inline(always)]
-    fn push(&mut self, bytes: &[u8]) {
-        if self.spilled.is_empty() && self.len + bytes.len() <= self.buf.len() {
-            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            self.spill(bytes);
-        }
-    }
-
-    #[cold]
-    fn spill(&mut self, bytes: &[u8]) {
-        if self.spilled.is_empty() {
-            self.spilled.extend_from_slice(&self.buf[..self.len]);
-        }
-        self.spilled.extend_from_slice(bytes);
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        if self.spilled.is_empty() {
-            &self.buf[..self.len]
-        } else {
-            &self.spilled
-        }
-    }
 }
 
 /// `Retry-After` in whole seconds, rounded up, never 0.

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use http::header::{HeaderName, FORWARDED};
 use http::{Extensions, HeaderMap, Method, Request, Uri};
 
+use crate::shared::text::StackText;
+
 /// The longest key a key extractor may produce, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 
@@ -71,15 +73,16 @@ impl<'a> RequestHead<'a> {
 /// [`AllowList`] matches networks against it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RateKey {
-    text: String,
+    /// On the stack for the usual keys (`ip:` and an address): no allocation per request.
+    text: StackText<48>,
     ip: Option<IpAddr>,
 }
 
 impl RateKey {
     /// A key of this text.
-    pub fn new(text: impl Into<String>) -> Self {
+    pub fn new(text: impl AsRef<str>) -> Self {
         RateKey {
-            text: text.into(),
+            text: StackText::from(text.as_ref()),
             ip: None,
         }
     }
@@ -87,7 +90,7 @@ impl RateKey {
     /// The key of a client address, grouped: `ip:` + the address, or + the network for a prefix
     /// shorter than the address.
     pub fn from_ip(ip: IpAddr, grouping: IpGrouping) -> Self {
-        let mut text = String::with_capacity(48);
+        let mut text = StackText::new();
         text.push_str("ip:");
         grouping.write_group(ip, &mut text);
         RateKey { text, ip: Some(ip) }
@@ -95,7 +98,7 @@ impl RateKey {
 
     /// The key's text.
     pub fn as_str(&self) -> &str {
-        &self.text
+        self.text.as_str()
     }
 
     /// The (ungrouped) client address, for keys taken from one.
@@ -105,7 +108,7 @@ impl RateKey {
 
     /// The key's text, owned.
     pub fn into_string(self) -> String {
-        self.text
+        self.text.as_str().to_owned()
     }
 }
 
@@ -123,7 +126,7 @@ pub(crate) fn loggable(key: &str) -> std::borrow::Cow<'_, str> {
 
 impl fmt::Display for RateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.text.as_str())
     }
 }
 
@@ -230,12 +233,12 @@ impl IpGrouping {
     /// The group of an address: the address itself at a full-length prefix, else the network
     /// in CIDR form (`2001:db8:1:2::/64`). An IPv4-mapped IPv6 address counts as IPv4.
     pub fn group(&self, ip: IpAddr) -> String {
-        let mut text = String::with_capacity(45);
+        let mut text = StackText::<48>::new();
         self.write_group(ip, &mut text);
-        text
+        text.as_str().to_owned()
     }
 
-    fn write_group(&self, ip: IpAddr, out: &mut String) {
+    fn write_group<const N: usize>(&self, ip: IpAddr, out: &mut StackText<N>) {
         use std::fmt::Write as _;
         // Writing to a String cannot fail.
         let _ = match ip.to_canonical() {
@@ -258,18 +261,12 @@ impl IpGrouping {
 
 /// Writes an IPv4 address in dotted decimal (what its `Display` writes, without the
 /// formatting machinery: this runs for every request).
-fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+fn push_ipv4<const N: usize>(out: &mut StackText<N>, ip: Ipv4Addr) {
     for (i, octet) in ip.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push('.');
+            out.push_str(".");
         }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
+        out.push_u8(octet);
     }
 }
 
@@ -748,7 +745,14 @@ impl KeyExtractor for HeaderKey {
         }
         // Visible ASCII is UTF-8.
         let text = String::from_utf8_lossy(bytes);
-        Extraction::Key(RateKey::new(format!("{}:{text}", self.name)))
+        let mut key = StackText::new();
+        key.push_str(self.name.as_str());
+        key.push_str(":");
+        key.push_str(&text);
+        Extraction::Key(RateKey {
+            text: key,
+            ip: None,
+        })
     }
 }
 
@@ -1079,9 +1083,9 @@ mod tests {
             "255.255.255.255",
             "192.0.2.10",
         ] {
-            let mut out = String::new();
+            let mut out = StackText::<16>::new();
             push_ipv4(&mut out, text.parse().unwrap());
-            assert_eq!(out, text);
+            assert_eq!(out.as_str(), text);
         }
     }
 

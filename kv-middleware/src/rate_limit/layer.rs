@@ -9,7 +9,7 @@ use tower_layer::Layer;
 
 use super::headers::{policy_value, HeaderStyle};
 use super::key::{AllowList, KeyExtractor, PeerIp, RequestHead};
-use super::limiter::{ConfigError, RateLimitStats, RateLimiter};
+use super::limiter::{RateLimitConfigError, RateLimitStats, RateLimiter};
 use super::quota::Quota;
 use super::response::Rejection;
 use super::service::RateLimitService;
@@ -106,13 +106,13 @@ impl fmt::Debug for Config {
 /// };
 ///
 /// let limiter = RateLimiter::builder(store.namespace("RATE_LIMITS").await?)
-///     .quota("burst", "10/s".parse()?)
-///     .quota("hourly", "1000/h".parse()?)
+///     .with_quota("burst", "10/s".parse()?)
+///     .with_quota("hourly", "1000/h".parse()?)
 ///     .build()?;
 /// let layer = RateLimitLayer::new(limiter)
 ///     .with_key(ClientIp::trusting(["10.0.0.0/8"])?)
 ///     .with_headers(HeaderStyle::Both)
-///     .on_store_error(StoreErrorPolicy::FailClosed);
+///     .with_store_error_policy(StoreErrorPolicy::FailClosed);
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
@@ -152,12 +152,12 @@ impl RateLimitLayer {
     /// `quota`, a quota named `name` whose state lives in `namespace`.
     ///
     /// The same as [`RateLimitLayer::new`] over
-    /// `RateLimiter::builder(namespace).quota(name, quota).build()?`, with every default of
+    /// `RateLimiter::builder(namespace).with_quota(name, quota).build()?`, with every default of
     /// both; use that form for several quotas, other keys (behind a proxy, [`ClientIp`]) or the
     /// limiter's settings. Layers (and processes) that use the same `name` in the same
     /// namespace share one limit. Fails as [`RateLimiterBuilder::build`] does: a name that is
     /// not 1 to 64 ASCII letters, digits, `_`, `-` or `.`, or a store that cannot
-    /// compare-and-swap ([`ConfigError::NotAtomic`]).
+    /// compare-and-swap ([`RateLimitConfigError::NotAtomic`]).
     ///
     /// [`ClientIp`]: super::ClientIp
     /// [`RateLimiterBuilder::build`]: super::RateLimiterBuilder::build
@@ -193,8 +193,10 @@ impl RateLimitLayer {
         namespace: Namespace,
         name: impl Into<String>,
         quota: Quota,
-    ) -> Result<Self, ConfigError> {
-        let limiter = RateLimiter::builder(namespace).quota(name, quota).build()?;
+    ) -> Result<Self, RateLimitConfigError> {
+        let limiter = RateLimiter::builder(namespace)
+            .with_quota(name, quota)
+            .build()?;
         Ok(RateLimitLayer::new(limiter))
     }
 
@@ -243,15 +245,29 @@ impl RateLimitLayer {
     }
 
     /// What to do when a check fails (default [`StoreErrorPolicy::FailOpen`]).
-    pub fn on_store_error(mut self, policy: StoreErrorPolicy) -> Self {
+    pub fn with_store_error_policy(mut self, policy: StoreErrorPolicy) -> Self {
         self.config_mut().on_store_error = policy;
         self
     }
 
     /// What to do with a request without a key (default [`MissingKey::Reject`], 400).
-    pub fn on_missing_key(mut self, policy: MissingKey) -> Self {
+    pub fn with_missing_key(mut self, policy: MissingKey) -> Self {
         self.config_mut().on_missing_key = policy;
         self
+    }
+
+    /// Renamed [`with_store_error_policy`](Self::with_store_error_policy).
+    #[deprecated(note = "renamed `with_store_error_policy`")]
+    #[doc(hidden)]
+    pub fn on_store_error(self, policy: StoreErrorPolicy) -> Self {
+        self.with_store_error_policy(policy)
+    }
+
+    /// Renamed [`with_missing_key`](Self::with_missing_key).
+    #[deprecated(note = "renamed `with_missing_key`")]
+    #[doc(hidden)]
+    pub fn on_missing_key(self, policy: MissingKey) -> Self {
+        self.with_missing_key(policy)
     }
 
     /// Which rate-limit headers to send (default [`HeaderStyle::Draft`]).

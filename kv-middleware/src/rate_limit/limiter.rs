@@ -2,23 +2,20 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kv_core::{
     unix_secs, Bytes, KvError, Namespace, NewEntry, PutOutcome, SharedClock, Version, WriteMode,
 };
-use pin_project_lite::pin_project;
-use tokio::sync::Mutex;
+use smallvec::SmallVec;
 
 use super::gcra::{self, Decision, Nanos};
 use super::key::MAX_KEY_BYTES;
 use super::quota::Quota;
+use super::stripe::StripeLock;
+use crate::shared::timeout::bounded;
 
 /// Longest quota name, in bytes.
 pub const MAX_QUOTA_NAME_BYTES: usize = 64;
@@ -27,11 +24,13 @@ pub const MAX_QUOTA_NAME_BYTES: usize = 64;
 pub const MAX_QUOTAS: usize = 64;
 
 /// How many times a check writes before giving up on a key that other processes keep
-/// changing under it (see [`RateLimiterBuilder::max_attempts`]).
+/// changing under it (see [`RateLimiterBuilder::with_max_attempts`]).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 64;
 
-/// How long a check may take, store round trips included, by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Now [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), the one default of every layer.
+#[deprecated(note = "use `kv_middleware::DEFAULT_STORE_TIMEOUT`")]
+#[doc(hidden)]
+pub const DEFAULT_TIMEOUT: Duration = crate::DEFAULT_STORE_TIMEOUT;
 
 /// How many keys a limiter remembers the stored state of, by default.
 pub const DEFAULT_CACHE_CAPACITY: usize = 131_072;
@@ -60,7 +59,7 @@ impl NamedQuota {
 /// A limiter that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum RateLimitConfigError {
     /// No quota was given.
     #[error("a rate limiter needs at least one quota")]
     NoQuotas,
@@ -83,7 +82,7 @@ pub enum ConfigError {
         "the {backend} store cannot compare-and-swap atomically, so concurrent requests from \
          several processes could all be admitted from the same state; use a store that can \
          (memory, file, Redis, a kv-server) or opt into approximate limits with \
-         RateLimiterBuilder::approximate()"
+         RateLimiterBuilder::with_approximate()"
     )]
     NotAtomic {
         /// The store's kind.
@@ -167,6 +166,19 @@ pub struct Outcome {
     allowed: bool,
     checked_at: Nanos,
     quotas: Few<QuotaOutcome>,
+}
+
+/// One item (most limiters have one quota) or several, without a heap allocation for one.
+type Few<T> = SmallVec<[T; 1]>;
+
+/// `f(0)`, ... `f(len - 1)`; one without going through an iterator (`collect` into a
+/// `SmallVec` reserves and checks per item).
+fn few<T>(len: usize, mut f: impl FnMut(usize) -> T) -> Few<T> {
+    if len == 1 {
+        SmallVec::from_buf([f(0)])
+    } else {
+        (0..len).map(f).collect()
+    }
 }
 
 impl Outcome {
@@ -256,30 +268,32 @@ pub struct RateLimitStats {
     pub failed_closed: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    allowed: AtomicU64,
-    denied: AtomicU64,
-    store_errors: AtomicU64,
-    timeouts: AtomicU64,
-    contention: AtomicU64,
-    conflicts: AtomicU64,
-    reads: AtomicU64,
-    writes: AtomicU64,
-    refunds: AtomicU64,
-    pub(crate) bypassed: AtomicU64,
-    pub(crate) missing_keys: AtomicU64,
-    pub(crate) failed_open: AtomicU64,
-    pub(crate) failed_closed: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    pub(crate) struct Counters, "kv_rate_limit" {
+        allowed,
+        denied,
+        store_errors,
+        timeouts,
+        contention,
+        conflicts,
+        reads,
+        writes,
+        refunds,
+        pub(crate) bypassed,
+        pub(crate) missing_keys,
+        pub(crate) failed_open,
+        pub(crate) failed_closed,
+    }
 }
 
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn bump(counter: &crate::shared::counters::Counter) {
+    counter.bump();
 }
 
 impl Counters {
     fn snapshot(&self) -> RateLimitStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &crate::shared::counters::Counter| c.get();
         RateLimitStats {
             allowed: get(&self.allowed),
             denied: get(&self.denied),
@@ -314,7 +328,7 @@ impl RateLimiterBuilder {
     /// advertised in the headers and part of the stored keys, so limiters (and processes) that
     /// use the same name in the same namespace share that quota's state: 1 to 64 ASCII letters,
     /// digits, `_`, `-` or `.`.
-    pub fn quota(mut self, name: impl Into<String>, quota: Quota) -> Self {
+    pub fn with_quota(mut self, name: impl Into<String>, quota: Quota) -> Self {
         self.quotas.push((name.into(), quota));
         self
     }
@@ -324,7 +338,7 @@ impl RateLimiterBuilder {
     /// serializes per key), but concurrent requests in different processes may each be
     /// admitted from the same state, so the limit can be exceeded by up to one burst per
     /// process.
-    pub fn approximate(mut self) -> Self {
+    pub fn with_approximate(mut self) -> Self {
         self.approximate = true;
         self
     }
@@ -333,22 +347,18 @@ impl RateLimiterBuilder {
     /// processes keep changing under it (default 64). Each lost race means another request was
     /// admitted, so without time passing a check loses at most a burst's worth of races; a
     /// check that gives up does not admit its request ([`RateLimitError::Contention`]). The
-    /// timeout bounds the retries too.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
+    /// store timeout bounds the retries too.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self
     }
 
-    /// How long a check may take, waiting for the store included (default 1 s); past it the
-    /// check fails with [`RateLimitError::Timeout`]. Needs a tokio runtime with its timer.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Lets a check wait on the store as long as the store takes.
-    pub fn no_timeout(mut self) -> Self {
-        self.timeout = None;
+    /// How long a check may wait on the store, all its round trips together (default
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s); past it the check fails with [`RateLimitError::Timeout`].
+    /// `None` waits as long as the store takes. A timer is armed only when the store does not
+    /// answer at once (needs a tokio runtime with its timer then).
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
         self
     }
 
@@ -356,27 +366,69 @@ impl RateLimiterBuilder {
     /// 131 072, about 100 bytes each, so at most about 13 MB; 0 turns it off). With the state
     /// at hand an admitted request costs the store one conditional write instead of a read and
     /// a write; a stale memory costs a failed write and a read, never a wrong decision.
-    pub fn cache_capacity(mut self, keys: usize) -> Self {
+    pub fn with_cache_capacity(mut self, keys: usize) -> Self {
         self.cache_capacity = keys;
         self
     }
 
+    /// Renamed [`with_quota`](Self::with_quota).
+    #[deprecated(note = "renamed `with_quota`")]
+    #[doc(hidden)]
+    pub fn quota(self, name: impl Into<String>, quota: Quota) -> Self {
+        self.with_quota(name, quota)
+    }
+
+    /// Renamed [`with_approximate`](Self::with_approximate).
+    #[deprecated(note = "renamed `with_approximate`")]
+    #[doc(hidden)]
+    pub fn approximate(self) -> Self {
+        self.with_approximate()
+    }
+
+    /// Renamed [`with_max_attempts`](Self::with_max_attempts).
+    #[deprecated(note = "renamed `with_max_attempts`")]
+    #[doc(hidden)]
+    pub fn max_attempts(self, attempts: u32) -> Self {
+        self.with_max_attempts(attempts)
+    }
+
+    /// Renamed [`with_store_timeout`](Self::with_store_timeout).
+    #[deprecated(note = "renamed `with_store_timeout`")]
+    #[doc(hidden)]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with_store_timeout(timeout)
+    }
+
+    /// Now `with_store_timeout(None)`.
+    #[deprecated(note = "use `with_store_timeout(None)`")]
+    #[doc(hidden)]
+    pub fn no_timeout(self) -> Self {
+        self.with_store_timeout(None)
+    }
+
+    /// Renamed [`with_cache_capacity`](Self::with_cache_capacity).
+    #[deprecated(note = "renamed `with_cache_capacity`")]
+    #[doc(hidden)]
+    pub fn cache_capacity(self, keys: usize) -> Self {
+        self.with_cache_capacity(keys)
+    }
+
     /// Builds the limiter.
-    pub fn build(self) -> Result<RateLimiter, ConfigError> {
+    pub fn build(self) -> Result<RateLimiter, RateLimitConfigError> {
         if self.quotas.is_empty() {
-            return Err(ConfigError::NoQuotas);
+            return Err(RateLimitConfigError::NoQuotas);
         }
         if self.quotas.len() > MAX_QUOTAS {
-            return Err(ConfigError::TooManyQuotas(self.quotas.len()));
+            return Err(RateLimitConfigError::TooManyQuotas(self.quotas.len()));
         }
         if self.max_attempts == 0 {
-            return Err(ConfigError::ZeroAttempts);
+            return Err(RateLimitConfigError::ZeroAttempts);
         }
         let mut quotas: Vec<NamedQuota> = Vec::with_capacity(self.quotas.len());
         for (name, quota) in self.quotas {
             check_quota_name(&name)?;
             if quotas.iter().any(|q| *q.name == *name) {
-                return Err(ConfigError::DuplicateQuotaName(name));
+                return Err(RateLimitConfigError::DuplicateQuotaName(name));
             }
             quotas.push(NamedQuota {
                 name: name.into(),
@@ -385,7 +437,7 @@ impl RateLimiterBuilder {
         }
         let capabilities = self.namespace.capabilities();
         if !capabilities.atomic_conditional_writes && !self.approximate {
-            return Err(ConfigError::NotAtomic {
+            return Err(RateLimitConfigError::NotAtomic {
                 backend: self.namespace.raw().kind(),
             });
         }
@@ -401,17 +453,16 @@ impl RateLimiterBuilder {
                 max_attempts: self.max_attempts,
                 timeout: self.timeout,
                 per_stripe,
-                stripes: (0..STRIPES)
-                    .map(|_| Mutex::new(Stripe::default()))
-                    .collect(),
+                hasher: foldhash::fast::RandomState::default(),
+                stripes: (0..STRIPES).map(|_| StripeLock::default()).collect(),
                 counters: Counters::default(),
             }),
         })
     }
 }
 
-fn check_quota_name(name: &str) -> Result<(), ConfigError> {
-    let invalid = |reason| ConfigError::InvalidQuotaName {
+fn check_quota_name(name: &str) -> Result<(), RateLimitConfigError> {
+    let invalid = |reason| RateLimitConfigError::InvalidQuotaName {
         name: name.to_owned(),
         reason,
     };
@@ -442,7 +493,7 @@ fn check_quota_name(name: &str) -> Result<(), ConfigError> {
 ///
 /// let store = kv_backends::open("memory:").await?;
 /// let limiter = RateLimiter::builder(store.namespace("RATE_LIMITS").await?)
-///     .quota("exports", "2/h".parse()?)
+///     .with_quota("exports", "2/h".parse()?)
 ///     .build()?;
 ///
 /// assert!(limiter.check("tenant:7", 1).await?.is_allowed());
@@ -470,9 +521,11 @@ struct Inner {
     max_attempts: u32,
     timeout: Option<Duration>,
     per_stripe: usize,
+    /// Keys' hashes, seeded at random per limiter ([`Inner::key_hash`]).
+    hasher: foldhash::fast::RandomState,
     /// Checks of one key run one at a time in this process, under the key's stripe, which
     /// also holds the remembered states of the stripe's keys.
-    stripes: Box<[Mutex<Stripe>]>,
+    stripes: Box<[StripeLock<Stripe>]>,
     counters: Counters,
 }
 
@@ -496,20 +549,7 @@ struct Known {
     states: Few<Option<Stored>>,
 }
 
-/// The hash of a key: FNV-1a, its high half folded into the low one and mixed by a multiply
-/// (FNV-1a alone spreads keys that differ in their last bytes, such as addresses, very
-/// unevenly over the stripes). It picks the key's stripe and indexes the stripe's memory of
-/// states, so a check hashes its key once. Keys are chosen by clients, but colliding keys
-/// only share a stripe's lock, and take each other's place in its bounded memory.
-fn key_hash(key: &str) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for &b in key.as_bytes() {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash ^ (hash >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// The hasher of the stripes' maps, whose keys are [`key_hash`]es already.
+/// The hasher of the stripes' maps, whose keys are [`Inner::key_hash`]es already.
 #[derive(Debug, Clone, Copy, Default)]
 struct Premixed(u64);
 
@@ -564,7 +604,7 @@ impl RateLimiter {
             quotas: Vec::new(),
             approximate: false,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            timeout: Some(DEFAULT_TIMEOUT),
+            timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
@@ -574,8 +614,8 @@ impl RateLimiter {
         namespace: Namespace,
         name: impl Into<String>,
         quota: Quota,
-    ) -> Result<Self, ConfigError> {
-        Self::builder(namespace).quota(name, quota).build()
+    ) -> Result<Self, RateLimitConfigError> {
+        Self::builder(namespace).with_quota(name, quota).build()
     }
 
     /// The quotas, in the order they were added.
@@ -614,18 +654,9 @@ impl RateLimiter {
             return Err(RateLimitError::InvalidKey { len: key.len() });
         }
         let inner = &self.inner;
-        let result = match inner.timeout {
-            Some(limit) => match (Timed {
-                future: inner.check(key, cost),
-                sleep: None,
-                limit,
-            })
-            .await
-            {
-                Some(result) => result,
-                None => Err(RateLimitError::Timeout(limit)),
-            },
-            None => inner.check(key, cost).await,
+        let result = match bounded(inner.timeout, inner.check(key, cost)).await {
+            Some(result) => result,
+            None => Err(RateLimitError::Timeout(inner.timeout.unwrap_or_default())),
         };
         let counters = &inner.counters;
         match &result {
@@ -645,7 +676,7 @@ impl RateLimiter {
             return Err(RateLimitError::InvalidKey { len: key.len() });
         }
         let inner = &self.inner;
-        let hash = key_hash(key);
+        let hash = inner.key_hash(key);
         let mut stripe = inner.stripe(hash).lock().await;
         if stripe.known.get(&hash).is_some_and(|k| *k.key == *key) {
             stripe.known.remove(&hash);
@@ -708,21 +739,34 @@ enum Commit {
     Denied,
 }
 
+/// The stripe of a key's hash: bits the stripe's map does not index by (it takes the low ones
+/// and the top seven).
+fn stripe_index(hash: u64) -> usize {
+    (hash >> 32) as usize % STRIPES
+}
+
 impl Inner {
-    /// The stripe of a key's hash ([`key_hash`]).
-    fn stripe(&self, hash: u64) -> &Mutex<Stripe> {
-        // Bits the stripe's map does not index by (it takes the low ones and the top seven).
-        let index = (hash >> 32) as usize % self.stripes.len();
-        &self.stripes[index]
+    /// The hash of a key: foldhash, seeded at random when the limiter is built. It picks the
+    /// key's stripe and indexes the stripe's memory of states, so a check hashes its key once.
+    /// Keys are chosen by clients; with a seed they cannot know, they cannot choose keys that
+    /// pile onto one stripe (whose lock they would share, and whose bounded memory they would
+    /// crowd).
+    fn key_hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The stripe of a key's hash ([`Inner::key_hash`]).
+    fn stripe(&self, hash: u64) -> &StripeLock<Stripe> {
+        &self.stripes[stripe_index(hash)]
     }
 
     async fn check(&self, key: &str, cost: u32) -> Result<Outcome, RateLimitError> {
-        let hash = key_hash(key);
+        let hash = self.key_hash(key);
         let lock = self.stripe(hash);
         // Uncontended (the common case) without the acquire future.
         let mut guard = match lock.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => lock.lock().await,
+            Some(guard) => guard,
+            None => lock.lock().await,
         };
         let Stripe {
             known: remembered,
@@ -742,14 +786,16 @@ impl Inner {
             .get_mut(&hash)
             .filter(|k| *k.key == *key)
             .map(|k| &mut k.states);
-        let mut work = Few::build(keys.len(), |i| Work {
-            key: &keys[i],
-            slot: Slot {
-                stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
-                fresh: false,
-            },
-            decision: Decision::default(),
-        });
+        let mut work: Few<Work<'_>> = (0..keys.len())
+            .map(|i| Work {
+                key: &keys[i],
+                slot: Slot {
+                    stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
+                    fresh: false,
+                },
+                decision: Decision::default(),
+            })
+            .collect();
         let mut unknown = Set::default();
         for (i, w) in work.iter().enumerate() {
             if w.slot.stored.is_none() {
@@ -950,7 +996,7 @@ impl Inner {
         // was built).
         let limits = self.namespace.limits();
         limits.check_key(key).map_err(KvError::from)?;
-        let value = Bytes::copy_from_slice(Digits::new().format(tat));
+        let value = Bytes::copy_from_slice(itoa::Buffer::new().format(tat).as_bytes());
         limits
             .check_value(key, value.len())
             .map_err(KvError::from)?;
@@ -990,7 +1036,7 @@ impl Inner {
                 });
             }
         }
-        let states = Few::build(work.len(), |i| work[i].slot.stored);
+        let states = few(work.len(), |i| work[i].slot.stored);
         known.insert(
             hash,
             Known {
@@ -1003,21 +1049,23 @@ impl Inner {
     /// The outcome of a check. For a denied request, the quotas that would have admitted it
     /// report their state as it stands (nothing was spent from them).
     fn outcome(&self, allowed: bool, now: Nanos, work: &[Work<'_>]) -> Outcome {
-        let quotas = Few::build(work.len(), |i| {
-            let (q, w) = (&self.quotas[i], &work[i]);
-            let mut decision = w.decision;
-            if !allowed && decision.allowed {
-                let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
-                decision.remaining = standing.remaining;
-                decision.reset = standing.reset;
-                decision.tat = standing.tat;
-            }
-            QuotaOutcome {
-                name: q.name.clone(),
-                quota: q.quota,
-                decision,
-            }
-        });
+        let quotas = (0..work.len())
+            .map(|i| {
+                let (q, w) = (&self.quotas[i], &work[i]);
+                let mut decision = w.decision;
+                if !allowed && decision.allowed {
+                    let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
+                    decision.remaining = standing.remaining;
+                    decision.reset = standing.reset;
+                    decision.tat = standing.tat;
+                }
+                QuotaOutcome {
+                    name: q.name.clone(),
+                    quota: q.quota,
+                    decision,
+                }
+            })
+            .collect();
         Outcome {
             allowed,
             checked_at: now,
@@ -1033,95 +1081,6 @@ fn update_known(known: &mut [Option<Stored>], work: &[Work<'_>]) {
     }
 }
 
-/// Decimal digits of a `u64`, formatted on the stack, two at a time.
-pub(crate) struct Digits {
-    buf: [u8; 20],
-}
-
-/// "00", "01", ... "99".
-const PAIRS: &[u8; 200] = b"\
-0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-impl Digits {
-    pub(crate) fn new() -> Self {
-        Digits { buf: [0; 20] }
-    }
-
-    /// `n` in decimal ASCII.
-    pub(crate) fn format(&mut self, mut n: u64) -> &[u8] {
-        let mut start = self.buf.len();
-        // Eight digits at a time, those in 32-bit arithmetic.
-        while n >= 100_000_000 {
-            let mut low = (n % 100_000_000) as u32;
-            n /= 100_000_000;
-            for _ in 0..4 {
-                let pair = (low % 100) as usize * 2;
-                low /= 100;
-                start -= 2;
-                self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-            }
-        }
-        let mut n = n as u32;
-        while n >= 100 {
-            let pair = (n % 100) as usize * 2;
-            n /= 100;
-            start -= 2;
-            self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if n >= 10 {
-            let pair = n as usize * 2;
-            start -= 2;
-            self.buf[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-        } else {
-            start -= 1;
-            self.buf[start] = b'0' + n as u8;
-        }
-        &self.buf[start..]
-    }
-}
-
-/// One item (most limiters have one quota) or several, without a heap allocation for one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Few<T> {
-    One([T; 1]),
-    Many(Vec<T>),
-}
-
-impl<T> std::ops::Deref for Few<T> {
-    type Target = [T];
-
-    fn deref(&self) -> &[T] {
-        match self {
-            Few::One(one) => one,
-            Few::Many(many) => many,
-        }
-    }
-}
-
-impl<T> std::ops::DerefMut for Few<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        match self {
-            Few::One(one) => one,
-            Few::Many(many) => many,
-        }
-    }
-}
-
-impl<T> Few<T> {
-    /// `f(0)`, ... `f(len - 1)`; one without going through an iterator.
-    fn build(len: usize, mut f: impl FnMut(usize) -> T) -> Self {
-        if len == 1 {
-            Few::One([f(0)])
-        } else {
-            Few::Many((0..len).map(f).collect())
-        }
-    }
-}
-
 fn parse_entry(key: &str, value: &[u8], version: Version) -> Stored {
     let tat = std::str::from_utf8(value)
         .ok()
@@ -1134,36 +1093,6 @@ fn parse_entry(key: &str, value: &[u8], version: Version) -> Stored {
                 "rate limit: unreadable state, treating it as a full quota"
             );
             Stored { tat: 0, version }
-        }
-    }
-}
-
-pin_project! {
-    /// A future bounded by a timeout whose timer is only armed if the future does not finish
-    /// on its first poll (an in-process store never needs one).
-    struct Timed<F> {
-        #[pin]
-        future: F,
-        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        limit: Duration,
-    }
-}
-
-impl<F: Future> Future for Timed<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.future.poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        let limit = *this.limit;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -1188,34 +1117,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decimal_digits() {
-        let mut digits = Digits::new();
-        for n in [
-            0,
-            7,
-            9,
-            10,
-            42,
-            99,
-            100,
-            999,
-            1_000,
-            9_999,
-            10_000,
-            12_345,
-            99_999,
-            100_000,
-            1_000_000_007,
-            1_700_000_000_123_456_789,
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            assert_eq!(digits.format(n), n.to_string().as_bytes(), "{n}");
-        }
-        for n in (0..100_000).step_by(7) {
-            assert_eq!(digits.format(n), n.to_string().as_bytes(), "{n}");
-        }
+    /// Keys a client found to share one stripe of a limiter (by timing, say) share none in
+    /// particular in another limiter, or in the same one after a restart: the stripe hash is
+    /// seeded at random.
+    #[tokio::test]
+    async fn clients_cannot_choose_keys_that_pile_onto_one_stripe() {
+        let store = kv_backends::open("memory:").await.unwrap();
+        let namespace = store.namespace("RATE_LIMITS").await.unwrap();
+        let build = || RateLimiter::new(namespace.clone(), "api", "10/s".parse().unwrap());
+        let (first, second) = (build().unwrap(), build().unwrap());
+        let stripe = |limiter: &RateLimiter, key: &str| stripe_index(limiter.inner.key_hash(key));
+        let target = stripe(&first, "ip:0");
+        let piled: Vec<String> = (0u32..)
+            .map(|i| format!("ip:10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .filter(|key| stripe(&first, key) == target)
+            .take(64)
+            .collect();
+        assert!(piled.iter().all(|key| stripe(&first, key) == target));
+        let spread: std::collections::HashSet<usize> =
+            piled.iter().map(|key| stripe(&second, key)).collect();
+        // 64 keys over 256 stripes at random land on about 57 distinct ones.
+        assert!(spread.len() >= 40, "{} stripes", spread.len());
     }
 
     #[test]

@@ -19,11 +19,11 @@
 //! let limits = store.namespace("RATE_LIMITS").await?;
 //!
 //! // A strict limit on logins (failing closed), a lenient one on the API.
-//! let login = RateLimiter::builder(limits.clone()).quota("login", "5/15min".parse()?).build()?;
-//! let api = RateLimiter::builder(limits).quota("api", "100/min".parse()?).build()?;
+//! let login = RateLimiter::builder(limits.clone()).with_quota("login", "5/15min".parse()?).build()?;
+//! let api = RateLimiter::builder(limits).with_quota("api", "100/min".parse()?).build()?;
 //! let app = Router::new()
 //!     .route("/login", post(|| async { "welcome" }))
-//!     .route_layer(RateLimitLayer::new(login).on_store_error(StoreErrorPolicy::FailClosed))
+//!     .route_layer(RateLimitLayer::new(login).with_store_error_policy(StoreErrorPolicy::FailClosed))
 //!     .merge(
 //!         Router::new()
 //!             .route("/api/items", get(|| async { "[]" }))
@@ -157,7 +157,7 @@
 //!
 //! **What needs compare-and-swap:** exactness across processes. Building a limiter over a
 //! store whose [`Capabilities`](kv_core::Capabilities) lack atomic conditional writes fails
-//! with [`ConfigError::NotAtomic`], unless [`RateLimiterBuilder::approximate`] is asked for:
+//! with [`RateLimitConfigError::NotAtomic`], unless [`RateLimiterBuilder::with_approximate`] is asked for:
 //! checks then read and overwrite, which stays exact within one process but lets concurrent
 //! requests in different processes be admitted from the same state. Clocks of processes
 //! sharing a store should agree (NTP): a process whose clock runs ahead refills early.
@@ -181,24 +181,40 @@ mod limiter;
 mod quota;
 mod response;
 mod service;
+mod stripe;
 
 pub use self::future::ResponseFuture;
 pub use self::headers::{
-    policy_value, ratelimit_value, retry_after_value, HeaderStyle, RATELIMIT, RATELIMIT_POLICY,
-    X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    HeaderStyle, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
 };
+// Header-value builders the layer uses; public for the parser tests only.
+#[doc(hidden)]
+pub use self::headers::{policy_value, ratelimit_value, retry_after_value};
 #[cfg(feature = "session")]
 pub use self::key::SessionKey;
+// Forwarded-header parsers the extractors use; public for the parser fuzz tests only.
+#[doc(hidden)]
+pub use self::key::{forwarded_for, x_forwarded_for};
 pub use self::key::{
-    forwarded_for, x_forwarded_for, AllowList, Cidr, CidrError, ClientIp, ExtensionKey, Extraction,
-    ForwardedHeader, GlobalKey, HeaderKey, IpGrouping, KeyExtractor, KeyFn, KeyFuture, Or, PeerIp,
-    RateKey, RequestHead, MAX_KEY_BYTES,
+    AllowList, Cidr, CidrError, ClientIp, ExtensionKey, Extraction, ForwardedHeader, GlobalKey,
+    HeaderKey, IpGrouping, KeyExtractor, KeyFn, KeyFuture, Or, PeerIp, RateKey, RequestHead,
+    MAX_KEY_BYTES,
 };
 pub use self::layer::{MissingKey, RateLimitLayer, StoreErrorPolicy};
 pub use self::limiter::{
-    ConfigError, NamedQuota, Outcome, QuotaOutcome, RateLimitError, RateLimitStats, RateLimiter,
-    RateLimiterBuilder, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, MAX_QUOTAS,
+    NamedQuota, Outcome, QuotaOutcome, RateLimitConfigError, RateLimitError, RateLimitStats,
+    RateLimiter, RateLimiterBuilder, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_ATTEMPTS, MAX_QUOTAS,
     MAX_QUOTA_NAME_BYTES,
 };
+
+#[allow(deprecated)]
+#[doc(hidden)]
+pub use self::limiter::DEFAULT_TIMEOUT;
+
+/// Renamed [`RateLimitConfigError`] (`config::ConfigError` is another type).
+#[deprecated(note = "renamed `RateLimitConfigError`")]
+#[doc(hidden)]
+pub type ConfigError = RateLimitConfigError;
 pub use self::quota::{Quota, QuotaError};
 pub use self::response::{Rejection, PROBLEM_JSON, QUOTA_EXCEEDED_TYPE};

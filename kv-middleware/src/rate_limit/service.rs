@@ -175,6 +175,14 @@ async fn verdict(config: Arc<Config>, key: Key, cost: u32) -> Verdict {
     };
     match config.limiter.check(key.as_str(), cost).await {
         Ok(outcome) => {
+            tracing::debug!(
+                target: "kv_middleware::rate_limit",
+                key = %loggable(key.as_str()),
+                allowed = outcome.is_allowed(),
+                remaining = outcome.remaining(),
+                "rate limit: {}",
+                if outcome.is_allowed() { "admitted" } else { "denied" }
+            );
             let headers = (config.headers != HeaderStyle::None || !outcome.is_allowed())
                 .then(|| LimitHeaders::new(config.headers, &config.policy, &outcome));
             if outcome.is_allowed() {

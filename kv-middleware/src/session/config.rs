@@ -1,6 +1,5 @@
 //! The settings one layer (and its manager) share, the load-failure policy and the counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,31 +56,33 @@ pub struct SessionStats {
     pub conflicting_cookies: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) loads: AtomicU64,
-    pub(crate) load_errors: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) deletes: AtomicU64,
-    pub(crate) conflicts: AtomicU64,
-    pub(crate) save_errors: AtomicU64,
-    pub(crate) conflicting_cookies: AtomicU64,
+crate::shared::counters::named_counters! {
+    #[derive(Debug)]
+    pub(crate) struct Counters, "kv_session" {
+        pub(crate) loads,
+        pub(crate) load_errors,
+        pub(crate) writes,
+        pub(crate) deletes,
+        pub(crate) conflicts,
+        pub(crate) save_errors,
+        pub(crate) conflicting_cookies,
+    }
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn bump(counter: &crate::shared::counters::Counter) {
+        counter.bump();
     }
 
     pub(crate) fn snapshot(&self) -> SessionStats {
         SessionStats {
-            loads: self.loads.load(Ordering::Relaxed),
-            load_errors: self.load_errors.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-            deletes: self.deletes.load(Ordering::Relaxed),
-            conflicts: self.conflicts.load(Ordering::Relaxed),
-            save_errors: self.save_errors.load(Ordering::Relaxed),
-            conflicting_cookies: self.conflicting_cookies.load(Ordering::Relaxed),
+            loads: self.loads.get(),
+            load_errors: self.load_errors.get(),
+            writes: self.writes.get(),
+            deletes: self.deletes.get(),
+            conflicts: self.conflicts.get(),
+            save_errors: self.save_errors.get(),
+            conflicting_cookies: self.conflicting_cookies.get(),
         }
     }
 }

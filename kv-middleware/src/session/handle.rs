@@ -205,11 +205,13 @@ impl State {
         let key = id.store_key();
         match fetch(config, &key).await {
             Ok(Some(loaded)) => {
+                tracing::debug!(target: "kv_middleware::session", found = true, "session: loaded");
                 self.adopt(id, key, loaded);
                 self.phase = Phase::Ready;
                 Ok(())
             }
             Ok(None) => {
+                tracing::debug!(target: "kv_middleware::session", found = false, "session: loaded");
                 self.phase = Phase::Ready;
                 Ok(())
             }
@@ -278,6 +280,12 @@ impl State {
             match ns.put_with(&key, bytes.clone(), options).await? {
                 PutOutcome::Written(version) => {
                     Counters::bump(&config.counters.writes);
+                    tracing::debug!(
+                        target: "kv_middleware::session",
+                        created = self.stored.is_none(),
+                        attempts,
+                        "session: saved"
+                    );
                     self.stored = Some(Stored {
                         key,
                         version,
@@ -337,6 +345,7 @@ impl State {
         for key in keys {
             config.namespace.delete(&key).await?;
             Counters::bump(&config.counters.deletes);
+            tracing::debug!(target: "kv_middleware::session", "session: deleted");
         }
         self.reset_to_new();
         Ok(())

@@ -60,69 +60,26 @@ impl SessionId {
 /// The lowercase hex SHA-256 of `bytes`: the stored name of a secret ID, which whoever reads
 /// the store cannot turn back into the ID.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = [0u8; 64];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-    }
-    std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+    crate::shared::hex::hex(&Sha256::digest(bytes))
 }
 
-/// The two lowercase hex digits of every byte.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
-        i += 1;
-    }
-    pairs
-};
-
-/// The 6-bit value of every URL-safe base64 character; `INVALID` for the others.
-const BASE64_VALUES: [u8; 256] = {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut values = [INVALID; 256];
-    let mut i = 0;
-    while i < 64 {
-        values[ALPHABET[i] as usize] = i as u8;
-        i += 1;
-    }
-    values
-};
-const INVALID: u8 = 0xff;
-
-/// Decodes exactly 43 characters of unpadded URL-safe base64 into 32 bytes, rejecting any
-/// other character and non-zero trailing bits (so every ID has exactly one text form).
+/// Decodes exactly 43 characters of unpadded URL-safe base64 into 32 bytes. The `base64`
+/// engine refuses any other character, padding and non-zero trailing bits, so every ID has
+/// exactly one text form.
 fn decode_id(text: &[u8]) -> Option<[u8; ID_BYTES]> {
     if text.len() != ID_TEXT_LEN {
         return None;
     }
-    let mut sextets = [0u8; 44];
-    for (sextet, &c) in sextets.iter_mut().zip(text) {
-        *sextet = BASE64_VALUES[usize::from(c)];
-        if *sextet == INVALID {
-            return None;
+    // The engine's conservative estimate for 43 characters is 33 bytes.
+    let mut bytes = [0u8; ID_BYTES + 1];
+    match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+        Ok(ID_BYTES) => {
+            let mut id = [0u8; ID_BYTES];
+            id.copy_from_slice(&bytes[..ID_BYTES]);
+            Some(id)
         }
+        _ => None,
     }
-    // The 44th sextet is padding (zero); the last real one may only use its top 4 bits.
-    if sextets[42] & 0b11 != 0 {
-        return None;
-    }
-    let mut bytes = [0u8; 33];
-    for (group, out) in sextets.chunks_exact(4).zip(bytes.chunks_exact_mut(3)) {
-        let n = u32::from(group[0]) << 18
-            | u32::from(group[1]) << 12
-            | u32::from(group[2]) << 6
-            | u32::from(group[3]);
-        out[0] = (n >> 16) as u8;
-        out[1] = (n >> 8) as u8;
-        out[2] = n as u8;
-    }
-    let mut id = [0u8; ID_BYTES];
-    id.copy_from_slice(&bytes[..ID_BYTES]);
-    Some(id)
 }
 
 impl fmt::Display for SessionId {

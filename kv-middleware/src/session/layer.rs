@@ -163,8 +163,8 @@ impl SessionLayer {
     /// calls unbounded). A store that stops answering then fails the call like any store
     /// error (see [`LoadErrorPolicy`] and the module's "Store failures") instead of hanging
     /// the request.
-    pub fn with_store_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
-        self.config_mut().set_store_timeout(timeout);
+    pub fn with_store_timeout(mut self, timeout: impl Into<Option<std::time::Duration>>) -> Self {
+        self.config_mut().set_store_timeout(timeout.into());
         self
     }
 

@@ -105,7 +105,7 @@ pub async fn run(store_url: &str, namespace: &str, command: FlagsCommand) -> Out
                 .map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
             let store = crate::open(store_url).await?;
             let namespace = crate::namespace_or_create(&store, namespace).await?;
-            let flags = FlagStore::builder(namespace).manual_refresh().build();
+            let flags = FlagStore::builder(namespace).with_manual_refresh().build();
             // The segments the flags may name come from the snapshot; a namespace whose present
             // flags do not validate does not stop an import that may be fixing them.
             let _ = flags.refresh().await;
@@ -264,7 +264,7 @@ fn read_file(path: &Path) -> Result<String, Failure> {
 async fn open_flags(store_url: &str, namespace: &str) -> Result<FlagStore, Failure> {
     let store: Store = crate::open(store_url).await?;
     let namespace = crate::existing_namespace(&store, namespace).await?;
-    let flags = FlagStore::builder(namespace).manual_refresh().build();
+    let flags = FlagStore::builder(namespace).with_manual_refresh().build();
     if let Err(error) = flags.refresh().await {
         if !matches!(error, FlagsError::Invalid(_)) || !flags.is_ready() {
             return Err(flags_failure(error));

@@ -1,0 +1,12 @@
+//! What several layers share, one copy each: crate-private, so the layers can change it
+//! together without a public promise.
+
+#![allow(dead_code)] // each layer's feature uses part of it
+
+#[cfg(any(feature = "session", feature = "cache"))]
+pub(crate) mod hex;
+pub(crate) mod text;
+#[macro_use]
+pub(crate) mod counters;
+#[cfg(any(feature = "cache", feature = "rate_limit"))]
+pub(crate) mod timeout;
