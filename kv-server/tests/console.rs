@@ -680,7 +680,7 @@ async fn an_open_server_signs_the_console_in_but_still_needs_csrf() {
 async fn seed_flag(server: &TestServer) {
     let ns = server.store.namespace("FLAGS").await.unwrap();
     let flags = kv_middleware::flags::FlagStore::builder(ns)
-        .manual_refresh()
+        .with_manual_refresh()
         .build();
     let definition = serde_json::from_value(json!({
         "state": "ENABLED",
@@ -804,8 +804,8 @@ async fn config_history_versions_and_rollback() {
     browser.sign_in().await;
     let ns = server.store.namespace("CONFIG").await.unwrap();
     let site = kv_middleware::config::Config::<Value>::builder(ns, "site")
-        .default_value(Value::Null)
-        .manual_refresh()
+        .with_default_value(Value::Null)
+        .with_manual_refresh()
         .load()
         .await
         .unwrap();
@@ -919,7 +919,7 @@ async fn rate_limits_show_remaining_allowance_per_key() {
     let limiter = kv_middleware::rate_limit::RateLimiter::builder(
         server.store.namespace("RATE_LIMITS").await.unwrap(),
     )
-    .quota("api", "3/min".parse().unwrap())
+    .with_quota("api", "3/min".parse().unwrap())
     .build()
     .unwrap();
     for _ in 0..3 {

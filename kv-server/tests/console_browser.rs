@@ -351,7 +351,7 @@ async fn flags_and_config(
 ) -> Result<(), fantoccini::error::CmdError> {
     let flags =
         kv_middleware::flags::FlagStore::builder(server.store.namespace("FLAGS").await.unwrap())
-            .manual_refresh()
+            .with_manual_refresh()
             .build();
     let definition = serde_json::from_value(json!({
         "state": "ENABLED",
@@ -365,8 +365,8 @@ async fn flags_and_config(
         server.store.namespace("CONFIG").await.unwrap(),
         "site",
     )
-    .default_value(Value::Null)
-    .manual_refresh()
+    .with_default_value(Value::Null)
+    .with_manual_refresh()
     .load()
     .await
     .unwrap();
@@ -472,7 +472,7 @@ async fn sessions_rate_limits_and_cache(
     let limiter = kv_middleware::rate_limit::RateLimiter::builder(
         server.store.namespace("RATE_LIMITS").await.unwrap(),
     )
-    .quota("login", "2/min".parse().unwrap())
+    .with_quota("login", "2/min".parse().unwrap())
     .build()
     .unwrap();
     for _ in 0..2 {

@@ -51,8 +51,8 @@ async fn handle(state: &ConsoleState, key: &str) -> ApiResult<Config<Value>> {
     };
     // Any JSON document; manual refresh: no background task for a page view.
     Config::<Value>::builder(ns, key)
-        .default_value(Value::Null)
-        .manual_refresh()
+        .with_default_value(Value::Null)
+        .with_manual_refresh()
         .load()
         .await
         .map_err(config_error)

@@ -46,7 +46,7 @@ async fn flag_store(state: &ConsoleState) -> ApiResult<Option<FlagStore>> {
     };
     let namespace = state.app.namespace(&info.id).await?;
     // Manual refresh: a console view reads the flags once, and runs no background task.
-    let flags = FlagStore::builder(namespace).manual_refresh().build();
+    let flags = FlagStore::builder(namespace).with_manual_refresh().build();
     flags.refresh().await.map_err(flags_error)?;
     Ok(Some(flags))
 }
