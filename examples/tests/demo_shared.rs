@@ -1,6 +1,6 @@
 //! Two `kv-demo` processes on different ports sharing one store (a kv-server, a Redis, and a
 //! Redis Cluster):
-//! sessions, rate limits, flags and config are one, not two.
+//! sessions, rate limits, the response cache, flags and config are one, not two.
 
 mod support;
 
@@ -76,6 +76,23 @@ async fn shared_store_behaves_as_one(store: &str) {
         .filter(|s| *s.as_ref().unwrap() == 429)
         .count();
     assert_eq!((allowed, denied), (50, 150), "statuses: {statuses:?}");
+
+    // A response cached by one process is served by the other from the shared store (within
+    // the route's 30 s stale-while-revalidate window, fresh or stale, never from its origin).
+    let cached = http.get(a.at("/api/slow")).send().await.unwrap();
+    let status = cached.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.contains("stored"), "{status}");
+    let cached: Value = cached.json().await.unwrap();
+    let from_other = http.get(b.at("/api/slow")).send().await.unwrap();
+    let status = from_other.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(status.starts_with("kv; hit"), "{status}");
+    assert_eq!(from_other.json::<Value>().await.unwrap(), cached);
 
     // A flag and a config written through one process reach the other (1 s refresh).
     let response = http
