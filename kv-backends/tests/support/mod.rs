@@ -1,4 +1,5 @@
 //! Shared test support.
 #![allow(dead_code)]
 
+pub mod closed_port;
 pub mod redis_server;
