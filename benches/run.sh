@@ -7,6 +7,9 @@
 #   benches/run.sh memory list          # only these (memory, file, list, per-entry), then the
 #                                       # summary of whatever target/criterion holds
 #
+# The smoke run CI makes (every criterion bench once, small setups, the benches' assertions):
+#   cargo test -p kv-benches --bench '*'
+#
 # Everything is built first, then the built executables are run, so a source tree that changes
 # during the run (or stops compiling) does not mix builds. Longer measurements for a final
 # table: KV_BENCH_WARMUP_SECS, KV_BENCH_MEASURE_SECS and KV_BENCH_SAMPLES override every

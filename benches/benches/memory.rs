@@ -34,8 +34,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dashmap::DashMap;
 use kv_backends::memory::MemoryBackend;
 use kv_benches::{
-    bench_mode, current_thread_runtime, paired, paired_rounds, pattern, value, write_paired, Batch,
-    KeyCursor, KeySet, Timing,
+    bench_mode, current_thread_runtime, full_or_smoke, paired, paired_rounds, pattern, value,
+    write_paired, Batch, KeyCursor, KeySet, Timing,
 };
 use kv_core::{Namespace, Store};
 use moka::future::Cache;
@@ -297,7 +297,8 @@ fn batches<'a>(
 fn benches(criterion: &mut Criterion) {
     let timing = Timing::from_env(1.0, 3.0, 20);
     let rt = current_thread_runtime();
-    let sets: Vec<Contenders> = SIZES.iter().map(|&n| Contenders::new(&rt, n)).collect();
+    let sizes = full_or_smoke(SIZES, [1_000, 10_000]);
+    let sets: Vec<Contenders> = sizes.iter().map(|&n| Contenders::new(&rt, n)).collect();
 
     for op in ["get", "put"] {
         for threads in [1, 2] {

@@ -44,8 +44,8 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use http::Request;
 use kv_backends::memory::MemoryBackend;
 use kv_benches::{
-    bench_mode, current_thread_runtime, median, paired_rounds, pattern, write_paired, HashStore,
-    Timing,
+    bench_mode, current_thread_runtime, full_or_smoke, median, paired_rounds, pattern,
+    write_paired, HashStore, Timing,
 };
 use kv_core::Store;
 use kv_middleware::rate_limit::{HeaderStyle, RateLimitLayer, RateLimiter};
@@ -165,7 +165,7 @@ impl Driver {
 fn benches(criterion: &mut Criterion) {
     let rt = current_thread_runtime();
     let timing = Timing::from_env(1.0, 3.0, 30);
-    let sets: Vec<(usize, Arc<Vec<SocketAddr>>)> = KEY_COUNTS
+    let sets: Vec<(usize, Arc<Vec<SocketAddr>>)> = full_or_smoke(KEY_COUNTS, [1, 1_000])
         .iter()
         .map(|&n| (n, Arc::new(addresses(n))))
         .collect();
@@ -216,7 +216,7 @@ fn benches(criterion: &mut Criterion) {
             .collect();
         // One unmeasured pass, so every key exists in every limiter before timing.
         for driver in &mut drivers {
-            driver.run(&rt, addrs.len().min(200_000));
+            driver.run(&rt, full_or_smoke(addrs.len().min(200_000), 1_000));
         }
         let mut per_op = vec![Vec::with_capacity(rounds); VARIANTS.len()];
         for round in 0..rounds {

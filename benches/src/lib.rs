@@ -251,6 +251,17 @@ pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// `full` under `cargo bench`, `smoke` in the smoke run (`cargo test --benches`, which CI runs):
+/// the sizes of setups and batches that would make the smoke run slow (a million keys in a
+/// debug build), while every code path and assertion of the bench still runs.
+pub fn full_or_smoke<T>(full: T, smoke: T) -> T {
+    if bench_mode() {
+        full
+    } else {
+        smoke
+    }
+}
+
 /// Writes paired results where `bench-summary` looks for them:
 /// `TARGET/tmp/kv-benches-NAME-paired.json` (`tmp_dir` is the bench's `CARGO_TARGET_TMPDIR`).
 pub fn write_paired(tmp_dir: &str, name: &str, results: &serde_json::Value) {

@@ -6,9 +6,10 @@
 
 mod support;
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -25,15 +26,14 @@ struct ChromeDriver {
 }
 
 impl ChromeDriver {
+    /// Starts chromedriver on `--port=0` (the system picks a free port, so no other process can
+    /// hold it) and reads the port from its "started successfully on port N" line. If it exits
+    /// first, its output ends and the start fails with what it said.
     fn start() -> ChromeDriver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| {
@@ -42,13 +42,36 @@ impl ChromeDriver {
                      chromium-driver; .ci/run does it): {error}"
                 )
             });
-        let driver = ChromeDriver { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (port_sender, port) = mpsc::channel();
+        // Reads to the end so chromedriver never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let port = line
+                    .split("started successfully on port ")
+                    .nth(1)
+                    .and_then(|rest| rest.trim().trim_end_matches('.').parse::<u16>().ok());
+                if let Some(port) = port {
+                    let _ = port_sender.send(Ok(port));
+                }
+                said.push(line);
+            }
+            let _ = port_sender.send(Err(said.join("\n")));
+        });
+        match port.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(port)) => ChromeDriver { child, port },
+            Ok(Err(said)) => {
+                let _ = child.wait();
+                panic!("chromedriver exited without a port: {said}")
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromedriver did not start within 20 s")
+            }
         }
-        driver
     }
 }
 

@@ -258,12 +258,8 @@ async fn prefixes_isolate_apps_and_keys_share_one_hash_tag() {
 
 #[tokio::test]
 async fn nothing_listening_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let result = RedisBackend::connect(&format!("redis://127.0.0.1:{port}/0")).await;
+    let closed = support::closed_port::ClosedPort::new();
+    let result = RedisBackend::connect(&format!("redis://{}/0", closed.addr())).await;
     assert!(
         matches!(result, Err(KvError::Unavailable { .. })),
         "{result:?}"

@@ -938,11 +938,16 @@ pub async fn racing_increments_lose_nothing(f: Fixture) {
     const TASKS: u64 = 16;
     const INCREMENTS: u64 = 25;
     let ns = f.ns(NS).await;
+    // Every task's first read happens before any task's first write, so the racers do collide
+    // (at least TASKS - 1 lost races), however the scheduler runs them.
+    let first_read = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS as usize));
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
             let ns = ns.clone();
+            let first_read = first_read.clone();
             tokio::spawn(async move {
                 let mut conflicts = 0u64;
+                let mut first = true;
                 for _ in 0..INCREMENTS {
                     loop {
                         let (count, mode) = match ns.get_json_entry::<u64>("counter").await.unwrap()
@@ -952,6 +957,9 @@ pub async fn racing_increments_lose_nothing(f: Fixture) {
                             }
                             None => (0, WriteMode::OnlyIfAbsent),
                         };
+                        if std::mem::take(&mut first) {
+                            first_read.wait().await;
+                        }
                         let outcome = ns
                             .put_json_with("counter", &(count + 1), PutOptions::new().mode(mode))
                             .await
@@ -966,9 +974,14 @@ pub async fn racing_increments_lose_nothing(f: Fixture) {
             })
         })
         .collect();
+    let mut conflicts = 0;
     for task in tasks {
-        task.await.unwrap();
+        conflicts += task.await.unwrap();
     }
+    assert!(
+        conflicts >= TASKS - 1,
+        "the racers collided: {conflicts} lost races"
+    );
     assert_eq!(
         ns.get_json::<u64>("counter").await.unwrap(),
         Some(TASKS * INCREMENTS)

@@ -54,6 +54,7 @@ mod url;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod decorator;
 pub mod event_log;
 pub mod lock;
 #[cfg(feature = "testing")]

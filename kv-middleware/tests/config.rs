@@ -251,8 +251,17 @@ async fn bad_documents_and_store_failures_keep_the_last_good_value(fx: Fixture) 
 }
 
 async fn concurrent_writers_with_cas(fx: Fixture) {
-    let a = config(&fx).await;
-    let b = config(&fx).await;
+    // The two writers' first writes meet at a gate, so they race for certain.
+    let (namespace, races) = kv_core::testing::RaceGate::wrap(&fx.namespace("CONFIG").await, 2);
+    let over_gate = || {
+        Config::builder(namespace.clone(), "limits")
+            .with_default_value(defaults())
+            .with_validator(positive)
+            .with_manual_refresh()
+            .load()
+    };
+    let a = over_gate().await.unwrap();
+    let b = over_gate().await.unwrap();
     let bump = |config: Config<Limits>| async move {
         for _ in 0..15 {
             config.update(|l| l.counter += 1).await.unwrap();
@@ -266,6 +275,7 @@ async fn concurrent_writers_with_cas(fx: Fixture) {
     b.refresh().await.unwrap();
     assert_eq!(b.get().counter, 30, "no update lost");
     assert_eq!(a.version(), Some(30));
+    assert!(races.conflicts() > 0, "the writers collided");
     // An admin form: write only if still at the version seen.
     let seen = a.version().unwrap();
     a.set_if_version(

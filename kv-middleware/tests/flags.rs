@@ -1093,7 +1093,17 @@ async fn concurrent_refreshes_are_single_flight() {
 // ---- admin ----
 
 async fn concurrent_admin_writes_with_cas(fx: Fixture) {
-    let ns = fx.namespace("FLAGS").await;
+    let plain = fx.namespace("FLAGS").await;
+    FlagStore::builder(plain.clone())
+        .with_manual_refresh()
+        .load()
+        .await
+        .unwrap()
+        .set_flag("beta", &FlagDefinition::boolean(false))
+        .await
+        .unwrap();
+    // The two admins' first writes meet at a gate, so they race for certain.
+    let (ns, races) = kv_core::testing::RaceGate::wrap(&plain, 2);
     // Two admins: two stores (as two processes would have) over one namespace.
     let admin_a = FlagStore::builder(ns.clone())
         .with_manual_refresh()
@@ -1103,10 +1113,6 @@ async fn concurrent_admin_writes_with_cas(fx: Fixture) {
     let admin_b = FlagStore::builder(ns.clone())
         .with_manual_refresh()
         .load()
-        .await
-        .unwrap();
-    admin_a
-        .set_flag("beta", &FlagDefinition::boolean(false))
         .await
         .unwrap();
 
@@ -1130,6 +1136,7 @@ async fn concurrent_admin_writes_with_cas(fx: Fixture) {
     b.await.unwrap();
     let stored = admin_a.get_flag("beta").await.unwrap().unwrap();
     assert_eq!(stored.definition.targets["on"].len(), 20, "no update lost");
+    assert!(races.conflicts() > 0, "the admins collided");
     admin_b.refresh().await.unwrap();
     assert!(admin_b.flags(user("a3")).is_enabled("beta"));
     assert!(admin_b.flags(user("b9")).is_enabled("beta"));

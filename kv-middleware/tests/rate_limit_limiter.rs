@@ -61,9 +61,11 @@ async fn exactly_the_quota_under_concurrency(fx: Fixture) {
 /// Four limiters with their own locks and memories: four processes sharing one store. Only
 /// compare-and-swap keeps them exact.
 async fn exactly_the_quota_across_limiters(fx: Fixture) {
+    // The four limiters' first writes meet at a gate, so they race for certain.
+    let (namespace, races) = kv_core::testing::RaceGate::wrap(&fx.namespace, 4);
     let limiters: Vec<RateLimiter> = (0..4)
         .map(|_| {
-            RateLimiter::builder(fx.namespace.clone())
+            RateLimiter::builder(namespace.clone())
                 .with_quota("api", quota("50/min"))
                 .with_max_attempts(1000)
                 .build()
@@ -73,6 +75,9 @@ async fn exactly_the_quota_across_limiters(fx: Fixture) {
     assert_eq!(admitted_concurrently(&limiters, 200).await, 50);
     let allowed: u64 = limiters.iter().map(|l| l.stats().allowed).sum();
     assert_eq!(allowed, 50);
+    let conflicts: u64 = limiters.iter().map(|l| l.stats().conflicts).sum();
+    assert!(races.conflicts() >= 3, "the limiters collided");
+    assert_eq!(conflicts, races.conflicts(), "each lost race counted once");
 }
 
 macro_rules! on_memory_and_file {
@@ -413,9 +418,11 @@ async fn several_quotas_stay_exact_across_racing_limiters() {
     // Two quotas, four limiters racing: neither quota is ever over-spent, and no request is
     // admitted unless both quotas had room for it.
     let fx = Fixture::memory().await;
+    // The four limiters' first writes meet at a gate, so they race for certain.
+    let (namespace, races) = kv_core::testing::RaceGate::wrap(&fx.namespace, 4);
     let limiters: Vec<RateLimiter> = (0..4)
         .map(|_| {
-            RateLimiter::builder(fx.namespace.clone())
+            RateLimiter::builder(namespace.clone())
                 // The large quota first: it is written before the small one can deny under a
                 // race, and then given back.
                 .with_quota("large", quota("30/min"))
@@ -442,6 +449,8 @@ async fn several_quotas_stay_exact_across_racing_limiters() {
     let refunds: u64 = limiters.iter().map(|l| l.stats().refunds).sum();
     let conflicts: u64 = limiters.iter().map(|l| l.stats().conflicts).sum();
     eprintln!("{conflicts} lost races, {refunds} refunds");
+    assert!(races.conflicts() >= 3, "the limiters collided");
+    assert!(conflicts >= 3, "the limiters counted their lost races");
 }
 
 #[path = "../../kv-backends/tests/support/redis_server.rs"]

@@ -33,6 +33,9 @@ use crate::ServerConfig;
 /// assert_eq!(config.header_read_timeout, Some(std::time::Duration::from_secs(5)));
 /// assert_eq!(config.body_read_timeout, None);
 /// ```
+///
+/// With the `cli` feature (a default one): it is the only part of the library that needs clap.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, clap::Args)]
 pub struct TimeoutArgs {
     /// Close a connection that takes longer than this many seconds to send a request's header
@@ -45,6 +48,7 @@ pub struct TimeoutArgs {
     pub body_read_timeout: u64,
 }
 
+#[cfg(feature = "cli")]
 impl TimeoutArgs {
     /// `config` with these timeouts (0 seconds: none).
     pub fn apply(&self, config: ServerConfig) -> ServerConfig {

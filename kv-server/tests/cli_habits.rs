@@ -5,6 +5,9 @@
 
 mod support;
 
+#[path = "../../kv-backends/tests/support/closed_port.rs"]
+mod closed_port;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -541,12 +544,9 @@ fn one_namespace_lookup_per_command_against_a_server() {
 
 #[test]
 fn errors_are_said_once() {
-    // Nothing listens on a port just released.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let output = kv(&format!("http://{closed}"), &["key", "get", "k"]);
+    // Nothing listens on a port held bound (and not listening) for the test.
+    let closed = closed_port::ClosedPort::new();
+    let output = kv(&closed.http_url(), &["key", "get", "k"]);
     assert_eq!(exit_code(&output), 3);
     said_once(&output);
     assert!(stderr(&output).contains("refused"), "{}", stderr(&output));

@@ -303,13 +303,8 @@ fn all<'a>(response: &'a reqwest::Response, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// A port nothing listens on.
-fn closed_port() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{address}")
-}
+#[path = "../../kv-backends/tests/support/closed_port.rs"]
+mod closed_port;
 
 async fn json(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON envelope")
@@ -522,7 +517,9 @@ fn tokio_stream<T: Send + 'static>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_is_502_with_the_envelope() {
-    let proxy = Proxy::start("memory:", &closed_port(), &[]);
+    // Held (bound, never listening) until the test ends: refused, and no one else can take it.
+    let closed = closed_port::ClosedPort::new();
+    let proxy = Proxy::start("memory:", &closed.http_url(), &[]);
     let response = proxy.get("/page").await;
     assert_eq!(response.status(), 502);
     assert_eq!(

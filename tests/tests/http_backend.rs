@@ -12,7 +12,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http_support::{closed_port, quick_retries, Server};
+use http_support::{closed_port::ClosedPort, quick_retries, Server};
 use kv_backends::http::{HttpBackend, RemoteError, RetryPolicy};
 use kv_backends::memory::MemoryBackend;
 use kv_core::{
@@ -460,8 +460,8 @@ async fn a_slow_server_times_out_as_unavailable() {
 
 #[tokio::test]
 async fn nothing_listening_is_unavailable() {
-    let addr = closed_port().await;
-    let backend = HttpBackend::for_server(&format!("http://{addr}"))
+    let closed = ClosedPort::new();
+    let backend = HttpBackend::for_server(&closed.http_url())
         .unwrap()
         .retry(quick_retries())
         .build()
@@ -485,9 +485,7 @@ async fn nothing_listening_is_unavailable() {
         );
         assert!(error.is_transient());
     }
-    let error = kv_backends::open(&format!("http://{addr}"))
-        .await
-        .unwrap_err();
+    let error = kv_backends::open(&closed.http_url()).await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
 }
 

@@ -1,6 +1,6 @@
 //! The HTTP backend against a kv-server started in the test, over the memory and over the file
 //! backend: the whole conformance suite, with the server's backend and the client sharing one
-//! manual clock.
+//! manual clock; and the read-through cache in front of the HTTP backend.
 
 mod http_support;
 
@@ -39,6 +39,24 @@ mod over_file {
         let client = server.client(&clock).build().expect("client");
         // The server goes first, then the directory.
         Fixture::new(Store::new(client), clock).with_guard((server, dir))
+    }
+
+    kv_core::conformance_tests!(fixture);
+}
+
+/// The read-through cache in front of the HTTP backend (its use: a local cache of a remote
+/// store) keeps the contract too.
+mod read_cache_over_http {
+    use super::*;
+    use kv_backends::memory::MemoryBackend;
+
+    async fn fixture() -> Fixture {
+        let clock = start_clock();
+        let backend = MemoryBackend::builder().clock(clock.shared()).build();
+        let server = Server::start(Store::new(backend), ServerConfig::default()).await;
+        let client = server.client(&clock).build().expect("client");
+        let cache = kv_backends::ReadCache::new(client);
+        Fixture::new(Store::new(cache), clock).with_guard(server)
     }
 
     kv_core::conformance_tests!(fixture);

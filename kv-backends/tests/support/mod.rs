@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod redis_cluster;
+pub mod closed_port;
 pub mod redis_server;

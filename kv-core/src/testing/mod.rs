@@ -5,7 +5,8 @@
 //! its caller saw an error or a timeout), on every call, on the next *n* calls, or with a
 //! probability from a seeded generator (so a failing run can be replayed). Tests of the layers use it to show each
 //! documented store-error policy: what a request gets while the store is unwell, and that it
-//! recovers when the store does.
+//! recovers when the store does. [`RaceGate`] makes racing writers collide for certain and
+//! counts the races they lost, so a test of "racers lose nothing" can show they raced.
 //!
 //! ```
 //! # async fn example(namespace: kv_core::Namespace) -> kv_core::Result<()> {
@@ -28,5 +29,7 @@
 //! ```
 
 mod faulty;
+mod race;
 
 pub use faulty::{Fault, FaultCounts, Faults, FaultyStore, Ops};
+pub use race::{RaceGate, Races};

@@ -72,10 +72,6 @@ pub fn quick_retries() -> RetryPolicy {
     RetryPolicy::default().backoff(Duration::from_millis(1), Duration::from_millis(5))
 }
 
-/// A loopback address where nothing listens (a port that was just free).
-pub async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    listener.local_addr().expect("local address")
-}
+/// A loopback port where nothing listens, held for as long as the value lives.
+#[path = "../../../kv-backends/tests/support/closed_port.rs"]
+pub mod closed_port;
