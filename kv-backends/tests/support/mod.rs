@@ -1,6 +1,6 @@
 //! Shared test support.
 #![allow(dead_code)]
 
-pub mod redis_cluster;
 pub mod closed_port;
+pub mod redis_cluster;
 pub mod redis_server;
