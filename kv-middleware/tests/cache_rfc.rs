@@ -33,6 +33,7 @@ backend_tests!(
     conflicting_repeated_directives_are_stale,
     qualified_private_withholds_the_named_fields,
     qualified_no_cache_withholds_the_named_fields,
+    list_metadata_says_until_when_an_entry_is_fresh_and_stale,
 );
 
 /// The manual clock's start as an HTTP date.
@@ -578,4 +579,36 @@ async fn qualified_no_cache_withholds_the_named_fields(fx: Fixture) {
     );
     assert!(!r.headers.contains_key("x-debug"));
     assert_eq!(origin.calls(), 1);
+}
+
+async fn list_metadata_says_until_when_an_entry_is_fresh_and_stale(fx: Fixture) {
+    // What a listing shows (the console's cache view) without reading the entries: the moments
+    // the entry stops being fresh, usable while revalidating and usable on origin errors,
+    // counted from when it was received (its `Age` of 10 s included).
+    let origin = Origin::new(script(&[
+        ("date", START_DATE),
+        ("age", "10"),
+        (
+            "cache-control",
+            "max-age=60, stale-while-revalidate=30, stale-if-error=300",
+        ),
+    ]));
+    let app = app(&origin, layer(&fx));
+    send(&app, get("/page")).await;
+    let mut metadata = None;
+    for _ in 0..1000 {
+        let page = fx.ns.list(&kv_core::ListOptions::new()).await.unwrap();
+        if let Some(key) = page.keys.into_iter().next() {
+            metadata = key.metadata;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let metadata = metadata.expect("the response was stored with list metadata");
+    let stored_at = cache_support::START * 1000;
+    let fresh_until = stored_at - 10_000 + 60_000;
+    assert_eq!(metadata["stored_at"], stored_at);
+    assert_eq!(metadata["fresh_until"], fresh_until);
+    assert_eq!(metadata["revalidate_until"], fresh_until + 30_000);
+    assert_eq!(metadata["error_until"], fresh_until + 300_000);
 }

@@ -963,10 +963,24 @@ async fn cache_entries_by_url_prefix_and_purge() {
     browser.sign_in().await;
     let ns = server.store.namespace("HTTP_CACHE").await.unwrap();
     let stored_at = 1_700_000_000_000u64 - 30_000;
-    for key in ["/api/a#GET@shop", "/api/b?x=1#GET@shop", "/home#GET@shop"] {
+    // Written as the cache layer writes them: /api/a fresh for 60 s (30 s left), /api/b past
+    // its freshness but within stale-while-revalidate, /home without the state fields.
+    let windows = |fresh: u64| {
+        let fresh_until = stored_at + fresh * 1000;
+        json!({"stored_at": stored_at, "bytes": 42, "fresh_until": fresh_until,
+               "revalidate_until": fresh_until + 60_000, "error_until": fresh_until + 60_000})
+    };
+    for (key, metadata) in [
+        ("/api/a#GET@shop", windows(60)),
+        ("/api/b?x=1#GET@shop", windows(10)),
+        (
+            "/home#GET@shop",
+            json!({"stored_at": stored_at, "bytes": 42}),
+        ),
+    ] {
         let options = kv_core::PutOptions::new()
             .ttl(std::time::Duration::from_secs(600))
-            .metadata(json!({"stored_at": stored_at, "bytes": 42}));
+            .metadata(metadata);
         ns.put_with(key, "entry", options)
             .await
             .unwrap()
@@ -982,7 +996,23 @@ async fn cache_entries_by_url_prefix_and_purge() {
     assert_eq!(entries[0]["url"], "/api/a");
     assert_eq!(entries[0]["method"], "GET");
     assert_eq!(entries[0]["age_secs"], 30);
+    assert_eq!(entries[0]["state"], "fresh");
     assert_eq!(entries[1]["url"], "/api/b?x=1");
+    assert_eq!(entries[1]["state"], "stale-while-revalidate");
+    server.clock.advance(std::time::Duration::from_secs(60));
+    let (_, later) = browser
+        .send(Method::GET, "/console/api/cache?prefix=/api/", None, false)
+        .await;
+    let states: Vec<&Value> = later["result"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["state"])
+        .collect();
+    assert_eq!(
+        states,
+        [&json!("stale-while-revalidate"), &json!("expired")]
+    );
 
     let (status, _) = browser
         .send(

@@ -234,7 +234,10 @@
 //! ## Bounded storage
 //!
 //! Every entry's list metadata records when it was stored and its size
-//! (`{"stored_at": ms, "bytes": n}`). Each process counts what it writes; after its first
+//! (`{"stored_at": ms, "bytes": n}`), and a stored response's also the moments (Unix ms) until
+//! which it is fresh, usable while revalidating and usable on origin errors (`fresh_until`,
+//! `revalidate_until`, `error_until`), so a listing tells each entry's state without reading
+//! it. Each process counts what it writes; after its first
 //! write, and after each *step* of writes since (a twentieth of either bound), it runs one
 //! background trim (single-flight per layer): the trim lists the key prefix a page at a time
 //! with metadata and, when more than the *low-water mark* (the bound less two steps) is

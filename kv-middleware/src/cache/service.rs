@@ -1033,7 +1033,7 @@ impl Shared {
             None => {
                 let options = PutOptions::new()
                     .ttl(ttl)
-                    .metadata(trim::metadata(stored_at, size));
+                    .metadata(trim::response_metadata(&response, size));
                 let written = self
                     .guarded("put", &key, ns.put_with(&key, encoded, options))
                     .await
@@ -1053,7 +1053,7 @@ impl Shared {
                     BulkPut::new(key.clone().into_owned(), encoded).with_options(
                         PutOptions::new()
                             .ttl(ttl)
-                            .metadata(trim::metadata(stored_at, size)),
+                            .metadata(trim::response_metadata(&response, size)),
                     ),
                 ];
                 let written = self

@@ -89,6 +89,28 @@ pub(crate) fn metadata(stored_at_ms: u64, bytes: usize) -> Value {
     serde_json::json!({ "stored_at": stored_at_ms, "bytes": bytes })
 }
 
+/// The list metadata of a stored response: [`metadata`] plus the moments (Unix milliseconds)
+/// until which it is fresh, served stale while revalidating, and usable when the origin fails,
+/// so that a listing (the console's cache view) shows each entry's state without reading it.
+pub(crate) fn response_metadata(response: &super::entry::StoredResponse, bytes: usize) -> Value {
+    let windows = &response.windows;
+    let received = response
+        .stored_at_ms
+        .saturating_sub(windows.initial_age.saturating_mul(1000));
+    let fresh_until = received.saturating_add(windows.fresh.saturating_mul(1000));
+    let stale = |window: u64| {
+        let window = if windows.no_stale { 0 } else { window };
+        fresh_until.saturating_add(window.saturating_mul(1000))
+    };
+    serde_json::json!({
+        "stored_at": response.stored_at_ms,
+        "bytes": bytes,
+        "fresh_until": fresh_until,
+        "revalidate_until": stale(windows.stale_while_revalidate),
+        "error_until": stale(windows.stale_if_error),
+    })
+}
+
 /// An entry's store time and size from its list metadata; `None` for anything else.
 fn parse_metadata(metadata: Option<&Value>) -> Option<(u64, u64)> {
     let object = metadata?.as_object()?;

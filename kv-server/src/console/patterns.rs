@@ -10,8 +10,9 @@
 //!   console lists the keys with state and their remaining allowance, computed with the
 //!   layer's own [`gcra::decide`] at cost 0; `limited` when nothing remains.
 //! - **Cache** (`CacheLayer`): entries keyed `{path}[?{query}]#{METHOD}[@{host}]` with list
-//!   metadata `{"stored_at": ms, "bytes": n}`. The console lists the entries of a URL prefix
-//!   with their age, size and store expiry, and purges a prefix through
+//!   metadata `{"stored_at": ms, "bytes": n, "fresh_until": ms, "revalidate_until": ms,
+//!   "error_until": ms}`. The console lists the entries of a URL prefix with their age, size,
+//!   state (fresh, stale-while-revalidate, stale-if-error, expired) and store expiry, and purges a prefix through
 //!   [`CacheLayer::purge_prefix`].
 
 use std::time::Duration;
@@ -194,7 +195,9 @@ fn check_prefix(prefix: &str) -> ApiResult<()> {
     }
 }
 
-/// `GET cache?prefix=&cursor=`: the cached entries under a URL prefix, with age and size.
+/// `GET cache?prefix=&cursor=`: the cached entries under a URL prefix, with age, size and
+/// state (`fresh`, `stale-while-revalidate`, `stale-if-error`, `expired`; `null` for an entry
+/// whose list metadata does not say, such as a `Vary` marker), all from the listing.
 pub(crate) async fn cache(
     State(state): State<ConsoleState>,
     ApiQuery(query): ApiQuery<CacheQuery>,
@@ -223,6 +226,20 @@ pub(crate) async fn cache(
         .map(|key| {
             let stored_at = key.metadata.as_ref().and_then(|m| m.get("stored_at")).and_then(Value::as_u64);
             let bytes = key.metadata.as_ref().and_then(|m| m.get("bytes")).and_then(Value::as_u64);
+            let until = |field: &str| {
+                key.metadata.as_ref().and_then(|m| m.get(field)).and_then(Value::as_u64)
+            };
+            let state = until("fresh_until").map(|fresh_until| {
+                if now_ms < fresh_until {
+                    "fresh"
+                } else if until("revalidate_until").is_some_and(|at| now_ms < at) {
+                    "stale-while-revalidate"
+                } else if until("error_until").is_some_and(|at| now_ms < at) {
+                    "stale-if-error"
+                } else {
+                    "expired"
+                }
+            });
             let (url, rest) = key.name.split_once('#').unwrap_or((&key.name, ""));
             json!({
                 "key": key.name,
@@ -231,6 +248,7 @@ pub(crate) async fn cache(
                 "variant": key.name.contains('~'),
                 "age_secs": stored_at.map(|at| Duration::from_millis(now_ms.saturating_sub(at)).as_secs()),
                 "bytes": bytes,
+                "state": state,
                 "expiration": key.expiration,
             })
         })

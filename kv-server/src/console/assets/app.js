@@ -621,7 +621,7 @@ async function cachePage(parts, params) {
   const rows = result.entries.map((e) => h("tr", {},
     h("td", { class: "mono" }, e.url), h("td", {}, e.method + (e.variant ? " (variant)" : "")),
     h("td", {}, e.age_secs === null ? "" : duration(e.age_secs)), h("td", {}, e.bytes === null ? "" : `${e.bytes} B`),
-    h("td", {}, expiryText(e.expiration, result.now))));
+    h("td", { class: "state" }, e.state || ""), h("td", {}, expiryText(e.expiration, result.now))));
   const purge = h("button", {
     type: "button", id: "cache-purge", class: "danger",
     onclick: async () => {
@@ -635,7 +635,7 @@ async function cachePage(parts, params) {
   view(h("h1", {}, "Cache ", h("span", { class: "muted" }, `in ${result.namespace}`)),
     h("form", { id: "cache-search", onsubmit: (event) => { event.preventDefault(); go(`#/cache${q({ prefix: input.value })}`); } },
       input, h("button", { type: "submit", id: "cache-show" }, "Show"), purge),
-    h("table", { id: "cache-entries" }, h("thead", {}, h("tr", {}, h("th", {}, "URL"), h("th", {}, "Method"), h("th", {}, "Age"), h("th", {}, "Size"), h("th", {}, "Store expiry"))), h("tbody", {}, rows)),
+    h("table", { id: "cache-entries" }, h("thead", {}, h("tr", {}, h("th", {}, "URL"), h("th", {}, "Method"), h("th", {}, "Age"), h("th", {}, "Size"), h("th", {}, "State"), h("th", {}, "Store expiry"))), h("tbody", {}, rows)),
     rows.length ? null : h("p", { class: "empty" }, "Nothing cached under this prefix."),
     result.cursor ? h("a", { class: "button", href: `#/cache${q({ prefix, cursor: result.cursor })}` }, "Next page") : null);
 }
