@@ -8,95 +8,21 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use kv_server::console::ConsoleConfig;
 use kv_server::ServerConfig;
 use serde_json::{json, Value};
 use support::TestServer;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const TOKEN: &str = "browser-token-41b7e2c9d0-secret";
 
-/// chromedriver on a free loopback port; killed when dropped.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
+#[path = "../../examples/tests/support/chromium.rs"]
+mod chromium;
 
-impl ChromeDriver {
-    fn start() -> ChromeDriver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "{CHROMEDRIVER} must be installed for this test (apt-get install chromium \
-                     chromium-driver; .ci/run does it): {error}"
-                )
-            });
-        let driver = ChromeDriver { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        driver
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn browser(driver: &ChromeDriver, profile: &std::path::Path) -> Client {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} must be installed for this test (.ci/run installs it)"
-    );
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_owned(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                // This machine has no network beyond loopback: no background fetches.
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1100,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a WebDriver session with headless Chromium")
-}
+use chromium::{browser, ChromeDriver};
 
 /// Waits until the element exists and its text satisfies `check`; returns the text.
 async fn wait_for(browser: &Client, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
@@ -173,7 +99,7 @@ async fn the_console_in_headless_chromium() {
         .with_console(ConsoleConfig::default());
     let server = TestServer::start(config).await;
     let driver = ChromeDriver::start();
-    let browser = browser(&driver, &dir.path().join("chromium-profile")).await;
+    let browser = browser(&driver, &dir.path().join("chromium-profile"), (1100, 900)).await;
     let result = drive(&browser, &server).await;
     browser.close().await.expect("close the browser");
     result.expect("the browser session");
