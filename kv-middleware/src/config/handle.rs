@@ -1,11 +1,9 @@
 //! [`Config`]: a typed, versioned config document, read from a snapshot.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use kv_core::{
     Entry, KvError, ListOptions, Namespace, PutOptions, PutOutcome, SharedClock, Version, WriteMode,
 };
@@ -14,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ConfigError;
-use super::refresh::{lock, record_refresh_error, spawn_refresh_loop, unix_millis, SingleFlight};
+use crate::shared::snapshot::{refresh_counter_names, RefreshStats, Refreshable, Refreshing};
 
 /// How often the background task refreshes, by default.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -232,29 +230,23 @@ where
             key: self.key,
             validate: self.validate,
             max_versions: self.max_versions,
+            current: Refreshing::new(current, self.clock.clone()),
             clock: self.clock,
-            current: ArcSwap::from_pointee(current),
-            last_success_ms: AtomicU64::new(0),
-            single_flight: SingleFlight::new(),
-            counters: Counters::default(),
-            last_error: Mutex::new(None),
-            task: Mutex::new(None),
         });
-        let config = Config { inner };
-        config.mark_success();
-        *lock(&config.inner.last_error) = start_error;
+        inner.current.stamp_success();
+        inner.current.set_last_error(start_error);
         if let Some(interval) = self.refresh_interval {
-            let task = spawn_refresh_loop(
-                Arc::downgrade(&config.inner),
+            inner.current.start_background(
+                Arc::downgrade(&inner),
                 interval,
                 false,
                 |inner| async move {
+                    // Failures are logged and counted inside; the loop goes on.
                     let _ = Config { inner }.refresh().await;
                 },
             );
-            *lock(&config.inner.task) = task;
         }
-        Ok(config)
+        Ok(Config { inner })
     }
 }
 
@@ -299,13 +291,31 @@ fn parse_document<T: DeserializeOwned>(
     Ok(value)
 }
 
-crate::shared::counters::named_counters! {
-    #[derive(Debug)]
-    struct Counters, "kv_config" {
-        refreshes,
-        updates,
-        store_errors,
-        rejected,
+impl<T> Refreshable for Current<T> {
+    type Outcome = ConfigRefresh;
+    type Error = ConfigError;
+    const WHAT: &'static str = "config";
+    const COUNTER_NAMES: [&'static str; 4] = refresh_counter_names!("kv_config");
+
+    fn is_update(outcome: &ConfigRefresh) -> bool {
+        *outcome == ConfigRefresh::Updated
+    }
+
+    fn is_store_error(error: &ConfigError) -> bool {
+        matches!(error, ConfigError::Store(_))
+    }
+}
+
+impl From<RefreshStats> for ConfigStats {
+    fn from(stats: RefreshStats) -> Self {
+        ConfigStats {
+            refreshes: stats.refreshes,
+            updates: stats.updates,
+            store_errors: stats.store_errors,
+            rejected: stats.rejected,
+            last_success_unix_ms: stats.last_success_unix_ms,
+            last_error: stats.last_error,
+        }
     }
 }
 
@@ -315,20 +325,7 @@ struct Inner<T> {
     validate: Option<Validator<T>>,
     max_versions: usize,
     clock: SharedClock,
-    current: ArcSwap<Current<T>>,
-    last_success_ms: AtomicU64,
-    single_flight: SingleFlight<Result<ConfigRefresh, ConfigError>>,
-    counters: Counters,
-    last_error: Mutex<Option<String>>,
-    task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-impl<T> Drop for Inner<T> {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
-            task.abort();
-        }
-    }
+    current: Refreshing<Current<T>>,
 }
 
 /// A typed config document stored in a namespace: loaded at start, refreshed in the
@@ -398,23 +395,12 @@ where
 
     /// The counters.
     pub fn stats(&self) -> ConfigStats {
-        let c = &self.inner.counters;
-        let last = self.inner.last_success_ms.load(Ordering::Acquire);
-        ConfigStats {
-            refreshes: c.refreshes.get(),
-            updates: c.updates.get(),
-            store_errors: c.store_errors.get(),
-            rejected: c.rejected.get(),
-            last_success_unix_ms: (last != 0).then_some(last),
-            last_error: lock(&self.inner.last_error).clone(),
-        }
+        self.inner.current.stats().into()
     }
 
     /// Whether the last successful refresh is older than `max` (for health checks).
     pub fn is_older_than(&self, max: Duration) -> bool {
-        let last = self.inner.last_success_ms.load(Ordering::Acquire);
-        let now = unix_millis(self.inner.clock.now());
-        now.saturating_sub(last) > max.as_millis() as u64
+        self.inner.current.is_older_than(max)
     }
 
     /// Reads the document and, if it changed, decodes and validates it and swaps it in.
@@ -422,32 +408,7 @@ where
     /// Single-flight. A store error, a missing document or an invalid one keeps the value in
     /// use; the reason is logged, counted and returned.
     pub async fn refresh(&self) -> Result<ConfigRefresh, ConfigError> {
-        let inner = &self.inner;
-        inner
-            .single_flight
-            .run(|| async {
-                inner.counters.refreshes.bump();
-                let outcome = self.refresh_once().await;
-                match &outcome {
-                    Ok(outcome) => {
-                        self.mark_success();
-                        if *outcome == ConfigRefresh::Updated {
-                            inner.counters.updates.bump();
-                            tracing::debug!(key = %inner.key, version = ?self.version(), "config updated");
-                        }
-                    }
-                    Err(error) => {
-                        match error {
-                            ConfigError::Store(_) => &inner.counters.store_errors,
-                            _ => &inner.counters.rejected,
-                        }
-                        .bump();
-                        record_refresh_error(&inner.last_error, &error, "config");
-                    }
-                }
-                outcome
-            })
-            .await
+        self.inner.current.refresh(|| self.refresh_once()).await
     }
 
     async fn refresh_once(&self) -> Result<ConfigRefresh, ConfigError> {
@@ -460,20 +421,9 @@ where
             return Ok(ConfigRefresh::Unchanged);
         }
         let value = self.parse(&entry.value)?;
-        self.install(value, &entry);
+        self.inner.current.store(Current::from_entry(value, &entry));
+        tracing::debug!(key = %self.inner.key, version = ?self.version(), "config updated");
         Ok(ConfigRefresh::Updated)
-    }
-
-    fn mark_success(&self) {
-        let now = unix_millis(self.inner.clock.now()).max(1);
-        self.inner.last_success_ms.store(now, Ordering::Release);
-        *lock(&self.inner.last_error) = None;
-    }
-
-    fn install(&self, value: T, entry: &Entry) {
-        self.inner
-            .current
-            .store(Arc::new(Current::from_entry(value, entry)));
     }
 
     fn parse(&self, bytes: &[u8]) -> Result<T, ConfigError> {

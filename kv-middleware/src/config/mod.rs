@@ -82,11 +82,6 @@ mod error;
 mod extract;
 mod handle;
 mod layer;
-// The refresh machinery is shared with the flags module by source, so each feature stands
-// alone; with both features it is compiled twice, privately.
-#[allow(clippy::duplicate_mod)]
-#[path = "../flags/refresh.rs"]
-mod refresh;
 
 pub use self::api_key::{ApiKeyFuture, ApiKeyLayer, ApiKeyService, DEFAULT_API_KEY_HEADER};
 

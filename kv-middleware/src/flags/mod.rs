@@ -176,7 +176,6 @@ mod handle;
 mod layer;
 mod logic;
 mod model;
-mod refresh;
 mod require;
 mod service;
 mod snapshot;

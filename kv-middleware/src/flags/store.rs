@@ -3,11 +3,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use kv_core::{
     Entry, KvError, ListOptions, Namespace, PutOptions, PutOutcome, SharedClock, Version, WriteMode,
 };
@@ -20,8 +18,8 @@ use super::eval::{EvaluationDetails, FlagType};
 use super::handle::Flags;
 use super::model::FlagDocument;
 use super::model::{FlagDefinition, Segment};
-use super::refresh::{lock, record_refresh_error, spawn_refresh_loop, unix_millis, SingleFlight};
 use super::snapshot::{build, shared_from, FlagSnapshot};
+use crate::shared::snapshot::{refresh_counter_names, RefreshStats, Refreshable, Refreshing};
 
 /// Store keys of flags start with this: flag `new-ui` is the entry `flag:new-ui`.
 pub const FLAG_PREFIX: &str = "flag:";
@@ -72,13 +70,36 @@ pub struct FlagStats {
     pub last_error: Option<String>,
 }
 
-crate::shared::counters::named_counters! {
-    #[derive(Debug)]
-    struct Counters, "kv_flags" {
-        refreshes,
-        updates,
-        store_errors,
-        rejected,
+impl From<RefreshStats> for FlagStats {
+    fn from(stats: RefreshStats) -> Self {
+        FlagStats {
+            refreshes: stats.refreshes,
+            updates: stats.updates,
+            store_errors: stats.store_errors,
+            rejected: stats.rejected,
+            last_success_unix_ms: stats.last_success_unix_ms,
+            last_error: stats.last_error,
+        }
+    }
+}
+
+impl Refreshable for Snapshot {
+    type Outcome = FlagsRefresh;
+    type Error = FlagsError;
+    const WHAT: &'static str = "flags";
+    const COUNTER_NAMES: [&'static str; 4] = refresh_counter_names!("kv_flags");
+
+    fn is_update(outcome: &FlagsRefresh) -> bool {
+        matches!(outcome, FlagsRefresh::Updated { .. })
+    }
+
+    fn is_store_error(error: &FlagsError) -> bool {
+        !matches!(error, FlagsError::Invalid(_))
+    }
+
+    /// The snapshot is in use; the items that failed are reported.
+    fn problems(&self) -> Option<FlagsError> {
+        (!self.errors.is_empty()).then(|| FlagsError::Invalid(self.errors.clone()))
     }
 }
 
@@ -167,26 +188,17 @@ impl FlagStoreBuilder {
     /// task starts now and refreshes at once.
     pub fn build(self) -> FlagStore {
         let namespace = self.namespace.with_timeout(self.store_timeout);
-        let inner = Arc::new(Inner {
-            namespace,
-            clock: self.clock,
-            max_staleness: self.max_staleness,
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            last_success_ms: AtomicU64::new(0),
-            single_flight: SingleFlight::new(),
-            counters: Counters::default(),
-            last_error: Mutex::new(None),
-            task: Mutex::new(None),
-        });
+        let store = FlagStore {
+            inner: Arc::new(Inner {
+                namespace,
+                max_staleness: self.max_staleness,
+                snapshot: Refreshing::new(Snapshot::default(), self.clock),
+            }),
+        };
         if let Some(interval) = self.refresh_interval {
-            let task =
-                spawn_refresh_loop(Arc::downgrade(&inner), interval, true, |inner| async move {
-                    // Failures are logged and counted inside; the loop goes on.
-                    let _ = FlagStore { inner }.refresh().await;
-                });
-            *lock(&inner.task) = task;
+            store.start_background(interval, true);
         }
-        FlagStore { inner }
+        store
     }
 
     /// Builds the store and loads it: fails if the first refresh does (the store is
@@ -200,15 +212,7 @@ impl FlagStoreBuilder {
         .build();
         store.refresh().await?;
         if let Some(interval) = self.refresh_interval {
-            let task = spawn_refresh_loop(
-                Arc::downgrade(&store.inner),
-                interval,
-                false,
-                |inner| async move {
-                    let _ = FlagStore { inner }.refresh().await;
-                },
-            );
-            *lock(&store.inner.task) = task;
+            store.start_background(interval, false);
         }
         Ok(store)
     }
@@ -227,22 +231,8 @@ pub struct FlagStore {
 
 struct Inner {
     namespace: Namespace,
-    clock: SharedClock,
     max_staleness: Duration,
-    snapshot: ArcSwap<Snapshot>,
-    last_success_ms: AtomicU64,
-    single_flight: SingleFlight<Result<FlagsRefresh, FlagsError>>,
-    counters: Counters,
-    last_error: Mutex<Option<String>>,
-    task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
-            task.abort();
-        }
-    }
+    snapshot: Refreshing<Snapshot>,
 }
 
 impl fmt::Debug for FlagStore {
@@ -331,26 +321,12 @@ impl FlagStore {
     /// Whether the last successful refresh is older than the maximum staleness (evaluations
     /// then answer `STALE`).
     pub fn is_stale(&self) -> bool {
-        let last = self.inner.last_success_ms.load(Ordering::Acquire);
-        if last == 0 {
-            return false;
-        }
-        let now = unix_millis(self.inner.clock.now());
-        now.saturating_sub(last) > self.inner.max_staleness.as_millis() as u64
+        self.inner.snapshot.is_older_than(self.inner.max_staleness)
     }
 
     /// The counters.
     pub fn stats(&self) -> FlagStats {
-        let c = &self.inner.counters;
-        let last = self.inner.last_success_ms.load(Ordering::Acquire);
-        FlagStats {
-            refreshes: c.refreshes.get(),
-            updates: c.updates.get(),
-            store_errors: c.store_errors.get(),
-            rejected: c.rejected.get(),
-            last_success_unix_ms: (last != 0).then_some(last),
-            last_error: lock(&self.inner.last_error).clone(),
-        }
+        self.inner.snapshot.stats().into()
     }
 
     /// The keys of the snapshot's flags (those answering `PARSE_ERROR` included), sorted.
@@ -503,45 +479,20 @@ impl FlagStore {
     /// failure (store error, or any flag or segment invalid) the last good snapshot stays in
     /// use; the error is logged, counted and returned.
     pub async fn refresh(&self) -> Result<FlagsRefresh, FlagsError> {
-        let inner = &self.inner;
-        inner
-            .single_flight
-            .run(|| async {
-                inner.counters.refreshes.bump();
-                let outcome = self.load_snapshot().await;
-                match &outcome {
-                    Ok(outcome) => {
-                        let now = unix_millis(inner.clock.now()).max(1);
-                        inner.last_success_ms.store(now, Ordering::Release);
-                        let errors = inner.snapshot.load().errors.clone();
-                        if errors.is_empty() {
-                            *lock(&inner.last_error) = None;
-                        } else if matches!(outcome, FlagsRefresh::Updated { .. }) {
-                            // The snapshot is in use; the items that failed are reported.
-                            inner.counters.rejected.bump();
-                            record_refresh_error(
-                                &inner.last_error,
-                                &FlagsError::Invalid(errors),
-                                "flags",
-                            );
-                        }
-                        if let FlagsRefresh::Updated { flags, segments } = outcome {
-                            inner.counters.updates.bump();
-                            tracing::debug!(flags, segments, "flags snapshot updated");
-                        }
-                    }
-                    Err(error) => {
-                        match error {
-                            FlagsError::Invalid(_) => &inner.counters.rejected,
-                            _ => &inner.counters.store_errors,
-                        }
-                        .bump();
-                        record_refresh_error(&inner.last_error, &error, "flags");
-                    }
-                }
-                outcome
-            })
-            .await
+        self.inner.snapshot.refresh(|| self.load_snapshot()).await
+    }
+
+    /// Refreshes every `interval` (the first time at once when `immediate`) while a clone of
+    /// this store lives. Failures are logged and counted by `refresh`; the loop goes on.
+    fn start_background(&self, interval: Duration, immediate: bool) {
+        self.inner.snapshot.start_background(
+            Arc::downgrade(&self.inner),
+            interval,
+            immediate,
+            |inner| async move {
+                let _ = FlagStore { inner }.refresh().await;
+            },
+        );
     }
 
     async fn load_snapshot(&self) -> Result<FlagsRefresh, FlagsError> {
@@ -571,12 +522,10 @@ impl FlagStore {
             return Ok(FlagsRefresh::Unchanged);
         }
         let snapshot = build_snapshot(&entries, versions, Some(&current));
-        let outcome = FlagsRefresh::Updated {
-            flags: snapshot.flags.len(),
-            segments: snapshot.segments.len(),
-        };
-        self.inner.snapshot.store(Arc::new(snapshot));
-        Ok(outcome)
+        let (flags, segments) = (snapshot.flags.len(), snapshot.segments.len());
+        self.inner.snapshot.store(snapshot);
+        tracing::debug!(flags, segments, "flags snapshot updated");
+        Ok(FlagsRefresh::Updated { flags, segments })
     }
 
     // ---- admin: flags ----

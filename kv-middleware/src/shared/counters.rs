@@ -48,6 +48,12 @@ impl Counter {
 }
 
 /// A struct of [`Counter`]s, each mirrored as `{prefix}_{field}_total`.
+#[cfg(any(
+    feature = "session",
+    feature = "rate_limit",
+    feature = "cache",
+    feature = "origin"
+))]
 macro_rules! named_counters {
     (
         $(#[$meta:meta])*
@@ -71,4 +77,10 @@ macro_rules! named_counters {
         }
     };
 }
+#[cfg(any(
+    feature = "session",
+    feature = "rate_limit",
+    feature = "cache",
+    feature = "origin"
+))]
 pub(crate) use named_counters;

@@ -8,5 +8,9 @@ pub(crate) mod hex;
 pub(crate) mod text;
 #[macro_use]
 pub(crate) mod counters;
+#[cfg(any(feature = "flags", feature = "config"))]
+pub(crate) mod refresh;
+#[cfg(any(feature = "flags", feature = "config"))]
+pub(crate) mod snapshot;
 #[cfg(any(feature = "cache", feature = "rate_limit"))]
 pub(crate) mod timeout;

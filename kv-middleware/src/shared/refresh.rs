@@ -1,7 +1,5 @@
-//! Machinery shared by the flags and config snapshots: single-flight refreshes and the
-//! background refresh task. (Compiled into both modules through `#[path]`, so each feature
-//! stands alone.)
-#![allow(dead_code)]
+//! The parts of [`Refreshing`](super::snapshot::Refreshing): single-flight refreshes, the
+//! background refresh task, and the error log that does not repeat itself.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
