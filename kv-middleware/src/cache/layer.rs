@@ -15,9 +15,9 @@ use super::policy::Defaults;
 use super::query::QueryKey;
 use super::service::CacheService;
 use super::service::Outcome;
-use super::singleflight::Flights;
 use super::stats::{CacheEvent, CacheStats, Counters, Events};
 use super::trim::{Bound, Trimmer};
+use crate::shared::singleflight::Flights;
 
 /// Caches HTTP responses in a namespace, serving stale while revalidating in the background.
 ///

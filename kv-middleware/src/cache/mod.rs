@@ -433,7 +433,6 @@ mod programmatic;
 mod query;
 mod range;
 mod service;
-mod singleflight;
 mod stats;
 mod trim;
 mod vary;

@@ -16,8 +16,8 @@ use super::backoff::Backoff;
 use super::entry::{Freshness, StoredValue};
 use super::layer::delete_by_prefix;
 use super::service::{bounded, unix_ms};
-use super::singleflight::{Flights, Join, Leader, NoOutcome};
 use super::stats::{CacheEvent, CacheStats, Counters, Events};
+use crate::shared::singleflight::{Flights, Join, Leader, NoOutcome};
 
 /// The windows of a cached value: fresh for `fresh`, then served stale while one background
 /// refresh runs for `stale_while_revalidate`, and served stale when the fetcher fails for

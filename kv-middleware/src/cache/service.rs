@@ -21,10 +21,10 @@ use super::key;
 use super::layer::{Config, State};
 use super::policy::{self, NotStored, Windows};
 use super::range::{self, Plan};
-use super::singleflight::Join;
 use super::stats::{CacheEvent, CacheStats, Counters};
 use super::trim;
 use super::vary;
+use crate::shared::singleflight::Join;
 
 /// The service [`CacheLayer`](super::CacheLayer) wraps around an inner service.
 ///

@@ -10,6 +10,8 @@ pub(crate) mod text;
 pub(crate) mod counters;
 #[cfg(any(feature = "flags", feature = "config"))]
 pub(crate) mod refresh;
+#[cfg(feature = "cache")]
+pub(crate) mod singleflight;
 #[cfg(any(feature = "flags", feature = "config"))]
 pub(crate) mod snapshot;
 #[cfg(any(feature = "cache", feature = "rate_limit"))]

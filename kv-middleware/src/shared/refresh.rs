@@ -9,6 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Runs at most one refresh at a time; a caller gets the outcome of a refresh that started
 /// after it called (its own or one it waited for), so a refresh asked for after a write always
 /// sees that write, and a burst of callers costs at most two refreshes.
+///
+/// The cache's `shared::singleflight::Flights` differ: keyed, and a follower takes
+/// the outcome of the flight already running, however early it started.
 #[derive(Debug)]
 pub(crate) struct SingleFlight<T> {
     last: tokio::sync::Mutex<Option<(u64, T)>>,

@@ -4,6 +4,12 @@
 //! A flight ends when its leader publishes an outcome or is dropped (cancelled, panicked);
 //! followers then see the outcome, or learn that there will be none and act on their own. The
 //! map holds only flights in progress, so it never grows beyond the keys being fetched now.
+//!
+//! A follower joins the flight already in progress, whenever it started: right for a cache,
+//! where any fresh enough answer will do. Refreshes of a snapshot need the opposite, an
+//! outcome that started after the caller asked (so a refresh after a write sees the write);
+//! that is `shared::refresh::SingleFlight`, a queue on one lock, which on top of these
+//! flights would take a wait-then-join-again loop and a dummy key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
