@@ -61,6 +61,9 @@ pub mod session;
 ))]
 mod shared;
 
+#[cfg(any(feature = "origin", feature = "config", feature = "flags"))]
+pub use shared::response_future::EarlyResponseFuture;
+
 /// How long a layer waits on the store by default: one store call (sessions, flags, config,
 /// cache) or one rate-limit check's calls together. Every layer and builder sets it with
 /// `with_store_timeout(impl Into<Option<Duration>>)` (`None`: as long as the store takes).

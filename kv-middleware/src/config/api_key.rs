@@ -1,13 +1,10 @@
 //! [`ApiKeyLayer`]: admits requests carrying an API key listed in a config.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwapOption;
 use http::{header, HeaderName, Request, Response, StatusCode};
-use pin_project_lite::pin_project;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -205,58 +202,15 @@ where
             .presented(request.headers())
             .is_some_and(|key| self.shared.is_allowed(key));
         if allowed {
-            ApiKeyFuture {
-                state: State::Inner {
-                    future: self.inner.call(request),
-                },
-            }
+            ApiKeyFuture::inner(self.inner.call(request))
         } else {
             let mut response = Response::new(ResBody::default());
             *response.status_mut() = StatusCode::UNAUTHORIZED;
-            ApiKeyFuture {
-                state: State::Refused {
-                    response: Some(response),
-                },
-            }
+            ApiKeyFuture::early(response)
         }
     }
 }
 
-pin_project! {
-    /// The response future of [`ApiKeyService`].
-    pub struct ApiKeyFuture<F, B> {
-        #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        Inner { #[pin] future: F },
-        Refused { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B, E> Future for ApiKeyFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx),
-            StateProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl<F, B> std::fmt::Debug for ApiKeyFuture<F, B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyFuture").finish_non_exhaustive()
-    }
-}
+/// The response future of [`ApiKeyService`]: the inner service's, or the refusal
+/// (`401 Unauthorized`).
+pub type ApiKeyFuture<F, B> = crate::EarlyResponseFuture<F, B>;

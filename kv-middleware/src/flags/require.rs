@@ -1,12 +1,9 @@
 //! [`RequireFlagLayer`]: hides a route unless a flag is on.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -111,55 +108,15 @@ where
             }
         };
         match status {
-            None => RequireFlagFuture {
-                state: State::Inner {
-                    future: self.inner.call(request),
-                },
-            },
+            None => RequireFlagFuture::inner(self.inner.call(request)),
             Some(status) => {
                 let mut response = Response::new(ResBody::default());
                 *response.status_mut() = status;
-                RequireFlagFuture {
-                    state: State::Done {
-                        response: Some(response),
-                    },
-                }
+                RequireFlagFuture::early(response)
             }
         }
     }
 }
 
-pin_project! {
-    /// The response future of [`RequireFlagService`].
-    #[derive(Debug)]
-    pub struct RequireFlagFuture<F, B> {
-        #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    #[derive(Debug)]
-    enum State<F, B> {
-        Inner { #[pin] future: F },
-        Done { response: Option<Response<B>> },
-    }
-}
-
-impl<F, B, E> Future for RequireFlagFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<B>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx),
-            StateProj::Done { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
+/// The response future of [`RequireFlagService`]: the inner service's, or the refusal.
+pub type RequireFlagFuture<F, B> = crate::EarlyResponseFuture<F, B>;

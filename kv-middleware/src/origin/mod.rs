@@ -110,12 +110,12 @@
 //! itself (cookie tossing), which no request check sees: give the session cookie the `__Host-`
 //! prefix (`SessionLayer::with_host_prefix`).
 
-mod future;
 mod layer;
 mod policy;
 mod service;
 
-pub use self::future::ResponseFuture;
+/// The response future of [`OriginCheckService`]: the inner service's, or the refusal.
+pub type ResponseFuture<F, B> = crate::EarlyResponseFuture<F, B>;
 pub use self::layer::OriginCheckLayer;
 pub use self::policy::{CrossOriginRefusal, InvalidOrigin, OriginCheckStats};
 pub use self::service::OriginCheckService;

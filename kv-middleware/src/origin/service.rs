@@ -7,9 +7,9 @@ use http::{Request, Response, StatusCode};
 use kv_core::Bytes;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
 use super::layer::OriginCheckLayer;
 use super::policy::{is_safe, CrossOriginRefusal, SEC_FETCH_SITE};
+use super::ResponseFuture;
 
 /// The service [`OriginCheckLayer`] wraps around an inner service.
 ///
@@ -81,7 +81,7 @@ where
                     reason = refusal.as_str(),
                     "origin check: refused a cross-origin request"
                 );
-                ResponseFuture::refused(forbidden(refusal).map(ResBody::from))
+                ResponseFuture::early(forbidden(refusal).map(ResBody::from))
             }
         }
     }

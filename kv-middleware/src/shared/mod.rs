@@ -10,6 +10,8 @@ pub(crate) mod text;
 pub(crate) mod counters;
 #[cfg(any(feature = "flags", feature = "config"))]
 pub(crate) mod refresh;
+#[cfg(any(feature = "origin", feature = "config", feature = "flags"))]
+pub(crate) mod response_future;
 #[cfg(feature = "cache")]
 pub(crate) mod singleflight;
 #[cfg(any(feature = "flags", feature = "config"))]
