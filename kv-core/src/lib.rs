@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod backoff;
 mod clock;
 mod cursor;
 mod error;
@@ -60,6 +61,7 @@ pub mod lock;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use crate::backoff::Backoff;
 pub use crate::clock::{is_expired, unix_secs, Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cursor::{collect_page, decode_cursor, encode_cursor, list_start};
 pub use crate::error::{BoxError, KvError, LimitError, Message, Result};

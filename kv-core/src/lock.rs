@@ -83,6 +83,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, debug_span, warn, Instrument};
 
+use crate::backoff::Backoff;
 use crate::error::KvError;
 use crate::namespace::Namespace;
 use crate::types::{PutOptions, PutOutcome, Version, WriteMode};
@@ -672,36 +673,6 @@ impl Drop for LockGuard {
     }
 }
 
-/// Exponential backoff with jitter: each pause is random between half and all of the current
-/// step, and the step doubles up to the maximum.
-struct Backoff {
-    step: Duration,
-    max: Duration,
-    random: u64,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            step: min,
-            max,
-            random: random_u64() | 1,
-        }
-    }
-
-    fn next_pause(&mut self) -> Duration {
-        // xorshift64: plenty for spreading waiters out.
-        self.random ^= self.random << 13;
-        self.random ^= self.random >> 7;
-        self.random ^= self.random << 17;
-        let step_nanos = self.step.as_nanos().min(u64::MAX as u128) as u64;
-        let half = step_nanos / 2;
-        let pause = half + self.random % (step_nanos - half + 1);
-        self.step = (self.step * 2).min(self.max);
-        Duration::from_nanos(pause)
-    }
-}
-
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
@@ -724,16 +695,6 @@ fn now_ms(namespace: &Namespace) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_maximum_with_jitter() {
-        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(80));
-        let pauses: Vec<Duration> = (0..8).map(|_| backoff.next_pause()).collect();
-        for (i, pause) in pauses.iter().enumerate() {
-            let step = Duration::from_millis(10 * (1 << i.min(3)));
-            assert!(*pause >= step / 2 && *pause <= step, "{i}: {pause:?}");
-        }
-    }
 
     #[test]
     fn a_record_is_live_only_while_held_and_before_its_end() {

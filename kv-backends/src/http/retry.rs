@@ -1,10 +1,9 @@
 //! When and how long to wait before a request is sent again.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
+use kv_core::Backoff;
 
 /// How the http backend retries a request that failed for a reason that may pass: a connection
 /// error, a timeout, or an answer of 429 or 5xx (but not 501).
@@ -15,7 +14,8 @@ use http::HeaderMap;
 /// when the connection could not be made at all, so the first attempt certainly did not arrive.
 ///
 /// Waits grow exponentially from an initial backoff to a maximum (see
-/// [`backoff`](Self::backoff)), each with random jitter (half fixed, half random). A
+/// [`backoff`](Self::backoff)), each with random jitter (half fixed, half random:
+/// [`kv_core::Backoff`], as the lock's waits). A
 /// `Retry-After` header (seconds or an HTTP date) replaces the computed wait, up to
 /// [`max_retry_after`](Self::max_retry_after); a longer one ends the retries at once, so a
 /// caller is never held for longer than it could expect.
@@ -83,15 +83,10 @@ impl RetryPolicy {
         self.max_retries
     }
 
-    /// The wait before retry number `attempt + 1` (`attempt` counts from 0): exponential,
-    /// capped, with half of it random.
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        let exponential = self
-            .initial_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.min(31)));
-        let capped = exponential.min(self.max_backoff);
-        let half = capped / 2;
-        half + half.mul_f64(random_fraction())
+    /// The waits before the retries of one request, in order: exponential, capped, with
+    /// half of each random.
+    pub(crate) fn waits(&self) -> Backoff {
+        Backoff::new(self.initial_backoff, self.max_backoff)
     }
 
     /// The wait a `Retry-After` header asks for, or `Err(())` when it is longer than this
@@ -118,17 +113,6 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// A number in `[0, 1)`, different on every call (jitter needs no cryptographic quality).
-fn random_fraction() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,11 +122,18 @@ mod tests {
     fn delays_grow_and_are_capped() {
         let policy =
             RetryPolicy::default().backoff(Duration::from_millis(100), Duration::from_millis(350));
+        let mut waits = policy.waits();
         for attempt in 0..40 {
-            let delay = policy.delay(attempt);
+            let delay = waits.next_pause().as_secs_f64();
             let full = (Duration::from_millis(100) * 2u32.pow(attempt.min(10)))
-                .min(Duration::from_millis(350));
-            assert!(delay >= full / 2 && delay <= full, "{attempt}: {delay:?}");
+                .min(Duration::from_millis(350))
+                .as_secs_f64();
+            // Give or take the f32 rounding of kv_core::Backoff.
+            let slack = full * 1e-6;
+            assert!(
+                delay >= full / 2.0 - slack && delay <= full + slack,
+                "{attempt}: {delay}"
+            );
         }
     }
 

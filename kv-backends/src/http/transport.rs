@@ -350,6 +350,7 @@ impl Transport {
             )
         })?;
         let mut attempt = 0u32;
+        let mut waits = self.retry.waits();
         loop {
             let retries_left = attempt < self.retry.retries();
             let wait = match self.attempt(call, uri.clone()).await {
@@ -367,9 +368,11 @@ impl Transport {
                     if call.safety != Safety::Idempotent || !retries_left {
                         return Err(unavailable(error));
                     }
+                    // A `Retry-After` replaces this retry's wait; the steps go on growing.
+                    let computed = waits.next_pause();
                     match self.retry.retry_after(&answer.headers) {
                         Ok(Some(wait)) => wait,
-                        Ok(None) => self.retry.delay(attempt),
+                        Ok(None) => computed,
                         Err(()) => return Err(unavailable(error)),
                     }
                 }
@@ -379,7 +382,7 @@ impl Transport {
                     if !may_resend || !retries_left {
                         return Err(failure.into_kv_error());
                     }
-                    self.retry.delay(attempt)
+                    waits.next_pause()
                 }
             };
             attempt += 1;
