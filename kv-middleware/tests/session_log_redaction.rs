@@ -6,9 +6,6 @@
 //! captures with different filters must not run in parallel.
 #![cfg(all(feature = "session", feature = "axum"))]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::routing::{get, post};
 use axum::Router;
@@ -17,7 +14,6 @@ use http::Request;
 use kv_core::Store;
 use kv_middleware::session::{Key, Session, SessionError, SessionLayer};
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
 
 async fn whoami(session: Session) -> Result<String, SessionError> {
     tracing::info!("whoami handler ran");
@@ -126,47 +122,13 @@ async fn flow(signed: bool) -> Vec<String> {
     secrets
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// The logs of both flows (unsigned and signed) under `filter`, and their secrets.
 fn captured_flows(filter: &str) -> (String, Vec<String>) {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let secrets = tracing::subscriber::with_default(subscriber, || {
-        let mut secrets = runtime.block_on(flow(false));
-        secrets.extend(runtime.block_on(flow(true)));
+    kv_core::testing::capture_logs(filter, async {
+        let mut secrets = flow(false).await;
+        secrets.extend(flow(true).await);
         secrets
-    });
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    (text, secrets)
+    })
 }
 
 fn assert_no_secrets(logs: &str, secrets: &[String]) {

@@ -7,47 +7,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use kv_server::console::ConsoleConfig;
 use kv_server::ServerConfig;
 use serde_json::{json, Value};
 use support::TestServer;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
 const TOKEN: &str = "tok-93ad0b7e-console-sign-in-secret";
 const WRONG: &str = "tok-93ad0b7e-console-sign-in-secreX";
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// The console's whole sign-in life; returns the session cookie it was given.
 async fn console_traffic() -> String {
@@ -103,29 +69,13 @@ async fn console_traffic() -> String {
     cookie
 }
 
-fn capture(filter: &str) -> (String, String) {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let cookie =
-        tracing::subscriber::with_default(subscriber, || runtime.block_on(console_traffic()));
-    (captured.text(), cookie)
-}
-
 #[test]
 fn console_tokens_and_cookies_are_not_logged() {
     for filter in [
         "kv_server=trace,kv_core=trace,kv_backends=trace,tower_http=trace,axum=trace",
         "info",
     ] {
-        let (logs, cookie) = capture(filter);
+        let (logs, cookie) = kv_core::testing::capture_logs(filter, console_traffic());
         assert!(
             logs.contains("console sign-in"),
             "the capture works: {logs}"

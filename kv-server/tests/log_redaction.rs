@@ -7,45 +7,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use kv_server::ServerConfig;
 use support::TestServer;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
 
 const TOKEN: &str = "tok-5f1c2a9e-very-secret-bearer-value";
 const WRONG: &str = "tok-5f1c2a9e-very-secret-bearer-valuX";
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// An authenticated session against a real server: namespace and key operations with the
 /// token, then requests with a wrong token, a token in the wrong scheme, and none.
@@ -106,20 +72,9 @@ async fn authenticated_traffic() {
     server.stop().await;
 }
 
+/// The logs of the authenticated traffic under `filter`.
 fn capture(filter: &str) -> String {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(filter))
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // One thread: the server's tasks log through this subscriber too.
-    tracing::subscriber::with_default(subscriber, || runtime.block_on(authenticated_traffic()));
-    captured.text()
+    kv_core::testing::capture_logs(filter, authenticated_traffic()).0
 }
 
 #[test]

@@ -7,6 +7,8 @@
 //! documented store-error policy: what a request gets while the store is unwell, and that it
 //! recovers when the store does. [`RaceGate`] makes racing writers collide for certain and
 //! counts the races they lost, so a test of "racers lose nothing" can show they raced.
+//! [`capture_logs`] runs async work under a `tracing` subscriber that writes into a buffer,
+//! for tests that prove what is (or is not) logged.
 //!
 //! ```
 //! # async fn example(namespace: kv_core::Namespace) -> kv_core::Result<()> {
@@ -29,7 +31,9 @@
 //! ```
 
 mod faulty;
+mod logs;
 mod race;
 
 pub use faulty::{Fault, FaultCounts, Faults, FaultyStore, Ops};
+pub use logs::capture_logs;
 pub use race::{RaceGate, Races};
