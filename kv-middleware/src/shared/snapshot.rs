@@ -234,3 +234,143 @@ impl<S: Refreshable> Drop for Refreshing<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, SystemTime};
+
+    use kv_core::ManualClock;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A snapshot of one number; refreshes answer `Ok(true)` when they swapped one in.
+    struct Number {
+        value: u32,
+        problem: Option<&'static str>,
+    }
+
+    impl Refreshable for Number {
+        type Outcome = bool;
+        type Error = &'static str;
+        const WHAT: &'static str = "number";
+        const COUNTER_NAMES: [&'static str; 4] = refresh_counter_names!("kv_test_number");
+
+        fn is_update(outcome: &bool) -> bool {
+            *outcome
+        }
+
+        fn is_store_error(error: &&'static str) -> bool {
+            error.starts_with("store")
+        }
+
+        fn problems(&self) -> Option<&'static str> {
+            self.problem
+        }
+    }
+
+    fn number(value: u32) -> Number {
+        Number {
+            value,
+            problem: None,
+        }
+    }
+
+    fn refreshing() -> (Refreshing<Number>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+        ));
+        (Refreshing::new(number(0), clock.shared()), clock)
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_counted_and_the_last_error_kept_until_a_success() {
+        let (refreshing, clock) = refreshing();
+        assert_eq!(refreshing.stats(), RefreshStats::default());
+        assert!(!refreshing.is_older_than(Duration::ZERO), "never refreshed");
+
+        let updated = refreshing
+            .refresh(|| async {
+                refreshing.store(number(1));
+                Ok(true)
+            })
+            .await;
+        assert_eq!(updated, Ok(true));
+        assert_eq!(refreshing.load().value, 1);
+        let stats = refreshing.stats();
+        assert_eq!((stats.refreshes, stats.updates), (1, 1));
+        assert_eq!(stats.last_success_unix_ms, Some(1_000_000));
+
+        clock.advance(Duration::from_secs(5));
+        let failed = refreshing.refresh(|| async { Err("store down") }).await;
+        assert_eq!(failed, Err("store down"));
+        let _ = refreshing.refresh(|| async { Err("bad document") }).await;
+        assert_eq!(refreshing.load().value, 1, "the snapshot in use stays");
+        assert!(refreshing.is_older_than(Duration::from_secs(4)));
+        let stats = refreshing.stats();
+        assert_eq!((stats.store_errors, stats.rejected), (1, 1));
+        assert_eq!(stats.last_error.as_deref(), Some("bad document"));
+        assert_eq!(stats.last_success_unix_ms, Some(1_000_000));
+
+        let _ = refreshing.refresh(|| async { Ok(false) }).await;
+        let stats = refreshing.stats();
+        assert_eq!((stats.refreshes, stats.updates), (4, 1));
+        assert_eq!(stats.last_error, None);
+        assert_eq!(stats.last_success_unix_ms, Some(1_005_000));
+        assert!(!refreshing.is_older_than(Duration::from_secs(4)));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_with_problems_is_reported_once() {
+        let (refreshing, _) = refreshing();
+        let with_problem = || async {
+            refreshing.store(Number {
+                value: 2,
+                problem: Some("item 7 invalid"),
+            });
+            Ok(true)
+        };
+        let _ = refreshing.refresh(with_problem).await;
+        let _ = refreshing.refresh(|| async { Ok(false) }).await;
+        let stats = refreshing.stats();
+        assert_eq!((stats.updates, stats.rejected), (1, 1));
+        assert_eq!(stats.last_error.as_deref(), Some("item 7 invalid"));
+        assert!(stats.last_success_unix_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn callers_share_a_refresh_that_started_after_they_called() {
+        let (refreshing, _) = refreshing();
+        let loads = AtomicUsize::new(0);
+        let release = Notify::new();
+        let load = || async {
+            let n = loads.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+            if n == 1 {
+                // The first refresh is under way when the others call.
+                release.notified().await;
+            }
+            refreshing.store(number(n));
+            Ok(true)
+        };
+        let first = refreshing.refresh(load);
+        let others = async {
+            // Runs once `first` waits inside its load.
+            tokio::task::yield_now().await;
+            let waiting = futures::future::join_all((0..5).map(|_| refreshing.refresh(load)));
+            let release = async {
+                tokio::task::yield_now().await;
+                release.notify_one();
+            };
+            tokio::join!(waiting, release).0
+        };
+        let (first, others) = tokio::join!(first, others);
+        assert_eq!(first, Ok(true));
+        assert!(others.iter().all(|o| *o == Ok(true)));
+        // One refresh for the first caller and one, started after they called, for the
+        // other five together.
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        assert_eq!(refreshing.load().value, 2);
+        assert_eq!(refreshing.stats().refreshes, 2);
+    }
+}
