@@ -13,9 +13,12 @@
 //! - [`StoreUrl`] parses the one string that selects a backend.
 //! - Coordination patterns on any backend: a [`lock::DistributedLock`] with fencing tokens
 //!   (on compare-and-swap) and an [`event_log::EventLog`] with time-ordered keys and snapshots.
+//! - [`Backoff`]: exponential backoff with jitter, for the lock's waits and the HTTP
+//!   backend's retries.
 //! - With the `conformance` feature, `conformance` is the test suite that defines the
 //!   contract; every backend runs all of it through `conformance_tests!`.
-//! - With the `testing` feature, `testing` has a store wrapper that injects faults.
+//! - With the `testing` feature, `testing` has a store wrapper that injects faults, and a
+//!   log capture for tests of what is logged.
 //!
 //! ```
 //! # async fn example(store: kv_core::Store) -> kv_core::Result<()> {
