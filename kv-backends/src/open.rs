@@ -38,6 +38,16 @@ pub async fn open(url: &str) -> Result<Store> {
 /// Opens the store a parsed URL names.
 pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
     let clock = options.clock.unwrap_or_else(kv_core::SystemClock::shared);
+    Ok(backend_store(url, clock).await?.with_limits(options.limits))
+}
+
+/// The store of the backend a URL names, when that backend is compiled in.
+// With no backend feature, every arm but the last is compiled out and `clock` goes unused.
+#[cfg_attr(
+    not(any(feature = "memory", feature = "file", feature = "http", feature = "redis")),
+    allow(unused_variables)
+)]
+async fn backend_store(url: &StoreUrl, clock: SharedClock) -> Result<Store> {
     let store = match url {
         #[cfg(feature = "memory")]
         StoreUrl::Memory => {
@@ -86,7 +96,8 @@ pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
         ),
         other => return Err(unavailable(url, other)),
     };
-    Ok(store.with_limits(options.limits))
+    #[allow(unreachable_code)]
+    Ok(store)
 }
 
 /// A token from the environment; unset or blank is none.
@@ -101,10 +112,12 @@ fn env_token(name: &str) -> Option<String> {
 fn unavailable(url: &StoreUrl, which: &StoreUrl) -> KvError {
     let backend = which.backend();
     let reason = match backend {
-        "memory" => "is not compiled in (enable the `memory` feature of kv-backends)",
-        "file" => "is not compiled in (enable the `file` feature of kv-backends)",
-        "http" | "cloudflare" => "is not compiled in (enable the `http` feature of kv-backends)",
-        "redis" => "is not compiled in (enable the `redis` feature of kv-backends)",
+        "memory" => "is not compiled in (enable the `memory` feature of tower-kv or kv-backends)",
+        "file" => "is not compiled in (enable the `file` feature of tower-kv or kv-backends)",
+        "http" | "cloudflare" => {
+            "is not compiled in (enable the `http` feature of tower-kv or kv-backends)"
+        }
+        "redis" => "is not compiled in (enable the `redis` feature of tower-kv or kv-backends)",
         _ => "is not available in this version of kv-backends",
     };
     KvError::BackendNotAvailable {
