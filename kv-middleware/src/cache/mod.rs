@@ -422,6 +422,7 @@
 mod backoff;
 mod body;
 mod directives;
+mod engine;
 mod entry;
 mod future;
 mod host;
