@@ -200,7 +200,7 @@ pub struct WarmReport {
 /// use kv_middleware::cache::{Cache, Ttl};
 ///
 /// let store = kv_backends::open("memory:").await?;
-/// let cache = Cache::new(store.namespace("CACHE").await?).with_prefix("user:");
+/// let cache = Cache::new(store.namespace("CACHE").await?).with_key_prefix("user:");
 /// let ttl = Ttl::fresh(Duration::from_secs(30)).stale_while_revalidate(Duration::from_secs(300));
 ///
 /// let name: String = cache
@@ -268,10 +268,18 @@ impl Cache {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Prepends `prefix` to every key in the store (none by default).
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    /// Prepends `prefix` to every key in the store (none by default), so the cache can share
+    /// a namespace with other data.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config_mut().prefix = prefix.into();
         self
+    }
+
+    /// Renamed [`with_key_prefix`](Cache::with_key_prefix), as on every layer.
+    #[doc(hidden)]
+    #[deprecated(note = "renamed `with_key_prefix`, as on every layer")]
+    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+        self.with_key_prefix(prefix)
     }
 
     /// The longest a fetcher may run (30 s by default); past it the fetch counts as failed
