@@ -1,6 +1,6 @@
 //! [`CacheService`]: the request path of the HTTP cache.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -208,7 +208,7 @@ struct Target {
 /// What a lookup found.
 #[derive(Default)]
 struct Lookup {
-    found: Option<Box<StoredResponse>>,
+    found: Option<StoredResponse>,
     marker: Option<Marker>,
     /// The whole variant key, when a marker was found.
     variant: Option<String>,
@@ -264,6 +264,10 @@ const NOT_STORED: [&str; 12] = [
     "x-cache",
 ];
 
+/// `Cache-Status` (RFC 9211) and `X-Cache`, made once at compile time.
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 /// Headers a `304` to a client carries over from the stored response (RFC 9110 §15.4.5).
 const NOT_MODIFIED_KEEPS: [HeaderName; 7] = [
     header::CACHE_CONTROL,
@@ -307,30 +311,30 @@ impl Shared {
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
 
-        let base = match key::base_key(
+        // On the stack: a hit needs the key only to read and check the entry.
+        let mut base = key::KeyText::new();
+        if let Err(unkeyed) = key::write_base_key(
+            &mut base,
             &config.key,
             request.method(),
             request.uri(),
             request.headers(),
         ) {
-            Ok(base) => base,
-            Err(unkeyed) => {
-                return Box::pin(self.bypass(inner, request, "bypass", unkeyed.as_str())).await
-            }
-        };
+            return Box::pin(self.bypass(inner, request, "bypass", unkeyed.as_str())).await;
+        }
         let (parts, body) = request.into_parts();
-        let mut lookup = self.lookup(&base, &parts.headers).await;
+        let mut lookup = self.lookup(base.as_str(), &parts.headers).await;
         let now_ms = self.now_ms();
 
         if let Some(found) = lookup.found.take() {
-            match self.state.engine.judge(&*found, &found.key, now_ms) {
+            match self.state.engine.judge(&found, &found.key, now_ms) {
                 Verdict::Fresh => {
                     let status = Status::hit(XCache::Hit, found.ttl_secs(now_ms), None);
                     let age = found.age_secs(now_ms);
-                    return Ok(self.respond_owned(*found, &parts, status, Some(age)));
+                    return Ok(self.respond_owned(found, &parts, status, Some(age)));
                 }
                 Verdict::StaleWhileRevalidate => {
-                    let found: Arc<StoredResponse> = Arc::from(found);
+                    let found = Arc::new(found);
                     let status = Status::hit(
                         XCache::Stale,
                         found.ttl_secs(now_ms),
@@ -339,7 +343,7 @@ impl Shared {
                     let response =
                         self.respond(&found, &parts, status, Some(found.age_secs(now_ms)));
                     let target = Target {
-                        base,
+                        base: base.as_str().to_owned(),
                         marker: lookup.marker,
                         method: parts.method.clone(),
                         headers: parts.headers.clone(),
@@ -354,7 +358,7 @@ impl Shared {
                         Some("stale-if-error"),
                     );
                     let age = found.age_secs(now_ms);
-                    return Ok(self.respond_owned(*found, &parts, status, Some(age)));
+                    return Ok(self.respond_owned(found, &parts, status, Some(age)));
                 }
                 Verdict::Fetch => lookup.found = Some(found),
             }
@@ -365,6 +369,7 @@ impl Shared {
             let request = Request::from_parts(parts, body);
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
+        let base = base.as_str().to_owned();
         Box::pin(self.fetch(inner, parts, body, base, lookup)).await
     }
 
@@ -413,7 +418,7 @@ impl Shared {
                     let now_ms = self.now_ms();
                     if let Some(found) = again.found {
                         if found.freshness(now_ms) == Freshness::Fresh {
-                            let found: Arc<StoredResponse> = Arc::from(found);
+                            let found = Arc::new(found);
                             leader.publish(Outcome::Response {
                                 response: found.clone(),
                                 fwd_status: found.status,
@@ -437,7 +442,7 @@ impl Shared {
                         parts,
                         body,
                         &target,
-                        candidate.as_deref(),
+                        candidate.as_ref(),
                         fwd,
                         detail(&lookup),
                     )
@@ -448,7 +453,7 @@ impl Shared {
             Join::Follower(follower) => {
                 let waited = follower.wait(Some(config.coalesce_timeout)).await;
                 let now_ms = self.now_ms();
-                let stale = candidate.as_deref().filter(|c| c.usable_on_error(now_ms));
+                let stale = candidate.as_ref().filter(|c| c.usable_on_error(now_ms));
                 match (waited, stale) {
                     (
                         Ok(Outcome::Response {
@@ -492,7 +497,7 @@ impl Shared {
                             parts,
                             body,
                             &target,
-                            candidate.as_deref(),
+                            candidate.as_ref(),
                             fwd,
                             detail(&lookup),
                         )
@@ -1139,7 +1144,7 @@ impl Shared {
         if let Some(found) = again.found {
             if found.key == candidate.key {
                 if found.freshness(self.now_ms()) == Freshness::Fresh {
-                    let response: Arc<StoredResponse> = Arc::from(found);
+                    let response = Arc::new(found);
                     let fwd_status = response.status;
                     return (
                         Outcome::Response {
@@ -1150,7 +1155,7 @@ impl Shared {
                         Settled::Done,
                     );
                 }
-                candidate = Arc::from(found);
+                candidate = Arc::new(found);
             }
         }
         if std::future::poll_fn(|cx| inner.poll_ready(cx))
@@ -1353,7 +1358,8 @@ impl Shared {
             value.push_str(fwd);
         }
         if let Some(code) = status.fwd_status {
-            let _ = write!(value, "; fwd-status={code}");
+            value.push_str("; fwd-status=");
+            value.push_u64(code.into());
         }
         if status.collapsed {
             value.push_str("; collapsed");
@@ -1362,7 +1368,8 @@ impl Shared {
             value.push_str("; stored");
         }
         if let Some(ttl) = status.ttl {
-            let _ = write!(value, "; ttl={ttl}");
+            value.push_str("; ttl=");
+            value.push_str(itoa::Buffer::new().format(ttl));
         }
         if let Some(detail) = status.detail {
             value.push_str("; detail=");
@@ -1377,10 +1384,10 @@ impl Shared {
             status.x.as_str()
         );
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-            headers.append(HeaderName::from_static("cache-status"), value);
+            headers.append(CACHE_STATUS, value);
         }
         if self.config.x_cache {
-            headers.insert(HeaderName::from_static("x-cache"), status.x.header());
+            headers.insert(X_CACHE, status.x.header());
         }
     }
 
