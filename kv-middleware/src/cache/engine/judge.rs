@@ -56,3 +56,44 @@ impl<O> Engine<O> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_windows_and_the_backoff() {
+        let engine = Engine::<()>::default();
+        // Fresh for 10 s, then 20 s of stale-while-revalidate and 60 s of stale-if-error.
+        let entry = StoredValue {
+            stored_at_ms: 1_000,
+            fresh_ms: 10_000,
+            swr_ms: 20_000,
+            sie_ms: 60_000,
+            value: Bytes::from_static(b"v"),
+        };
+        assert_eq!(engine.judge(&entry, "k", 1_000), Verdict::Fresh);
+        assert_eq!(
+            engine.judge(&entry, "k", 11_000),
+            Verdict::StaleWhileRevalidate
+        );
+        assert_eq!(engine.judge(&entry, "k", 41_000), Verdict::Fetch);
+        let second = Duration::from_secs(1);
+        engine.backoff.failed("k", 41_000, second, second);
+        assert_eq!(
+            engine.judge(&entry, "k", 41_000),
+            Verdict::StaleIfErrorBackingOff
+        );
+        assert_eq!(engine.judge(&entry, "k", 70_000), Verdict::Fetch);
+        assert_eq!(engine.judge(&entry, "k", 61_000), Verdict::Fetch);
+        let stats = engine.counters.snapshot();
+        assert_eq!(
+            (stats.hits, stats.stale_hits, stats.stale_if_error),
+            (1, 1, 1)
+        );
+    }
+}
