@@ -23,6 +23,12 @@
 //! `cargo bench -p kv-benches --bench cache` prints, after criterion's output, a summary with
 //! the medians and ratios (from criterion's `estimates.json` files). `KV_CACHE_BENCH=hit`
 //! (or `throughput`, `herd`, comma-separated) runs only those sections.
+//!
+//! For instruction counts, which a busy machine does not disturb, the executable also runs one
+//! hit-path contender alone: `KV_CACHE_PROFILE=CONTENDER,REQUESTS` (`bare`, `ours-memory`,
+//! `axum-response-cache`) sends `REQUESTS` hits after one unmeasured pass over the paths and
+//! exits, e.g. under `valgrind --tool=callgrind target/release/deps/cache-*` with `1000` and
+//! `11000`: the difference of the two totals / 10 000 is the instructions per request.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -485,7 +491,43 @@ fn section(name: &str) -> bool {
     std::env::var("KV_CACHE_BENCH").map_or(true, |list| list.split(',').any(|s| s.trim() == name))
 }
 
+/// `KV_CACHE_PROFILE=CONTENDER,REQUESTS`: one hit-path contender alone (see the module docs).
+fn profile(spec: &str) {
+    let Some((contender, requests)) = spec.split_once(',') else {
+        panic!("KV_CACHE_PROFILE is CONTENDER,REQUESTS, not {spec:?}");
+    };
+    let requests: usize = requests.trim().parse().expect("REQUESTS is a number");
+    let rt = current_thread_runtime();
+    let paths = paths();
+    let app = rt.block_on(async {
+        match contender.trim() {
+            "bare" => item_app(),
+            "ours-memory" => item_app().route_layer(memory_layer().await),
+            "axum-response-cache" => item_app().route_layer(peer_layer!()),
+            other => panic!("contenders: bare, ours-memory, axum-response-cache; not {other:?}"),
+        }
+    });
+    let elapsed = rt.block_on(async {
+        for path in &paths {
+            assert_eq!(send(&app, path).await.len(), BODY_LEN);
+        }
+        let start = Instant::now();
+        for i in 0..requests {
+            black_box(send(&app, &paths[i % PATHS]).await);
+        }
+        start.elapsed()
+    });
+    println!(
+        "{contender}: {requests} hits, {:?} per request",
+        elapsed / requests.max(1) as u32
+    );
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("KV_CACHE_PROFILE") {
+        profile(&spec);
+        return;
+    }
     let timing = Timing::from_env(1.0, 3.0, 20);
     let mut criterion = Criterion::default().configure_from_args();
     if section("hit") {

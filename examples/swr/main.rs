@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The programmatic cache.
-    let values = Cache::new(namespace).with_prefix("value:");
+    let values = Cache::new(namespace).with_key_prefix("value:");
     values.invalidate("exchange-rate").await?;
     let ttl = Ttl::fresh(Duration::from_secs(60)).stale_while_revalidate(Duration::from_secs(600));
     for attempt in 1..=2 {

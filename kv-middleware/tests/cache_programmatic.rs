@@ -105,7 +105,7 @@ async fn fifty_concurrent_callers_run_the_fetcher_once(fx: Fixture) {
 }
 
 async fn fresh_stale_expired_transitions(fx: Fixture) {
-    let cache = Cache::new(fx.ns.clone()).with_prefix("t:");
+    let cache = Cache::new(fx.ns.clone()).with_key_prefix("t:");
     let mut events = cache.subscribe();
     let f = Fetcher::default();
     let get = |name| cache.get_or_fetch_with_source("k", windows(), f.ok(name));
@@ -285,7 +285,7 @@ async fn fetch_timeout(fx: Fixture) {
 }
 
 async fn invalidate_and_invalidate_prefix(fx: Fixture) {
-    let cache = Cache::new(fx.ns.clone()).with_prefix("app:");
+    let cache = Cache::new(fx.ns.clone()).with_key_prefix("app:");
     for key in ["user:1", "user:2", "org:1"] {
         cache.set(key, "x", windows()).await.unwrap();
     }

@@ -185,9 +185,13 @@ impl Marker {
 }
 
 /// A stored HTTP value: a response or a marker.
+///
+/// Not boxed: a decoded response moves on into the answer, and a box would cost one more
+/// allocation on every hit.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Stored {
-    Response(Box<StoredResponse>),
+    Response(StoredResponse),
     Marker(Marker),
 }
 
@@ -199,7 +203,7 @@ impl Stored {
             return None;
         }
         match r.u8()? {
-            KIND_RESPONSE => decode_response(&mut r).map(|resp| Stored::Response(Box::new(resp))),
+            KIND_RESPONSE => decode_response(&mut r).map(Stored::Response),
             KIND_MARKER => {
                 let generation = r.u64()?;
                 let count = r.u16()? as usize;

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::host::HostPolicy;
 use super::query::QueryKey;
+use crate::shared::text::StackText;
 
 /// How a request becomes its key: the parts besides the method, and the limits on them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,22 @@ pub(crate) fn base_key(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<String, Unkeyed> {
+    let mut key = KeyText::new();
+    write_base_key(&mut key, config, method, uri, headers)?;
+    Ok(key.as_str().to_owned())
+}
+
+/// A base key built on the stack: the request path's keys fit, so a hit allocates none.
+pub(crate) type KeyText = StackText<256>;
+
+/// [`base_key`] into `key` (empty), without allocating when it fits.
+pub(crate) fn write_base_key(
+    key: &mut KeyText,
+    config: &KeyConfig,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), Unkeyed> {
     let (path, query) = match uri.path_and_query() {
         // Kept whole, the query is keyed exactly as sent (`/a?` included).
         Some(pq) if config.query == QueryKey::keep() => (pq.as_str(), Cow::Borrowed("")),
@@ -119,28 +136,27 @@ pub(crate) fn base_key(
     if url_len > config.max_url {
         return Err(Unkeyed::UrlTooLong);
     }
-    let mut key = String::with_capacity(config.prefix.len() + url_len + 48);
     key.push_str(&config.prefix);
     key.push_str(path);
     if !query.is_empty() {
-        key.push('?');
+        key.push_str("?");
         key.push_str(&query);
     }
-    key.push('#');
+    key.push_str("#");
     key.push_str(method.as_str());
     if let Some(host) = host {
-        key.push('@');
+        key.push_str("@");
         if config.scheme {
             key.push_str(uri.scheme_str().unwrap_or("http"));
             key.push_str("://");
         }
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            key.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+            key.push_str(&host.to_ascii_lowercase());
         } else {
             key.push_str(&host);
         }
     }
-    Ok(key)
+    Ok(())
 }
 
 /// The listing prefix that selects every key of one URL target (all methods, hosts, variants),

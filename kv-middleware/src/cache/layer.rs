@@ -8,16 +8,15 @@ use kv_core::{KvError, ListOptions, Namespace};
 use tokio::sync::broadcast;
 use tower_layer::Layer;
 
-use super::backoff::Backoff;
+use super::engine::{Engine, Settings};
 use super::host::{HostPolicy, OtherHosts};
 use super::key::{self, KeyConfig};
 use super::policy::Defaults;
 use super::query::QueryKey;
 use super::service::CacheService;
 use super::service::Outcome;
-use super::stats::{CacheEvent, CacheStats, Counters, Events};
+use super::stats::{CacheEvent, CacheStats, Counters};
 use super::trim::{Bound, Trimmer};
-use crate::shared::singleflight::Flights;
 
 /// Caches HTTP responses in a namespace, serving stale while revalidating in the background.
 ///
@@ -55,7 +54,8 @@ pub struct CacheLayer {
 /// The layer's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub namespace: Namespace,
+    /// The engine's settings: the namespace, the store timeout and the failure backoff.
+    pub store: Settings,
     pub key: KeyConfig,
     pub methods: Vec<Method>,
     pub defaults: Defaults,
@@ -63,9 +63,6 @@ pub(crate) struct Config {
     pub max_body: usize,
     pub coalesce_timeout: Duration,
     pub refresh_timeout: Duration,
-    pub store_timeout: Option<Duration>,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
     pub revalidation_grace: Duration,
     pub x_cache: bool,
     pub status_name: String,
@@ -78,10 +75,8 @@ pub(crate) struct Config {
 /// What the services of one layer share at run time.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub flights: Flights<Outcome>,
-    pub backoff: Backoff,
-    pub counters: Counters,
-    pub events: Events,
+    /// Flights (origin calls, refreshes and the trim), backoff, counters and events.
+    pub engine: Engine<Outcome>,
     pub trimmer: Trimmer,
 }
 
@@ -107,7 +102,7 @@ impl CacheLayer {
     pub fn new(namespace: Namespace) -> Self {
         CacheLayer {
             config: Arc::new(Config {
-                namespace,
+                store: Settings::new(namespace),
                 key: KeyConfig::default(),
                 methods: vec![Method::GET, Method::HEAD],
                 defaults: Defaults::default(),
@@ -115,9 +110,6 @@ impl CacheLayer {
                 max_body: DEFAULT_MAX_BODY_SIZE,
                 coalesce_timeout: Duration::from_secs(10),
                 refresh_timeout: Duration::from_secs(30),
-                store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
-                backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(60),
                 revalidation_grace: Duration::ZERO,
                 x_cache: false,
                 status_name: "kv".to_owned(),
@@ -357,7 +349,7 @@ impl CacheLayer {
     /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s; `None`: as long as the store
     /// takes); past it the request goes on as if the store had failed.
     pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.config_mut().store_timeout = timeout.into();
+        self.config_mut().store.store_timeout = timeout.into();
         self
     }
 
@@ -366,9 +358,9 @@ impl CacheLayer {
     /// while stale responses keep being served (1 s and 60 s by default; a zero `initial`
     /// turns it off).
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        let config = self.config_mut();
-        config.backoff_initial = initial;
-        config.backoff_max = max;
+        let store = &mut self.config_mut().store;
+        store.backoff_initial = initial;
+        store.backoff_max = max;
         self
     }
 
@@ -410,7 +402,7 @@ impl CacheLayer {
 
     /// The namespace the cache is stored in.
     pub fn namespace(&self) -> &Namespace {
-        &self.config.namespace
+        &self.config.store.namespace
     }
 
     /// The store key of a request's response (for a response with `Vary`, the key of its
@@ -424,7 +416,7 @@ impl CacheLayer {
             request.headers(),
         )
         .ok()?;
-        Some(key::fit(&full, self.config.namespace.limits().max_key_bytes).into_owned())
+        Some(key::fit(&full, self.config.store.namespace.limits().max_key_bytes).into_owned())
     }
 
     /// Deletes every cached response of one URL target (`/path` or `/path?query`): all
@@ -437,7 +429,7 @@ impl CacheLayer {
         let prefix = key::target_prefix(&self.config.key, target);
         let deleted = self.delete_prefix(&prefix).await?;
         if deleted > 0 {
-            Counters::bump(&self.state.counters.invalidations);
+            Counters::bump(&self.state.engine.counters.invalidations);
         }
         Ok(deleted)
     }
@@ -452,25 +444,25 @@ impl CacheLayer {
     pub async fn purge_prefix(&self, prefix: &str) -> Result<usize, KvError> {
         let full = format!("{}{}", self.config.key.prefix, prefix);
         let deleted = self.delete_prefix(&full).await?;
-        Counters::add(&self.state.counters.invalidations, deleted as u64);
+        Counters::add(&self.state.engine.counters.invalidations, deleted as u64);
         Ok(deleted)
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<usize, KvError> {
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let prefix = key::fit_prefix(prefix, ns.limits().max_key_bytes);
         delete_by_prefix(ns, &prefix).await
     }
 
     /// This layer's counters (shared by its clones and services).
     pub fn stats(&self) -> CacheStats {
-        self.state.counters.snapshot()
+        self.state.engine.counters.snapshot()
     }
 
     /// Background events (refreshes finished or failed) from now on. A receiver that falls
     /// more than 256 events behind skips the oldest.
     pub fn subscribe(&self) -> broadcast::Receiver<CacheEvent> {
-        self.state.events.subscribe()
+        self.state.engine.events.subscribe()
     }
 }
 

@@ -9,6 +9,10 @@
 //! - [`Cache`]: a programmatic get-or-fetch cache for values (bytes or JSON) with the same
 //!   windows, single-flight, background refresh, failure backoff, invalidation and warming.
 //!
+//! Both run on one stale-while-revalidate engine (store reads and writes under the store
+//! timeout, the judging of an entry's age, coalescing, background refresh and failure backoff),
+//! so the states below mean the same in each.
+//!
 //! Both keep their entries in a [`Namespace`](kv_core::Namespace), so the same code caches in
 //! memory, in the embedded file store, in Redis or behind a kv-server, and every process that
 //! shares the store shares the cache.
@@ -422,6 +426,7 @@
 mod backoff;
 mod body;
 mod directives;
+mod engine;
 mod entry;
 mod future;
 mod host;

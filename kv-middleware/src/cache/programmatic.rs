@@ -12,12 +12,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::backoff::Backoff;
+use super::engine::{Engine, Settings, Settled, Verdict};
 use super::entry::{Freshness, StoredValue};
 use super::layer::delete_by_prefix;
-use super::service::{bounded, unix_ms};
-use super::stats::{CacheEvent, CacheStats, Counters, Events};
-use crate::shared::singleflight::{Flights, Join, Leader, NoOutcome};
+use super::stats::{CacheEvent, CacheStats, Counters};
+use crate::shared::singleflight::{Join, Leader, NoOutcome};
 
 /// The windows of a cached value: fresh for `fresh`, then served stale while one background
 /// refresh runs for `stale_while_revalidate`, and served stale when the fetcher fails for
@@ -201,7 +200,7 @@ pub struct WarmReport {
 /// use kv_middleware::cache::{Cache, Ttl};
 ///
 /// let store = kv_backends::open("memory:").await?;
-/// let cache = Cache::new(store.namespace("CACHE").await?).with_prefix("user:");
+/// let cache = Cache::new(store.namespace("CACHE").await?).with_key_prefix("user:");
 /// let ttl = Ttl::fresh(Duration::from_secs(30)).stale_while_revalidate(Duration::from_secs(300));
 ///
 /// let name: String = cache
@@ -224,21 +223,14 @@ pub struct Cache {
 
 #[derive(Debug, Clone)]
 struct Config {
-    namespace: Namespace,
+    store: Settings,
     prefix: String,
     fetch_timeout: Duration,
-    store_timeout: Option<Duration>,
-    backoff_initial: Duration,
-    backoff_max: Duration,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    flights: Flights<FetchOutcome>,
-    backoff: Backoff,
-    counters: Counters,
-    events: Events,
-}
+/// What the clones of one cache share at run time: the engine's flights, backoff, counters
+/// and events.
+type State = Engine<FetchOutcome>;
 
 /// A fetch's result, as every waiting caller receives it.
 #[derive(Debug, Clone)]
@@ -250,7 +242,7 @@ enum FetchOutcome {
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("namespace", &self.config.namespace)
+            .field("namespace", &self.config.store.namespace)
             .field("prefix", &self.config.prefix)
             .finish_non_exhaustive()
     }
@@ -264,12 +256,9 @@ impl Cache {
     pub fn new(namespace: Namespace) -> Self {
         Cache {
             config: Arc::new(Config {
-                namespace,
+                store: Settings::new(namespace),
                 prefix: String::new(),
                 fetch_timeout: Duration::from_secs(30),
-                store_timeout: Some(crate::DEFAULT_STORE_TIMEOUT),
-                backoff_initial: Duration::from_secs(1),
-                backoff_max: Duration::from_secs(60),
             }),
             state: Arc::new(State::default()),
         }
@@ -279,10 +268,18 @@ impl Cache {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Prepends `prefix` to every key in the store (none by default).
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+    /// Prepends `prefix` to every key in the store (none by default), so the cache can share
+    /// a namespace with other data.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config_mut().prefix = prefix.into();
         self
+    }
+
+    /// Renamed [`with_key_prefix`](Cache::with_key_prefix), as on every layer.
+    #[doc(hidden)]
+    #[deprecated(note = "renamed `with_key_prefix`, as on every layer")]
+    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+        self.with_key_prefix(prefix)
     }
 
     /// The longest a fetcher may run (30 s by default); past it the fetch counts as failed
@@ -296,7 +293,7 @@ impl Cache {
     /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s; `None`: as long as the store
     /// takes); past it the cache goes on as if the store had failed.
     pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.config_mut().store_timeout = timeout.into();
+        self.config_mut().store.store_timeout = timeout.into();
         self
     }
 
@@ -304,15 +301,15 @@ impl Cache {
     /// a fetcher for `initial`, doubling with every further failure up to `max` (1 s and 60 s
     /// by default; a zero `initial` turns it off). A missing or expired key always fetches.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        let config = self.config_mut();
-        config.backoff_initial = initial;
-        config.backoff_max = max;
+        let store = &mut self.config_mut().store;
+        store.backoff_initial = initial;
+        store.backoff_max = max;
         self
     }
 
     /// The namespace the cache is stored in.
     pub fn namespace(&self) -> &Namespace {
-        &self.config.namespace
+        &self.config.store.namespace
     }
 
     /// The value of `key`: from the store while usable, else from `fetch` (run once per key
@@ -424,7 +421,7 @@ impl Cache {
     /// The store's error.
     pub async fn peek(&self, key: &str) -> Result<Option<Cached<Bytes>>, KvError> {
         let store_key = self.store_key(key);
-        let Some(bytes) = self.config.namespace.get(&store_key).await? else {
+        let Some(bytes) = self.config.store.namespace.get(&store_key).await? else {
             return Ok(None);
         };
         let Some(stored) = StoredValue::decode(&bytes) else {
@@ -458,6 +455,7 @@ impl Cache {
         // An unconditional write always happens.
         let _ = self
             .config
+            .store
             .namespace
             .put_with(&store_key, encoded, options)
             .await?;
@@ -488,7 +486,11 @@ impl Cache {
     ///
     /// The store's error.
     pub async fn invalidate(&self, key: &str) -> Result<(), KvError> {
-        self.config.namespace.delete(&self.store_key(key)).await?;
+        self.config
+            .store
+            .namespace
+            .delete(&self.store_key(key))
+            .await?;
         Counters::bump(&self.state.counters.invalidations);
         Ok(())
     }
@@ -500,7 +502,8 @@ impl Cache {
     ///
     /// The store's error when listing or deleting fails.
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<usize, KvError> {
-        let deleted = delete_by_prefix(&self.config.namespace, &self.store_key(prefix)).await?;
+        let deleted =
+            delete_by_prefix(&self.config.store.namespace, &self.store_key(prefix)).await?;
         Counters::add(&self.state.counters.invalidations, deleted as u64);
         Ok(deleted)
     }
@@ -564,12 +567,12 @@ impl Cache {
         }
         report.loaded = items.len();
         report.not_found = missing.into_iter().filter(|k| !got.contains(k)).collect();
-        let chunk = self.config.namespace.limits().max_bulk_write.max(1);
+        let chunk = self.config.store.namespace.limits().max_bulk_write.max(1);
         let mut rest = items;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(chunk));
             let count = rest.len() as u64;
-            let ns = &self.config.namespace;
+            let ns = &self.config.store.namespace;
             if self
                 .guarded("put_many", "(warm)", ns.put_many(rest))
                 .await
@@ -652,9 +655,9 @@ impl Cache {
         F: FnOnce() -> BoxedFetch + Send + 'static,
     {
         let store_key = self.store_key(key);
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let read = self.guarded("get", &store_key, ns.get(&store_key)).await;
-        let now_ms = self.now_ms();
+        let now_ms = self.config.store.now_ms();
         let stored = read.flatten().and_then(|bytes| StoredValue::decode(&bytes));
         let seen = stored.as_ref().map(|stored| stored.stored_at_ms);
         let candidate = stored.and_then(|stored| match decode(&stored.value) {
@@ -664,44 +667,61 @@ impl Cache {
                     None
                 }
             });
-        let counters = &self.state.counters;
+        let engine = &*self.state;
         let mut stale = None;
         if let Some((stored, value)) = candidate {
-            match stored.freshness(now_ms) {
-                Freshness::Fresh => {
-                    Counters::bump(&counters.hits);
-                    return Ok(Cached {
-                        value,
-                        source: Source::Fresh,
+            let source = match engine.judge(&stored, &store_key, now_ms) {
+                Verdict::Fresh => Source::Fresh,
+                Verdict::StaleWhileRevalidate => {
+                    let (cache, refresh_key) = (self.clone(), store_key.clone());
+                    engine.spawn_refresh(&store_key, now_ms, move |leader| {
+                        cache.run_fetch(leader, refresh_key, ttl, fetch, seen, true)
                     });
-                }
-                Freshness::StaleWhileRevalidate => {
-                    Counters::bump(&counters.stale_hits);
-                    self.spawn_refresh(&store_key, ttl, fetch, seen, now_ms);
                     return Ok(Cached {
                         value,
                         source: Source::Stale,
                     });
                 }
-                Freshness::StaleIfError if self.state.backoff.is_paused(&store_key, now_ms) => {
-                    Counters::bump(&counters.stale_if_error);
-                    return Ok(Cached {
-                        value,
-                        source: Source::StaleIfError,
-                    });
+                Verdict::StaleIfErrorBackingOff => Source::StaleIfError,
+                Verdict::Fetch => {
+                    if stored.usable_on_error(now_ms) {
+                        stale = Some(value);
+                    }
+                    return self
+                        .fetch(key, store_key, ttl, fetch, seen, stale, decode)
+                        .await;
                 }
-                _ if stored.usable_on_error(now_ms) => stale = Some(value),
-                _ => {}
-            }
+            };
+            return Ok(Cached { value, source });
         }
+        self.fetch(key, store_key, ttl, fetch, seen, stale, decode)
+            .await
+    }
 
+    /// The coalesce and fetch steps: one fetch per key in this process, in a task of its own;
+    /// `stale` stands in if it fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch<T, F>(
+        &self,
+        key: &str,
+        store_key: String,
+        ttl: Ttl,
+        fetch: F,
+        seen: Option<u64>,
+        stale: Option<T>,
+        decode: impl Fn(&Bytes) -> Result<T, serde_json::Error>,
+    ) -> Result<Cached<T>, CacheError>
+    where
+        F: FnOnce() -> BoxedFetch + Send + 'static,
+    {
+        let counters = &self.state.counters;
         let (follower, source) = match self.state.flights.join(&store_key) {
             Join::Leader(leader) => {
                 Counters::bump(&counters.misses);
                 let follower = leader.follow();
-                let task =
-                    self.clone()
-                        .run_fetch(leader, store_key.clone(), ttl, fetch, seen, false);
+                let task = self
+                    .clone()
+                    .run_fetch(leader, store_key, ttl, fetch, seen, false);
                 match tokio::runtime::Handle::try_current() {
                     Ok(runtime) => {
                         // Its own task: it completes (and stores) even if this caller goes.
@@ -742,27 +762,6 @@ impl Cache {
         }
     }
 
-    fn spawn_refresh<F>(&self, store_key: &str, ttl: Ttl, fetch: F, seen: Option<u64>, now_ms: u64)
-    where
-        F: FnOnce() -> BoxedFetch + Send + 'static,
-    {
-        if self.state.backoff.is_paused(store_key, now_ms) {
-            return;
-        }
-        let Some(leader) = self.state.flights.try_lead(store_key) else {
-            return; // one runs already
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(key = %store_key, "no tokio runtime: cannot refresh in the background");
-            return;
-        };
-        Counters::bump(&self.state.counters.refreshes);
-        runtime.spawn(
-            self.clone()
-                .run_fetch(leader, store_key.to_owned(), ttl, fetch, seen, true),
-        );
-    }
-
     /// Fetches (unless the store turned fresh meanwhile), stores and publishes the result;
     /// a refresh then announces how it went (after publishing, so whoever hears the event
     /// finds the flight over).
@@ -780,10 +779,12 @@ impl Cache {
     ) where
         F: FnOnce() -> BoxedFetch + Send + 'static,
     {
-        let (outcome, event) = self.fetch_and_store(&store_key, ttl, fetch, seen).await;
-        leader.publish(outcome);
-        if let (true, Some(event)) = (refresh, event) {
-            self.state.events.send(event);
+        let (outcome, settled) = self.fetch_and_store(&store_key, ttl, fetch, seen).await;
+        let event = self.state.settle(&self.config.store, &store_key, settled);
+        if refresh {
+            self.state.finish_refresh(leader, outcome, event);
+        } else {
+            leader.publish(outcome);
         }
     }
 
@@ -793,27 +794,23 @@ impl Cache {
         ttl: Ttl,
         fetch: F,
         seen: Option<u64>,
-    ) -> (FetchOutcome, Option<CacheEvent>)
+    ) -> (FetchOutcome, Settled)
     where
         F: FnOnce() -> BoxedFetch + Send + 'static,
     {
-        let ns = &self.config.namespace;
-        let refreshed = || CacheEvent::Refreshed {
-            key: store_key.to_owned(),
-        };
+        let ns = &self.config.store.namespace;
         // Someone may have stored it between the caller's read and this flight.
         if let Some(Some(bytes)) = self.guarded("get", store_key, ns.get(store_key)).await {
             if let Some(stored) = StoredValue::decode(&bytes) {
                 let newer = seen.map_or(true, |seen| stored.stored_at_ms > seen);
-                if newer && stored.freshness(self.now_ms()) == Freshness::Fresh {
-                    return (FetchOutcome::Value(stored.value), Some(refreshed()));
+                if newer && stored.freshness(self.config.store.now_ms()) == Freshness::Fresh {
+                    return (FetchOutcome::Value(stored.value), Settled::Done);
                 }
             }
         }
         let timeout = self.config.fetch_timeout;
-        match tokio::time::timeout(timeout, fetch()).await {
+        let error = match tokio::time::timeout(timeout, fetch()).await {
             Ok(Ok(value)) => {
-                self.state.backoff.succeeded(store_key);
                 let (encoded, options) = self.encode(value.clone(), &ttl);
                 let stored = if encoded.len() > ns.limits().max_value_bytes {
                     tracing::warn!(key = %store_key, len = value.len(), "value too large for the store; not cached");
@@ -823,58 +820,31 @@ impl Cache {
                         .await
                         .is_some()
                 };
-                let event = if stored {
+                let settled = if stored {
                     Counters::bump(&self.state.counters.stored);
-                    refreshed()
+                    Settled::Done
                 } else {
-                    CacheEvent::RefreshFailed {
-                        key: store_key.to_owned(),
-                        reason: "the store did not take the value".to_owned(),
-                    }
+                    Settled::Unstored("the store did not take the value".to_owned())
                 };
-                (FetchOutcome::Value(value), Some(event))
+                return (FetchOutcome::Value(value), settled);
             }
-            Ok(Err(error)) => {
-                let error = CacheError::Fetch {
-                    key: self.user_key(store_key),
-                    source: Arc::from(error),
-                };
-                self.fetch_failed(store_key, error)
-            }
-            Err(_) => {
-                let error = CacheError::Timeout {
-                    key: self.user_key(store_key),
-                    timeout,
-                };
-                self.fetch_failed(store_key, error)
-            }
-        }
-    }
-
-    fn fetch_failed(
-        &self,
-        store_key: &str,
-        error: CacheError,
-    ) -> (FetchOutcome, Option<CacheEvent>) {
-        Counters::bump(&self.state.counters.refresh_failures);
-        let pause = self.state.backoff.failed(
-            store_key,
-            self.now_ms(),
-            self.config.backoff_initial,
-            self.config.backoff_max,
-        );
-        tracing::warn!(key = %store_key, error = %error, backoff_ms = pause.as_millis() as u64, "cache fetch failed");
-        let event = CacheEvent::RefreshFailed {
-            key: store_key.to_owned(),
-            reason: error.to_string(),
+            Ok(Err(error)) => CacheError::Fetch {
+                key: self.user_key(store_key),
+                source: Arc::from(error),
+            },
+            Err(_) => CacheError::Timeout {
+                key: self.user_key(store_key),
+                timeout,
+            },
         };
-        (FetchOutcome::Failed(error), Some(event))
+        let reason = error.to_string();
+        (FetchOutcome::Failed(error), Settled::Failed(reason))
     }
 
     /// The keys among `keys` that are not fresh in the store (all of a chunk whose read
     /// fails).
     async fn missing_keys(&self, keys: &[String]) -> Vec<String> {
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let now_ms = self.now_ms();
         let chunk = ns.limits().max_bulk_get.max(1);
         let mut missing = Vec::new();
@@ -909,7 +879,7 @@ impl Cache {
             sie_ms: millis(ttl.stale_if_error),
             value,
         };
-        let min = self.config.namespace.limits().min_ttl_secs;
+        let min = self.config.store.namespace.limits().min_ttl_secs;
         let options = PutOptions::new().ttl(Duration::from_secs(ttl.store_ttl_secs(min)));
         (stored.encode(), options)
     }
@@ -929,7 +899,7 @@ impl Cache {
     }
 
     fn now_ms(&self) -> u64 {
-        unix_ms(self.config.namespace.clock().now())
+        self.config.store.now_ms()
     }
 
     async fn guarded<T>(
@@ -938,22 +908,8 @@ impl Cache {
         key: &str,
         future: impl Future<Output = kv_core::Result<T>>,
     ) -> Option<T> {
-        match bounded(self.config.store_timeout, future).await {
-            Some(Ok(value)) => Some(value),
-            Some(Err(error)) => {
-                Counters::bump(&self.state.counters.store_errors);
-                tracing::warn!(operation, key, error = %error, "cache store error; going on without the store");
-                None
-            }
-            None => {
-                Counters::bump(&self.state.counters.store_errors);
-                tracing::warn!(
-                    operation,
-                    key,
-                    "cache store timed out; going on without the store"
-                );
-                None
-            }
-        }
+        self.state
+            .guarded(&self.config.store, operation, key, future)
+            .await
     }
 }

@@ -1,6 +1,6 @@
 //! [`CacheService`]: the request path of the HTTP cache.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,16 +15,17 @@ use kv_core::{BoxError, BulkPut, PutOptions};
 use tower_service::Service;
 
 use super::body::{buffer, Buffered, CacheBody};
+use super::engine::{unix_ms, Settled, Verdict};
 use super::entry::{Freshness, Marker, Stored, StoredResponse};
 use super::future::ResponseFuture;
 use super::key;
 use super::layer::{Config, State};
 use super::policy::{self, NotStored, Windows};
 use super::range::{self, Plan};
-use super::stats::{CacheEvent, CacheStats, Counters};
+use super::stats::{CacheStats, Counters};
+use crate::shared::singleflight::Join;
 use super::trim;
 use super::vary;
-use crate::shared::singleflight::Join;
 
 /// The service [`CacheLayer`](super::CacheLayer) wraps around an inner service.
 ///
@@ -48,7 +49,7 @@ impl<S: fmt::Debug> fmt::Debug for CacheService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheService")
             .field("inner", &self.inner)
-            .field("namespace", &self.shared.config.namespace)
+            .field("namespace", &self.shared.config.store.namespace)
             .finish()
     }
 }
@@ -78,7 +79,7 @@ impl<S> CacheService<S> {
 
     /// The counters of the layer this service came from.
     pub fn stats(&self) -> CacheStats {
-        self.shared.state.counters.snapshot()
+        self.shared.state.engine.counters.snapshot()
     }
 }
 
@@ -207,7 +208,7 @@ struct Target {
 /// What a lookup found.
 #[derive(Default)]
 struct Lookup {
-    found: Option<Box<StoredResponse>>,
+    found: Option<StoredResponse>,
     marker: Option<Marker>,
     /// The whole variant key, when a marker was found.
     variant: Option<String>,
@@ -263,6 +264,10 @@ const NOT_STORED: [&str; 12] = [
     "x-cache",
 ];
 
+/// `Cache-Status` (RFC 9211) and `X-Cache`, made once at compile time.
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 /// Headers a `304` to a client carries over from the stored response (RFC 9110 §15.4.5).
 const NOT_MODIFIED_KEEPS: [HeaderName; 7] = [
     header::CACHE_CONTROL,
@@ -306,32 +311,30 @@ impl Shared {
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
 
-        let base = match key::base_key(
+        // On the stack: a hit needs the key only to read and check the entry.
+        let mut base = key::KeyText::new();
+        if let Err(unkeyed) = key::write_base_key(
+            &mut base,
             &config.key,
             request.method(),
             request.uri(),
             request.headers(),
         ) {
-            Ok(base) => base,
-            Err(unkeyed) => {
-                return Box::pin(self.bypass(inner, request, "bypass", unkeyed.as_str())).await
-            }
-        };
+            return Box::pin(self.bypass(inner, request, "bypass", unkeyed.as_str())).await;
+        }
         let (parts, body) = request.into_parts();
-        let mut lookup = self.lookup(&base, &parts.headers).await;
+        let mut lookup = self.lookup(base.as_str(), &parts.headers).await;
         let now_ms = self.now_ms();
 
         if let Some(found) = lookup.found.take() {
-            match found.freshness(now_ms) {
-                Freshness::Fresh => {
-                    Counters::bump(&self.state.counters.hits);
+            match self.state.engine.judge(&found, &found.key, now_ms) {
+                Verdict::Fresh => {
                     let status = Status::hit(XCache::Hit, found.ttl_secs(now_ms), None);
                     let age = found.age_secs(now_ms);
-                    return Ok(self.respond_owned(*found, &parts, status, Some(age)));
+                    return Ok(self.respond_owned(found, &parts, status, Some(age)));
                 }
-                Freshness::StaleWhileRevalidate => {
-                    Counters::bump(&self.state.counters.stale_hits);
-                    let found: Arc<StoredResponse> = Arc::from(found);
+                Verdict::StaleWhileRevalidate => {
+                    let found = Arc::new(found);
                     let status = Status::hit(
                         XCache::Stale,
                         found.ttl_secs(now_ms),
@@ -340,7 +343,7 @@ impl Shared {
                     let response =
                         self.respond(&found, &parts, status, Some(found.age_secs(now_ms)));
                     let target = Target {
-                        base,
+                        base: base.as_str().to_owned(),
                         marker: lookup.marker,
                         method: parts.method.clone(),
                         headers: parts.headers.clone(),
@@ -348,17 +351,16 @@ impl Shared {
                     self.spawn_refresh(inner, parts, found, target, now_ms);
                     return Ok(response);
                 }
-                Freshness::StaleIfError if self.state.backoff.is_paused(&found.key, now_ms) => {
-                    Counters::bump(&self.state.counters.stale_if_error);
+                Verdict::StaleIfErrorBackingOff => {
                     let status = Status::hit(
                         XCache::Stale,
                         found.ttl_secs(now_ms),
                         Some("stale-if-error"),
                     );
                     let age = found.age_secs(now_ms);
-                    return Ok(self.respond_owned(*found, &parts, status, Some(age)));
+                    return Ok(self.respond_owned(found, &parts, status, Some(age)));
                 }
-                _ => lookup.found = Some(found),
+                Verdict::Fetch => lookup.found = Some(found),
             }
         }
         if ranged {
@@ -367,6 +369,7 @@ impl Shared {
             let request = Request::from_parts(parts, body);
             return Box::pin(self.bypass(inner, request, "bypass", "range")).await;
         }
+        let base = base.as_str().to_owned();
         Box::pin(self.fetch(inner, parts, body, base, lookup)).await
     }
 
@@ -407,7 +410,7 @@ impl Shared {
         };
         let mut candidate = lookup.found.take();
 
-        match self.state.flights.join(&flight_key) {
+        match self.state.engine.flights.join(&flight_key) {
             Join::Leader(leader) => {
                 // Someone may have stored the key between our read and our lead: read again.
                 if !lookup.store_error {
@@ -415,13 +418,13 @@ impl Shared {
                     let now_ms = self.now_ms();
                     if let Some(found) = again.found {
                         if found.freshness(now_ms) == Freshness::Fresh {
-                            let found: Arc<StoredResponse> = Arc::from(found);
+                            let found = Arc::new(found);
                             leader.publish(Outcome::Response {
                                 response: found.clone(),
                                 fwd_status: found.status,
                                 stored: true,
                             });
-                            Counters::bump(&self.state.counters.hits);
+                            Counters::bump(&self.state.engine.counters.hits);
                             let status = Status::hit(XCache::Hit, found.ttl_secs(now_ms), None);
                             let age = found.age_secs(now_ms);
                             return Ok(self.respond(&found, &parts, status, Some(age)));
@@ -432,14 +435,14 @@ impl Shared {
                         target.marker = again.marker;
                     }
                 }
-                Counters::bump(&self.state.counters.misses);
+                Counters::bump(&self.state.engine.counters.misses);
                 let (result, outcome) = self
                     .forward(
                         &mut inner,
                         parts,
                         body,
                         &target,
-                        candidate.as_deref(),
+                        candidate.as_ref(),
                         fwd,
                         detail(&lookup),
                     )
@@ -450,7 +453,7 @@ impl Shared {
             Join::Follower(follower) => {
                 let waited = follower.wait(Some(config.coalesce_timeout)).await;
                 let now_ms = self.now_ms();
-                let stale = candidate.as_deref().filter(|c| c.usable_on_error(now_ms));
+                let stale = candidate.as_ref().filter(|c| c.usable_on_error(now_ms));
                 match (waited, stale) {
                     (
                         Ok(Outcome::Response {
@@ -468,7 +471,7 @@ impl Shared {
                                 true,
                             ));
                         }
-                        Counters::bump(&self.state.counters.coalesced);
+                        Counters::bump(&self.state.engine.counters.coalesced);
                         let x = if fwd_status == StatusCode::NOT_MODIFIED {
                             XCache::Revalidated
                         } else {
@@ -488,13 +491,13 @@ impl Shared {
                     }
                     _ => {
                         // The leader's answer is not ours to use (or never came): ask ourselves.
-                        Counters::bump(&self.state.counters.misses);
+                        Counters::bump(&self.state.engine.counters.misses);
                         self.forward(
                             &mut inner,
                             parts,
                             body,
                             &target,
-                            candidate.as_deref(),
+                            candidate.as_ref(),
                             fwd,
                             detail(&lookup),
                         )
@@ -532,7 +535,7 @@ impl Shared {
             host.insert(header::HOST, value.clone());
         }
         let response = inner.call(request).await?;
-        Counters::bump(&self.state.counters.bypassed);
+        Counters::bump(&self.state.engine.counters.bypassed);
         let status = response.status();
         let mut detail = None;
         if status.is_success() || status.is_redirection() {
@@ -560,7 +563,7 @@ impl Shared {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
-        Counters::bump(&self.state.counters.bypassed);
+        Counters::bump(&self.state.engine.counters.bypassed);
         let response = inner.call(request).await?;
         let status = Status {
             detail: (!detail.is_empty()).then_some(detail),
@@ -574,7 +577,7 @@ impl Shared {
     /// Deletes the GET/HEAD entries of the URL (and of `Location` / `Content-Location` on the
     /// same host); their Vary variants become unreachable with their marker.
     async fn invalidate_after_unsafe(&self, uri: &Uri, host: &HeaderMap, response: &HeaderMap) {
-        let max = self.config.namespace.limits().max_key_bytes;
+        let max = self.config.store.namespace.limits().max_key_bytes;
         let mut uris = vec![uri.clone()];
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(other) = response
@@ -612,20 +615,20 @@ impl Shared {
         let Some(first) = keys.first().cloned() else {
             return; // no cached methods
         };
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         if self
             .guarded("delete", &first, ns.delete_many(&keys))
             .await
             .is_some()
         {
-            Counters::bump(&self.state.counters.invalidations);
+            Counters::bump(&self.state.engine.counters.invalidations);
             tracing::debug!(uri = %uri, "invalidated after an unsafe request");
         }
     }
 
     /// Reads the response stored for a request, through its Vary marker if it has one.
     async fn lookup(&self, base: &str, headers: &HeaderMap) -> Lookup {
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let max = ns.limits().max_key_bytes;
         let key = key::fit(base, max);
         let Some(entry) = self.guarded("get", &key, ns.get_entry(&key)).await else {
@@ -659,7 +662,7 @@ impl Shared {
 
     /// The second read of a lookup: the variant of a Vary marker that matches the request.
     async fn lookup_variant(&self, base: &str, marker: Marker, headers: &HeaderMap) -> Lookup {
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let values = vary::vary_values(&marker.names, headers);
         let variant = key::variant_key(base, marker.generation, &marker.names, &values);
         let variant_key = key::fit(&variant, ns.limits().max_key_bytes);
@@ -731,7 +734,7 @@ impl Shared {
                         Outcome::Failed,
                     );
                 }
-                Counters::bump(&self.state.counters.not_stored);
+                Counters::bump(&self.state.engine.counters.not_stored);
                 let cache_status = Status {
                     detail: Some(NotStored::Status.as_str()),
                     ..Status::forwarded(XCache::Miss, fwd, Some(status))
@@ -764,8 +767,8 @@ impl Shared {
                 }
             }
             Exchange::Revalidated { response, stored } => {
-                Counters::bump(&self.state.counters.revalidated);
-                self.state.backoff.succeeded(&response.key);
+                Counters::bump(&self.state.engine.counters.revalidated);
+                self.state.engine.backoff.succeeded(&response.key);
                 let status = Status {
                     stored,
                     ttl: Some(response.ttl_secs(now_ms)),
@@ -785,7 +788,7 @@ impl Shared {
                 stored,
                 withheld,
             } => {
-                self.state.backoff.succeeded(&response.key);
+                self.state.engine.backoff.succeeded(&response.key);
                 let status = Status {
                     stored,
                     ttl: stored.then(|| response.ttl_secs(now_ms)),
@@ -810,7 +813,7 @@ impl Shared {
                 mut response,
                 reason,
             } => {
-                Counters::bump(&self.state.counters.not_stored);
+                Counters::bump(&self.state.engine.counters.not_stored);
                 let status = Status {
                     detail: Some(lookup_detail.unwrap_or(reason.as_str())),
                     ..Status::forwarded(XCache::Miss, fwd, Some(response.status()))
@@ -862,7 +865,7 @@ impl Shared {
             Ok(response) => response,
             Err(error) => return Exchange::Failed(error),
         };
-        let now = self.config.namespace.clock().now();
+        let now = self.config.store.namespace.clock().now();
         let now_ms = unix_ms(now);
         let status = response.status();
 
@@ -991,7 +994,7 @@ impl Shared {
         mut response: StoredResponse,
         target: &Target,
     ) -> (Arc<StoredResponse>, bool) {
-        let ns = &self.config.namespace;
+        let ns = &self.config.store.namespace;
         let limits = ns.limits();
         let ttl = self.store_ttl(&response);
         let mut marker = None;
@@ -1064,7 +1067,7 @@ impl Shared {
             }
         };
         if written {
-            Counters::bump(&self.state.counters.stored);
+            Counters::bump(&self.state.engine.counters.stored);
             tracing::debug!(key = %key, ttl_secs = ttl.as_secs(), "stored response");
             trim::after_write(&self.config, &self.state, entries, bytes as u64);
         }
@@ -1083,7 +1086,7 @@ impl Shared {
         if policy::has_validator(&response.headers) {
             secs = secs.saturating_add(self.config.revalidation_grace.as_secs());
         }
-        Duration::from_secs(secs.max(self.config.namespace.limits().min_ttl_secs))
+        Duration::from_secs(secs.max(self.config.store.namespace.limits().min_ttl_secs))
     }
 
     /// Starts one background refresh of a stale entry, unless one runs or the key backs off.
@@ -1103,42 +1106,21 @@ impl Shared {
         ResBody::Data: Send,
         ResBody::Error: Into<BoxError>,
     {
-        if self.state.backoff.is_paused(&candidate.key, now_ms) {
-            return;
-        }
-        let Some(leader) = self.state.flights.try_lead(&candidate.key) else {
-            return; // one is running
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(key = %candidate.key, "no tokio runtime: cannot refresh in the background");
-            return;
-        };
-        Counters::bump(&self.state.counters.refreshes);
-        let shared = self.clone();
-        runtime.spawn(async move {
-            let key = candidate.key.clone();
-            let timeout = shared.config.refresh_timeout;
-            let refresh = shared.refresh(inner, parts, candidate, target);
-            let (outcome, failure) = match tokio::time::timeout(timeout, refresh).await {
-                Ok(result) => result,
-                Err(_) => (Outcome::Failed, Some("timed out".to_owned())),
-            };
-            let event = match failure {
-                None => {
-                    shared.state.backoff.succeeded(&key);
-                    tracing::debug!(key = %key, "background refresh done");
-                    CacheEvent::Refreshed { key }
-                }
-                Some(reason) => {
-                    Counters::bump(&shared.state.counters.refresh_failures);
-                    let pause = shared.backoff_failed(&key, shared.now_ms());
-                    tracing::warn!(key = %key, reason = %reason, backoff_ms = pause.as_millis() as u64, "background refresh failed");
-                    CacheEvent::RefreshFailed { key, reason }
-                }
-            };
-            // Publish first: whoever hears the event finds the flight over.
-            leader.publish(outcome);
-            shared.state.events.send(event);
+        let flight = candidate.key.clone();
+        self.state.engine.spawn_refresh(&flight, now_ms, |leader| {
+            let shared = self.clone();
+            async move {
+                let key = candidate.key.clone();
+                let timeout = shared.config.refresh_timeout;
+                let refresh = shared.refresh(inner, parts, candidate, target);
+                let (outcome, settled) = match tokio::time::timeout(timeout, refresh).await {
+                    Ok(result) => result,
+                    Err(_) => (Outcome::Failed, Settled::Failed("timed out".to_owned())),
+                };
+                let engine = &shared.state.engine;
+                let event = engine.settle(&shared.config.store, &key, settled);
+                engine.finish_refresh(leader, outcome, event);
+            }
         });
     }
 
@@ -1149,7 +1131,7 @@ impl Shared {
         parts: Parts,
         candidate: Arc<StoredResponse>,
         target: Target,
-    ) -> (Outcome, Option<String>)
+    ) -> (Outcome, Settled)
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         ReqBody: Default,
@@ -1162,7 +1144,7 @@ impl Shared {
         if let Some(found) = again.found {
             if found.key == candidate.key {
                 if found.freshness(self.now_ms()) == Freshness::Fresh {
-                    let response: Arc<StoredResponse> = Arc::from(found);
+                    let response = Arc::new(found);
                     let fwd_status = response.status;
                     return (
                         Outcome::Response {
@@ -1170,10 +1152,10 @@ impl Shared {
                             fwd_status,
                             stored: true,
                         },
-                        None,
+                        Settled::Done,
                     );
                 }
-                candidate = Arc::from(found);
+                candidate = Arc::new(found);
             }
         }
         if std::future::poll_fn(|cx| inner.poll_ready(cx))
@@ -1182,7 +1164,7 @@ impl Shared {
         {
             return (
                 Outcome::Failed,
-                Some("the origin service failed".to_owned()),
+                Settled::Failed("the origin service failed".to_owned()),
             );
         }
         match self
@@ -1197,17 +1179,21 @@ impl Shared {
         {
             Exchange::Failed(_) => (
                 Outcome::Failed,
-                Some("the origin service failed".to_owned()),
+                Settled::Failed("the origin service failed".to_owned()),
             ),
             Exchange::ServerError(response) => (
                 Outcome::Failed,
-                Some(format!("the origin answered {}", response.status())),
+                Settled::Failed(format!("the origin answered {}", response.status())),
             ),
             Exchange::Revalidated { response, stored }
             | Exchange::Fresh {
                 response, stored, ..
             } => {
-                let failure = (!stored).then(|| "the store did not take the response".to_owned());
+                // Unlike a value nobody could store, a response the store refused backs off.
+                let settled = match stored {
+                    true => Settled::Done,
+                    false => Settled::Failed("the store did not take the response".to_owned()),
+                };
                 let fwd_status = response.status;
                 (
                     Outcome::Response {
@@ -1215,17 +1201,17 @@ impl Shared {
                         fwd_status,
                         stored,
                     },
-                    failure,
+                    settled,
                 )
             }
             Exchange::Uncached { reason, .. } => {
                 // The origin no longer allows caching this: forget the stale copy.
-                let ns = &self.config.namespace;
+                let ns = &self.config.store.namespace;
                 let key = key::fit(&candidate.key, ns.limits().max_key_bytes);
                 let _ = self.guarded("delete", &key, ns.delete(&key)).await;
                 (
                     Outcome::NotShared,
-                    Some(format!(
+                    Settled::Failed(format!(
                         "the new response is not storable ({})",
                         reason.as_str()
                     )),
@@ -1235,12 +1221,9 @@ impl Shared {
     }
 
     fn backoff_failed(&self, key: &str, now_ms: u64) -> Duration {
-        self.state.backoff.failed(
-            key,
-            now_ms,
-            self.config.backoff_initial,
-            self.config.backoff_max,
-        )
+        self.state
+            .engine
+            .backoff_failed(&self.config.store, key, now_ms)
     }
 
     /// A stale response served because the origin failed (an error, or `status`).
@@ -1251,7 +1234,7 @@ impl Shared {
         origin_status: Option<StatusCode>,
         collapsed: bool,
     ) -> Response<CacheBody<B>> {
-        Counters::bump(&self.state.counters.stale_if_error);
+        Counters::bump(&self.state.engine.counters.stale_if_error);
         let now_ms = self.now_ms();
         let status = Status {
             collapsed,
@@ -1333,7 +1316,7 @@ impl Shared {
         status: Status,
         age: Option<u64>,
     ) -> Response<CacheBody<B>> {
-        Counters::bump(&self.state.counters.not_modified);
+        Counters::bump(&self.state.engine.counters.not_modified);
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         let headers = response.headers_mut();
@@ -1375,7 +1358,8 @@ impl Shared {
             value.push_str(fwd);
         }
         if let Some(code) = status.fwd_status {
-            let _ = write!(value, "; fwd-status={code}");
+            value.push_str("; fwd-status=");
+            value.push_u64(code.into());
         }
         if status.collapsed {
             value.push_str("; collapsed");
@@ -1384,7 +1368,8 @@ impl Shared {
             value.push_str("; stored");
         }
         if let Some(ttl) = status.ttl {
-            let _ = write!(value, "; ttl={ttl}");
+            value.push_str("; ttl=");
+            value.push_str(itoa::Buffer::new().format(ttl));
         }
         if let Some(detail) = status.detail {
             value.push_str("; detail=");
@@ -1399,42 +1384,28 @@ impl Shared {
             status.x.as_str()
         );
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-            headers.append(HeaderName::from_static("cache-status"), value);
+            headers.append(CACHE_STATUS, value);
         }
         if self.config.x_cache {
-            headers.insert(HeaderName::from_static("x-cache"), status.x.header());
+            headers.insert(X_CACHE, status.x.header());
         }
     }
 
-    /// Runs a store operation within the store timeout; a failure is logged, counted and
-    /// `None`, never the request's failure.
+    /// Runs a store operation within the store timeout (the engine's guard).
     async fn guarded<T>(
         &self,
         operation: &'static str,
         key: &str,
         future: impl Future<Output = kv_core::Result<T>>,
     ) -> Option<T> {
-        match bounded(self.config.store_timeout, future).await {
-            Some(Ok(value)) => Some(value),
-            Some(Err(error)) => {
-                Counters::bump(&self.state.counters.store_errors);
-                tracing::warn!(operation, key, error = %error, "cache store error; serving without the store");
-                None
-            }
-            None => {
-                Counters::bump(&self.state.counters.store_errors);
-                tracing::warn!(
-                    operation,
-                    key,
-                    "cache store timed out; serving without the store"
-                );
-                None
-            }
-        }
+        self.state
+            .engine
+            .guarded(&self.config.store, operation, key, future)
+            .await
     }
 
     fn now_ms(&self) -> u64 {
-        unix_ms(self.config.namespace.clock().now())
+        self.config.store.now_ms()
     }
 }
 
@@ -1536,9 +1507,3 @@ fn new_generation() -> u64 {
 }
 
 use crate::shared::text::StackText;
-pub(crate) use crate::shared::timeout::bounded;
-
-pub(crate) fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
-}

@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use super::key;
 use super::layer::{Config, State};
-use super::service::bounded;
 use super::stats::Counters;
+use crate::shared::timeout::bounded;
 
 /// The single-flight key of the trim: cache keys always hold `#`, this never does.
 const TRIM_FLIGHT: &str = "trim";
@@ -133,7 +133,7 @@ pub(crate) fn after_write(config: &Arc<Config>, state: &Arc<State>, entries: u64
     if !trimmer.due(&bound) {
         return;
     }
-    let Some(leader) = state.flights.try_lead(TRIM_FLIGHT) else {
+    let Some(leader) = state.engine.flights.try_lead(TRIM_FLIGHT) else {
         return; // one runs; it looks again when it ends
     };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -148,15 +148,15 @@ pub(crate) fn after_write(config: &Arc<Config>, state: &Arc<State>, entries: u64
             state.trimmer.bytes.store(0, Ordering::Relaxed);
             match trim(&config).await {
                 Ok(evicted) => {
-                    Counters::bump(&state.counters.trims);
-                    Counters::add(&state.counters.evictions, evicted);
+                    Counters::bump(&state.engine.counters.trims);
+                    Counters::add(&state.engine.counters.evictions, evicted);
                     if evicted > 0 {
                         tracing::debug!(evicted, "cache trimmed to its bound");
                     }
                 }
                 Err(error) => {
                     // The next step of writes tries again; no retry loop against a failing store.
-                    Counters::bump(&state.counters.store_errors);
+                    Counters::bump(&state.engine.counters.store_errors);
                     tracing::warn!(error = %error, "cache trim failed");
                     break;
                 }
@@ -186,9 +186,9 @@ enum TrimError {
 /// One trim: lists the cache's entries and deletes the oldest down to the low-water mark.
 /// Returns how many it deleted.
 async fn trim(config: &Config) -> Result<u64, TrimError> {
-    let ns: &Namespace = &config.namespace;
+    let ns: &Namespace = &config.store.namespace;
     let limits = ns.limits();
-    let timeout = config.store_timeout;
+    let timeout = config.store.store_timeout;
     let mut options = ListOptions::new().limit(limits.max_list_limit.clamp(1, 1000));
     if !config.key.prefix.is_empty() {
         options = options.prefix(key::fit_prefix(&config.key.prefix, limits.max_key_bytes));
