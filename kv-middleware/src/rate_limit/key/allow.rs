@@ -1,7 +1,7 @@
 //! The [`AllowList`]: client networks and keys that bypass the limiter.
 
-use super::cidr::parse_networks;
 use super::{Cidr, CidrError, RateKey};
+use crate::shared::cidr::parse_networks;
 
 /// Requests that bypass the limiter: client networks and exact keys.
 ///

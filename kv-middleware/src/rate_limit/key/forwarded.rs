@@ -8,8 +8,8 @@ use std::sync::Arc;
 use http::header::FORWARDED;
 use http::HeaderMap;
 
-use super::cidr::parse_networks;
 use super::{Cidr, CidrError, Extraction, IpGrouping, KeyExtractor, RateKey, RequestHead};
+use crate::shared::cidr::parse_networks;
 
 /// Which header trusted proxies record the client chain in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

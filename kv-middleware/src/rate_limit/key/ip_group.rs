@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::shared::cidr::{v4_mask, v6_mask};
 use crate::shared::text::StackText;
 
 /// How client addresses are grouped into keys: IPv6 clients usually hold a whole /64, so by
@@ -76,20 +77,6 @@ fn push_ipv4<const N: usize>(out: &mut StackText<N>, ip: Ipv4Addr) {
             out.push_str(".");
         }
         out.push_u8(octet);
-    }
-}
-
-pub(super) fn v4_mask(prefix: u8) -> u32 {
-    match prefix {
-        0 => 0,
-        p => u32::MAX << (32 - u32::from(p.min(32))),
-    }
-}
-
-pub(super) fn v6_mask(prefix: u8) -> u128 {
-    match prefix {
-        0 => 0,
-        p => u128::MAX << (128 - u32::from(p.min(128))),
     }
 }
 

@@ -15,10 +15,10 @@
 //!
 //! The module's parts: the extractors of this table (`extract`, and `forwarded` for
 //! [`ClientIp`] and the forwarded-header parsers it reads), how addresses are grouped into keys
-//! (`ip_group`), networks in CIDR notation (`cidr`) and the [`AllowList`] (`allow`).
+//! (`ip_group`) and the [`AllowList`] (`allow`). Networks in CIDR notation ([`Cidr`]) are the
+//! crate's one type, shared with the flags' `in_cidr` operator.
 
 mod allow;
-mod cidr;
 mod extract;
 mod forwarded;
 mod ip_group;
@@ -35,12 +35,12 @@ use http::{Extensions, HeaderMap, Method, Request, Uri};
 use crate::shared::text::StackText;
 
 pub use self::allow::AllowList;
-pub use self::cidr::{Cidr, CidrError};
 #[cfg(feature = "session")]
 pub use self::extract::SessionKey;
 pub use self::extract::{ExtensionKey, GlobalKey, HeaderKey, KeyFn, PeerIp};
 pub use self::forwarded::{forwarded_for, x_forwarded_for, ClientIp, ForwardedHeader};
 pub use self::ip_group::IpGrouping;
+pub use crate::shared::cidr::{Cidr, CidrError};
 
 /// The longest key a key extractor may produce, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;

@@ -1,19 +1,21 @@
-//! Networks in CIDR notation ([`Cidr`]): what trusted proxies and allow lists are given as.
+//! Networks in CIDR notation ([`Cidr`]), one type for every layer that matches client
+//! addresses: the rate limiter's trusted proxies and allow lists (public there as
+//! `rate_limit::Cidr`), and the flags' `in_cidr` operator.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::ip_group::{v4_mask, v6_mask};
-
 /// A network in CIDR notation: `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`).
 ///
 /// ```
+/// # #[cfg(feature = "rate_limit")] {
 /// use kv_middleware::rate_limit::Cidr;
 ///
 /// let net: Cidr = "10.0.0.0/8".parse()?;
 /// assert!(net.contains("10.1.2.3".parse()?));
 /// assert!(!net.contains("11.0.0.1".parse()?));
+/// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,7 +31,7 @@ impl Cidr {
         if prefix > max {
             return Err(CidrError {
                 input: format!("{addr}/{prefix}"),
-                reason: "the prefix length is longer than the address",
+                kind: CidrErrorKind::PrefixTooLong { max },
             });
         }
         let network = match addr {
@@ -82,25 +84,28 @@ impl FromStr for Cidr {
     type Err = CidrError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let error = |reason| CidrError {
+        let error = |kind| CidrError {
             input: input.to_owned(),
-            reason,
+            kind,
         };
-        let text = input.trim();
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
+        // Spaces around the address and around the prefix length are tolerated
+        // (`10.0.0.0 / 8`): flag documents are written by hand.
+        let (addr, prefix) = match input.split_once('/') {
+            Some((addr, prefix)) => (addr.trim(), Some(prefix.trim())),
+            None => (input.trim(), None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| error("not an IP address"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| error(CidrErrorKind::NotAnAddress))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            None if addr.is_ipv4() => 32,
-            None => 128,
+            None => max,
             Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
                 .parse()
-                .map_err(|_| error("the prefix length is not a number from 0 to 128"))?,
-            Some(_) => return Err(error("the prefix length is not a number from 0 to 128")),
+                .map_err(|_| error(CidrErrorKind::PrefixNotANumber { max }))?,
+            Some(_) => return Err(error(CidrErrorKind::PrefixNotANumber { max })),
         };
-        Cidr::new(addr, prefix).map_err(|e| error(e.reason))
+        Cidr::new(addr, prefix).map_err(|e| error(e.kind))
     }
 }
 
@@ -109,6 +114,22 @@ impl TryFrom<&str> for Cidr {
 
     fn try_from(text: &str) -> Result<Self, Self::Error> {
         text.parse()
+    }
+}
+
+/// The network mask of an IPv4 prefix length (clamped to 32).
+pub(crate) fn v4_mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - u32::from(p.min(32))),
+    }
+}
+
+/// The network mask of an IPv6 prefix length (clamped to 128).
+pub(crate) fn v6_mask(prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        p => u128::MAX << (128 - u32::from(p.min(128))),
     }
 }
 
@@ -124,14 +145,41 @@ impl From<IpAddr> for Cidr {
 
 /// A network that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid network {input:?}: {reason} (expected forms like \"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\")")]
+#[error("invalid network {input:?}: {kind} (expected forms like \"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\")")]
 pub struct CidrError {
     input: String,
-    reason: &'static str,
+    kind: CidrErrorKind,
+}
+
+impl CidrError {
+    /// What is wrong with the text (the flags word their own messages from it).
+    pub(crate) fn kind(&self) -> CidrErrorKind {
+        self.kind
+    }
+}
+
+/// What is wrong with a network's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CidrErrorKind {
+    /// The part before the `/` is not an IP address.
+    #[error("not an IP address")]
+    NotAnAddress,
+    /// The prefix length is not a decimal number (or not one that fits).
+    #[error("the prefix length is not a number from 0 to {max}")]
+    PrefixNotANumber {
+        /// The address's length in bits.
+        max: u8,
+    },
+    /// The prefix length is longer than the address.
+    #[error("the prefix length is longer than the address")]
+    PrefixTooLong {
+        /// The address's length in bits.
+        max: u8,
+    },
 }
 
 /// Parses networks, failing on the first bad one.
-pub(super) fn parse_networks<I>(networks: I) -> Result<Vec<Cidr>, CidrError>
+pub(crate) fn parse_networks<I>(networks: I) -> Result<Vec<Cidr>, CidrError>
 where
     I: IntoIterator,
     I::Item: AsRef<str>,
@@ -177,5 +225,24 @@ mod tests {
             assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
         }
         assert!(Cidr::private_networks().len() >= 9);
+        assert_eq!(
+            " 10.1.0.0 / 16 ".parse::<Cidr>().unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        let kind = |text: &str| text.parse::<Cidr>().unwrap_err().kind();
+        assert_eq!(kind("nope/8"), CidrErrorKind::NotAnAddress);
+        assert_eq!(
+            kind("10.0.0.0/x"),
+            CidrErrorKind::PrefixNotANumber { max: 32 }
+        );
+        assert_eq!(kind("::/999"), CidrErrorKind::PrefixNotANumber { max: 128 });
+        assert_eq!(
+            kind("10.0.0.0/33"),
+            CidrErrorKind::PrefixTooLong { max: 32 }
+        );
+        assert_eq!(
+            kind("10.0.0.0/33").to_string(),
+            "the prefix length is longer than the address"
+        );
     }
 }
