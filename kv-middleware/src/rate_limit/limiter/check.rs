@@ -7,7 +7,7 @@ use std::time::Duration;
 use kv_core::{unix_secs, Bytes, KvError, NewEntry, PutOutcome, Version, WriteMode};
 
 use super::memory::{update_known, Stored, Stripe};
-use super::outcome::{Few, Outcome, QuotaOutcome, RateLimitError};
+use super::outcome::{few, Few, Outcome, QuotaOutcome, RateLimitError};
 use super::stats::bump;
 use super::{store_key, Inner};
 use crate::rate_limit::gcra::{self, Decision, Nanos};
@@ -87,16 +87,14 @@ impl Inner {
             .get_mut(&hash)
             .filter(|k| *k.key == *key)
             .map(|k| &mut k.states);
-        let mut work: Few<Work<'_>> = (0..keys.len())
-            .map(|i| Work {
-                key: &keys[i],
-                slot: Slot {
-                    stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
-                    fresh: false,
-                },
-                decision: Decision::default(),
-            })
-            .collect();
+        let mut work: Few<Work<'_>> = few(keys.len(), |i| Work {
+            key: &keys[i],
+            slot: Slot {
+                stored: known.as_ref().and_then(|k| k.get(i).copied().flatten()),
+                fresh: false,
+            },
+            decision: Decision::default(),
+        });
         let mut unknown = Set::default();
         for (i, w) in work.iter().enumerate() {
             if w.slot.stored.is_none() {
@@ -191,7 +189,8 @@ impl Inner {
                         if attempts >= self.max_attempts {
                             return Err(RateLimitError::Contention { attempts });
                         }
-                        self.refresh(work, Set::only(i)).await?;
+                        // Boxed: a lost race is rare, kept out of the size of every check.
+                        Box::pin(self.refresh(work, Set::only(i))).await?;
                         self.decide_all(work, now, cost, Set::only(i));
                     }
                 }
@@ -289,8 +288,9 @@ impl Inner {
         // of the current second already gone.
         let matters = gcra::ceil_secs(Duration::from_nanos(tat.saturating_sub(now)));
         let ttl = matters.saturating_add(1).max(self.min_ttl_secs);
-        // What `Namespace::put_with` would check and build, without its layer of future
-        // (this runs for every admitted request): the key and value limits; the TTL, never
+        // What `Namespace::put_entry` would check and build, without its `kv.store` span
+        // (this runs for every admitted request, and the span costs more than the write to
+        // the memory backend: see BENCHMARKS.md): the key and value limits; the TTL, never
         // under the store's minimum, counted from the clock now (as the namespace would: a
         // remote store refuses a TTL under its minimum, so it must not start earlier); a
         // conditional mode only when the store has atomic writes (checked when the limiter
@@ -301,34 +301,45 @@ impl Inner {
         limits
             .check_value(key, value.len())
             .map_err(KvError::from)?;
+        // A store that answers at once (the memory backend) does so here, without the boxed
+        // future of its asynchronous `put`; no time has passed since `now` for it, so the TTL
+        // counts from there (one clock read less). Any other store is awaited, with the TTL
+        // counted from the clock as it is sent.
+        let expires_at = |now_secs: u64| Some(now_secs.saturating_add(ttl));
         let entry = NewEntry {
             value,
             metadata: None,
-            expiration: Some(unix_secs(self.clock.now()).saturating_add(ttl)),
+            expiration: expires_at(now / 1_000_000_000),
         };
-        Ok(self.namespace.raw().put(key, entry, mode).await?)
+        let store = self.namespace.raw();
+        let outcome = match store.put_now(key, entry, mode) {
+            Ok(answered) => answered,
+            Err(mut entry) => {
+                entry.expiration = expires_at(unix_secs(self.clock.now()));
+                store.put(key, entry, mode).await
+            }
+        };
+        Ok(outcome?)
     }
 
     /// The outcome of a check. For a denied request, the quotas that would have admitted it
     /// report their state as it stands (nothing was spent from them).
     fn outcome(&self, allowed: bool, now: Nanos, work: &[Work<'_>]) -> Outcome {
-        let quotas = (0..work.len())
-            .map(|i| {
-                let (q, w) = (&self.quotas[i], &work[i]);
-                let mut decision = w.decision;
-                if !allowed && decision.allowed {
-                    let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
-                    decision.remaining = standing.remaining;
-                    decision.reset = standing.reset;
-                    decision.tat = standing.tat;
-                }
-                QuotaOutcome {
-                    name: q.name.clone(),
-                    quota: q.quota,
-                    decision,
-                }
-            })
-            .collect();
+        let quotas = few(work.len(), |i| {
+            let (q, w) = (&self.quotas[i], &work[i]);
+            let mut decision = w.decision;
+            if !allowed && decision.allowed {
+                let standing = gcra::decide(w.slot.stored.map(|s| s.tat), now, &q.quota, 0);
+                decision.remaining = standing.remaining;
+                decision.reset = standing.reset;
+                decision.tat = standing.tat;
+            }
+            QuotaOutcome {
+                name: q.name.clone(),
+                quota: q.quota,
+                decision,
+            }
+        });
         Outcome {
             allowed,
             checked_at: now,
