@@ -16,9 +16,9 @@ use crate::shared::text::StackText;
 /// Keys requests by the connection's peer address (the default extractor).
 ///
 /// The address comes from axum's `ConnectInfo<SocketAddr>` (serve with
-/// `into_make_service_with_connect_info::<SocketAddr>()`) or a [`SocketAddr`] request
+/// `into_make_service_with_connect_info::<SocketAddr>()`) or a [`SocketAddr`](std::net::SocketAddr) request
 /// extension. Behind a reverse proxy every request would share the proxy's address: use
-/// [`ClientIp`] there.
+/// [`ClientIp`](super::ClientIp) there.
 #[derive(Debug, Default)]
 pub struct PeerIp {
     grouping: IpGrouping,

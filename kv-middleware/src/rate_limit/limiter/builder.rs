@@ -120,7 +120,7 @@ impl RateLimiterBuilder {
     /// How many conditional writes a check tries before giving up on a key that other
     /// processes keep changing under it (default 64). Each lost race means another request was
     /// admitted, so without time passing a check loses at most a burst's worth of races; a
-    /// check that gives up does not admit its request ([`RateLimitError::Contention`]). The
+    /// check that gives up does not admit its request ([`RateLimitError::Contention`](super::RateLimitError::Contention)). The
     /// store timeout bounds the retries too.
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
@@ -128,7 +128,7 @@ impl RateLimiterBuilder {
     }
 
     /// How long a check may wait on the store, all its round trips together (default
-    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s); past it the check fails with [`RateLimitError::Timeout`].
+    /// [`DEFAULT_STORE_TIMEOUT`](crate::DEFAULT_STORE_TIMEOUT), 5 s); past it the check fails with [`RateLimitError::Timeout`](super::RateLimitError::Timeout).
     /// `None` waits as long as the store takes. A timer is armed only when the store does not
     /// answer at once (needs a tokio runtime with its timer then).
     pub fn with_store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {

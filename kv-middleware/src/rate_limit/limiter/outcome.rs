@@ -77,7 +77,7 @@ impl QuotaOutcome {
     }
 }
 
-/// The answer of [`RateLimiter::check`].
+/// The answer of [`RateLimiter::check`](super::RateLimiter::check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub(super) allowed: bool,

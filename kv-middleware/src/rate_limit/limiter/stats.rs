@@ -12,7 +12,7 @@ pub struct RateLimitStats {
     pub store_errors: u64,
     /// Checks that timed out.
     pub timeouts: u64,
-    /// Checks that gave up after losing every write race ([`RateLimitError::Contention`]).
+    /// Checks that gave up after losing every write race ([`RateLimitError::Contention`](super::RateLimitError::Contention)).
     pub contention: u64,
     /// Conditional writes that found the state changed by another writer (each is retried).
     pub conflicts: u64,
