@@ -53,6 +53,11 @@ impl Set {
     }
 }
 
+/// A write the store answered at once, or the entry, mode and TTL it declined to answer at
+/// once.
+pub(super) type AnsweredOrDeclined =
+    Result<Result<PutOutcome, kv_core::KvError>, (NewEntry, WriteMode, u64)>;
+
 /// Where a commit ended.
 enum Commit {
     Done,
@@ -278,6 +283,26 @@ impl Inner {
         tat: Nanos,
         now: Nanos,
     ) -> Result<PutOutcome, RateLimitError> {
+        match self.write_now(key, expected, tat, now)? {
+            Ok(answered) => Ok(answered?),
+            Err((mut entry, mode, ttl)) => {
+                // Awaited: the TTL counts from the clock as the write is sent.
+                entry.expiration = Some(unix_secs(self.clock.now()).saturating_add(ttl));
+                Ok(self.namespace.raw().put(key, entry, mode).await?)
+            }
+        }
+    }
+
+    /// The write of [`write`](Self::write) for a store that answers at once: `Ok(answer)`, or
+    /// `Err` giving back the entry, its mode and its TTL when the store declines (nothing was
+    /// written then). The outer error is a key or value over the namespace's limits.
+    pub(super) fn write_now(
+        &self,
+        key: &str,
+        expected: Option<Stored>,
+        tat: Nanos,
+        now: Nanos,
+    ) -> Result<AnsweredOrDeclined, RateLimitError> {
         bump(&self.counters.writes);
         let mode = match (self.exact, expected) {
             (false, _) => WriteMode::Overwrite,
@@ -291,10 +316,9 @@ impl Inner {
         // What `Namespace::put_entry` would check and build, without its `kv.store` span
         // (this runs for every admitted request, and the span costs more than the write to
         // the memory backend: see BENCHMARKS.md): the key and value limits; the TTL, never
-        // under the store's minimum, counted from the clock now (as the namespace would: a
-        // remote store refuses a TTL under its minimum, so it must not start earlier); a
-        // conditional mode only when the store has atomic writes (checked when the limiter
-        // was built).
+        // under the store's minimum (a remote store refuses a TTL under its minimum, so it
+        // must not start earlier than the write is sent); a conditional mode only when the
+        // store has atomic writes (checked when the limiter was built).
         let limits = self.namespace.limits();
         limits.check_key(key).map_err(KvError::from)?;
         let value = Bytes::copy_from_slice(itoa::Buffer::new().format(tat).as_bytes());
@@ -303,23 +327,17 @@ impl Inner {
             .map_err(KvError::from)?;
         // A store that answers at once (the memory backend) does so here, without the boxed
         // future of its asynchronous `put`; no time has passed since `now` for it, so the TTL
-        // counts from there (one clock read less). Any other store is awaited, with the TTL
-        // counted from the clock as it is sent.
-        let expires_at = |now_secs: u64| Some(now_secs.saturating_add(ttl));
+        // counts from there (one clock read less).
         let entry = NewEntry {
             value,
             metadata: None,
-            expiration: expires_at(now / 1_000_000_000),
+            expiration: Some((now / 1_000_000_000).saturating_add(ttl)),
         };
-        let store = self.namespace.raw();
-        let outcome = match store.put_now(key, entry, mode) {
-            Ok(answered) => answered,
-            Err(mut entry) => {
-                entry.expiration = expires_at(unix_secs(self.clock.now()));
-                store.put(key, entry, mode).await
-            }
-        };
-        Ok(outcome?)
+        Ok(self
+            .namespace
+            .raw()
+            .put_now(key, entry, mode)
+            .map_err(|entry| (entry, mode, ttl)))
     }
 
     /// The outcome of a check. For a denied request, the quotas that would have admitted it

@@ -3,8 +3,10 @@
 //! The module's parts: the limiter's configuration and its checks ([`RateLimiterBuilder`],
 //! `builder`), what a check answers (`outcome`), the counters (`stats`), the per-process
 //! memory of keys' stored states and the striped lock it lives under (`memory`), and the check
-//! itself: read, decide, conditional write, retry (`check`).
+//! itself: read, decide, conditional write, retry (`check`), and its form without a future
+//! for stores that answer at once (`at_once`).
 
+mod at_once;
 mod builder;
 mod check;
 mod memory;
@@ -159,8 +161,30 @@ impl RateLimiter {
             Some(result) => result,
             None => Err(RateLimitError::Timeout(inner.timeout.unwrap_or_default())),
         };
-        let counters = &inner.counters;
-        match &result {
+        self.count(&result);
+        result
+    }
+
+    /// [`check`](Self::check) without a future, when the store answers at once and the case is
+    /// the common one (a remembered key, one quota, admitted); `None` leaves the request to
+    /// `check`, with nothing spent.
+    pub(crate) fn check_at_once(
+        &self,
+        key: &str,
+        cost: u32,
+    ) -> Option<Result<Outcome, RateLimitError>> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return None;
+        }
+        let result = self.inner.check_at_once(key, cost)?;
+        self.count(&result);
+        Some(result)
+    }
+
+    /// Counts a check's result.
+    fn count(&self, result: &Result<Outcome, RateLimitError>) {
+        let counters = &self.inner.counters;
+        match result {
             Ok(outcome) if outcome.allowed => bump(&counters.allowed),
             Ok(_) => bump(&counters.denied),
             Err(RateLimitError::Timeout(_)) => bump(&counters.timeouts),
@@ -168,7 +192,6 @@ impl RateLimiter {
             Err(RateLimitError::Store(_)) => bump(&counters.store_errors),
             Err(RateLimitError::InvalidKey { .. }) => {}
         }
-        result
     }
 
     /// Forgets `key`'s state under every quota: its next request sees full quotas.
