@@ -760,6 +760,9 @@ async fn two_processes_sharing_a_memory_store_admit_exactly_the_quota() {
     assert_eq!(admitted, 6);
     let (one, two) = (first.stats(), second.stats());
     assert_eq!(one.allowed + two.allowed, 6);
-    assert!(one.conflicts + two.conflicts > 0, "the processes never raced");
+    assert!(
+        one.conflicts + two.conflicts > 0,
+        "the processes never raced"
+    );
     assert_eq!(one.store_errors + two.store_errors, 0);
 }
