@@ -732,3 +732,37 @@ async fn the_session_user_is_a_key() {
         .unwrap()
         .is_some());
 }
+
+/// Two limiters sharing one memory namespace, as two processes share a store: each remembers
+/// the states it wrote, so every request after the other's is decided on a stale memory. The
+/// layer's check without a future (a remembered key over a store that answers at once) must
+/// lose that race, forget the state and leave the request to the full check: exactly the
+/// quota is admitted between them, and the lost races are counted.
+#[tokio::test]
+async fn two_processes_sharing_a_memory_store_admit_exactly_the_quota() {
+    let fx = Fixture::memory().await;
+    let first = limiter(&fx, "api", "6/min");
+    let second = limiter(&fx, "api", "6/min");
+    let (a, b) = (
+        app(RateLimitLayer::new(first.clone())),
+        app(RateLimitLayer::new(second.clone())),
+    );
+    let mut admitted = 0;
+    for round in 0..10 {
+        let app = if round % 2 == 0 { &a } else { &b };
+        // Twice in a row through the same process: the second is decided on its own memory.
+        for _ in 0..2 {
+            if status(app, get_from("/", PEER)).await == StatusCode::OK {
+                admitted += 1;
+            }
+        }
+    }
+    assert_eq!(admitted, 6);
+    let (one, two) = (first.stats(), second.stats());
+    assert_eq!(one.allowed + two.allowed, 6);
+    assert!(
+        one.conflicts + two.conflicts > 0,
+        "the processes never raced"
+    );
+    assert_eq!(one.store_errors + two.store_errors, 0);
+}

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use regex::Regex;
@@ -14,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::context::AttributeName;
 use super::model::{Condition, FlagDefinition, FlagState, Operator, Rule, Segment};
+use crate::shared::cidr::{Cidr, CidrError, CidrErrorKind};
 
 /// Largest compiled regular expression, in bytes of the regex engine's program.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -282,69 +282,17 @@ pub(crate) struct ScalarSet {
     pub(crate) others: Vec<Scalar>,
 }
 
-/// An IP network: address and prefix length, host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cidr {
-    V4 { net: u32, mask: u32 },
-    V6 { net: u128, mask: u128 },
-}
-
-impl Cidr {
-    pub(crate) fn parse(text: &str) -> Result<Cidr, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| {
+/// Parses a CIDR block of an `in_cidr` condition (the crate's one network type), with the
+/// flags' wording of what is wrong.
+pub(crate) fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse().map_err(|error: CidrError| match error.kind() {
+        CidrErrorKind::NotAnAddress => {
             format!("{text:?} is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32)")
-        })?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u32 = match prefix {
-            None => max,
-            Some(p) => p
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?} has a prefix length outside 0..={max}"))?,
-        };
-        Ok(match addr {
-            IpAddr::V4(v4) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - prefix)
-                };
-                Cidr::V4 {
-                    net: u32::from(v4) & mask,
-                    mask,
-                }
-            }
-            IpAddr::V6(v6) => {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - prefix)
-                };
-                Cidr::V6 {
-                    net: u128::from(v6) & mask,
-                    mask,
-                }
-            }
-        })
-    }
-
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self, ip) {
-            (Cidr::V4 { net, mask }, IpAddr::V4(v4)) => u32::from(v4) & mask == *net,
-            (Cidr::V6 { net, mask }, IpAddr::V6(v6)) => u128::from(v6) & mask == *net,
-            _ => false,
         }
-    }
+        CidrErrorKind::PrefixNotANumber { max } | CidrErrorKind::PrefixTooLong { max } => {
+            format!("{text:?} has a prefix length outside 0..={max}")
+        }
+    })
 }
 
 /// Parses a semantic version as the semver operators accept it: an optional leading `v`.
@@ -800,14 +748,14 @@ fn compile_check(op: Operator, value: &Value) -> Result<Check, String> {
         }
         Operator::InCidr => {
             let blocks = match value {
-                Value::String(s) => vec![Cidr::parse(s)?],
+                Value::String(s) => vec![parse_cidr(s)?],
                 Value::Array(items) if !items.is_empty() => items
                     .iter()
                     .enumerate()
                     .map(|(i, item)| {
                         item.as_str()
                             .ok_or_else(|| format!("[{i}]: a CIDR block must be a string"))
-                            .and_then(|s| Cidr::parse(s).map_err(|m| format!("[{i}]: {m}")))
+                            .and_then(|s| parse_cidr(s).map_err(|m| format!("[{i}]: {m}")))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
                 _ => {
@@ -827,23 +775,36 @@ mod tests {
 
     #[test]
     fn cidr_blocks() {
-        let block = Cidr::parse("10.1.0.0/16").unwrap();
+        let block = parse_cidr("10.1.0.0/16").unwrap();
         assert!(block.contains("10.1.200.3".parse().unwrap()));
         assert!(!block.contains("10.2.0.1".parse().unwrap()));
         assert!(block.contains("::ffff:10.1.0.1".parse().unwrap()));
-        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        let all = parse_cidr("0.0.0.0/0").unwrap();
         assert!(all.contains("1.2.3.4".parse().unwrap()));
         assert!(!all.contains("2001:db8::1".parse().unwrap()));
-        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        let v6 = parse_cidr("2001:db8::/32").unwrap();
         assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
         assert!(!v6.contains("2001:db9::1".parse().unwrap()));
-        let host = Cidr::parse("192.168.1.7").unwrap();
+        let host = parse_cidr("192.168.1.7").unwrap();
         assert!(host.contains("192.168.1.7".parse().unwrap()));
         assert!(!host.contains("192.168.1.8".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("10.0.0/8").is_err());
-        assert!(Cidr::parse("::/129").is_err());
-        assert!(Cidr::parse("::/128").is_ok());
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("10.0.0/8").is_err());
+        assert!(parse_cidr("::/129").is_err());
+        assert!(parse_cidr("::/128").is_ok());
+        assert!(parse_cidr(" 10.0.0.0 / 8 ").is_ok());
+        assert_eq!(
+            parse_cidr("10.0.0.0/40").unwrap_err(),
+            r#""10.0.0.0/40" has a prefix length outside 0..=32"#
+        );
+        assert_eq!(
+            parse_cidr("::/x").unwrap_err(),
+            r#""::/x" has a prefix length outside 0..=128"#
+        );
+        assert_eq!(
+            parse_cidr("nope").unwrap_err(),
+            r#""nope" is not a CIDR block (like 10.0.0.0/8 or 2001:db8::/32)"#
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::future::{CheckFuture, ResponseFuture, Verdict};
 use super::headers::{HeaderStyle, LimitHeaders};
 use super::key::{loggable, Extraction, KeyFuture, RateKey, RequestHead, MAX_KEY_BYTES};
 use super::layer::{Config, MissingKey, StoreErrorPolicy};
-use super::limiter::{bump, RateLimitError};
+use super::limiter::{bump, Outcome, RateLimitError};
 use super::response::Rejection;
 
 /// The service [`RateLimitLayer`](super::RateLimitLayer) wraps around an inner service.
@@ -135,6 +135,18 @@ where
                 return ResponseFuture::inner(self.inner.call(request), None);
             }
         }
+        if let Key::Ready(key) = &key {
+            // A store that answers at once, in the common case: decided here, without the
+            // boxed check future.
+            if let Some(result) = config.limiter.check_at_once(key.as_str(), cost) {
+                return match decided(config, key, result) {
+                    Verdict::Allow(headers) => {
+                        ResponseFuture::inner(self.inner.call(request), headers)
+                    }
+                    Verdict::Reject(response) => ResponseFuture::rejected(response),
+                };
+            }
+        }
         let mut check: CheckFuture = Box::pin(verdict(config.clone(), key, cost));
         // An in-process store decides at once: then the inner service, readied by
         // `poll_ready`, is called right here. The future registered nothing that matters: it
@@ -173,7 +185,14 @@ async fn verdict(config: Arc<Config>, key: Key, cost: u32) -> Verdict {
             },
         },
     };
-    match config.limiter.check(key.as_str(), cost).await {
+    let result = config.limiter.check(key.as_str(), cost).await;
+    decided(&config, &key, result)
+}
+
+/// The verdict on a check's result: its headers for an admitted request, a rejection for a
+/// denied one, the store-error policy for a failed one.
+fn decided(config: &Config, key: &RateKey, result: Result<Outcome, RateLimitError>) -> Verdict {
+    match result {
         Ok(outcome) => {
             tracing::debug!(
                 target: "kv_middleware::rate_limit",
@@ -199,7 +218,7 @@ async fn verdict(config: Arc<Config>, key: Key, cost: u32) -> Verdict {
             Verdict::Reject(config.reject(&Rejection::Contended))
         }
         // Store errors, timeouts, and an unusable shared key of `MissingKey::Shared`.
-        Err(error) => failed(&config, &key, &error),
+        Err(error) => failed(config, key, &error),
     }
 }
 

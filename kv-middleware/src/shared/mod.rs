@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each layer's feature uses part of it
 
+#[cfg(any(feature = "rate_limit", feature = "flags"))]
+pub(crate) mod cidr;
 #[cfg(any(feature = "session", feature = "cache"))]
 pub(crate) mod hex;
 pub(crate) mod text;

@@ -66,19 +66,11 @@ impl<const N: usize> StackText<N> {
         self.push_str(itoa::Buffer::new().format(n));
     }
 
-    /// Appends `n` in decimal (an address's octet: without going through a 20-digit buffer).
+    /// Appends `n` in decimal (an address's octet: itoa's table, no check of the digits'
+    /// UTF-8, which a hand-written `from_utf8` cost on every request).
     #[inline]
     pub(crate) fn push_u8(&mut self, n: u8) {
-        let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
-        let skip = if n >= 100 {
-            0
-        } else if n >= 10 {
-            1
-        } else {
-            2
-        };
-        // ASCII digits are UTF-8.
-        self.push_str(std::str::from_utf8(&digits[skip..]).unwrap_or_default());
+        self.push_str(itoa::Buffer::new().format(n));
     }
 
     /// Empties the text, keeping a heap buffer it has.
