@@ -519,7 +519,10 @@ fn profile(spec: &str) {
         .into_iter()
         .find(|c| *c == name)
         .unwrap_or_else(|| panic!("contender: one of {CONTENDERS:?}"));
-    assert!(SCENARIOS.contains(&scenario), "scenario: one of {SCENARIOS:?}");
+    assert!(
+        SCENARIOS.contains(&scenario),
+        "scenario: one of {SCENARIOS:?}"
+    );
     let requests: usize = requests.parse().expect(usage);
     let rt = current_thread_runtime();
     let per_request = rt.block_on(async {

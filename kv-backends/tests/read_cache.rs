@@ -411,7 +411,10 @@ async fn hits_are_answered_on_the_fast_path() {
     assert_eq!(s.cache.stats().misses, 0, "a declined read is not counted");
     assert_eq!(s.cached.get_text("k").await.unwrap().as_deref(), Some("v"));
     assert_eq!(s.probe.gets(), 1);
-    let hit = raw.get_now("k").expect("a hit is answered at once").unwrap();
+    let hit = raw
+        .get_now("k")
+        .expect("a hit is answered at once")
+        .unwrap();
     assert_eq!(&hit.expect("cached entry").value[..], b"v");
     assert_eq!(s.probe.gets(), 1, "the hit did not reach the store");
     assert_eq!(

@@ -76,11 +76,11 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
 pub use crate::config::{ServerConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT};
+use crate::observe::ObserveLayer;
 pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
 #[cfg(feature = "cli")]
 pub use crate::serve::TimeoutArgs;
 pub use crate::serve::{serve, serve_with_config, shutdown_signal};
-use crate::observe::ObserveLayer;
 use crate::state::AppState;
 
 /// The REST API's base path; `{account_id}` may be anything.
