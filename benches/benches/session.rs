@@ -21,6 +21,12 @@
 //!
 //! `cargo bench -p kv-benches --bench session` prints the medians and the ratios at the end
 //! (from criterion's estimates of this run).
+//!
+//! For instruction counts, which a busy machine does not disturb, the executable also runs one
+//! contender alone: `KV_SESSION_PROFILE=CONTENDER,SCENARIO,REQUESTS` sends `REQUESTS` requests
+//! (after one unmeasured request) and exits, e.g. under
+//! `valgrind --tool=callgrind target/release/deps/session-*` with `ours,read,1000` and
+//! `ours,read,11000`: the difference of the two totals / 10 000 is the instructions per request.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -500,7 +506,44 @@ criterion_group! {
     targets = bench_sessions
 }
 
+/// `KV_SESSION_PROFILE=CONTENDER,SCENARIO,REQUESTS`: one contender's requests alone.
+fn profile(spec: &str) {
+    let usage = "KV_SESSION_PROFILE=CONTENDER,SCENARIO,REQUESTS";
+    let mut parts = spec.split(',');
+    let (Some(name), Some(scenario), Some(requests), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("{usage}");
+    };
+    let name = CONTENDERS
+        .into_iter()
+        .find(|c| *c == name)
+        .unwrap_or_else(|| panic!("contender: one of {CONTENDERS:?}"));
+    assert!(
+        SCENARIOS.contains(&scenario),
+        "scenario: one of {SCENARIOS:?}"
+    );
+    let requests: usize = requests.parse().expect(usage);
+    let rt = current_thread_runtime();
+    let per_request = rt.block_on(async {
+        let app = fresh_app(name).await;
+        let cookie = match (scenario, name) {
+            ("create", _) => None,
+            (_, "bare") => Some(seed(&fresh_app("ours").await).await),
+            _ => Some(seed(&app).await),
+        };
+        let path = format!("/{scenario}");
+        time_requests(&app, &path, cookie.as_ref(), 1).await;
+        time_requests(&app, &path, cookie.as_ref(), requests).await
+    });
+    println!("{name} {scenario}: {requests} requests, {per_request:.0} ns per request");
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("KV_SESSION_PROFILE") {
+        profile(&spec);
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     // The write counts BENCHMARKS.md and the README state, checked on every run (the smoke run

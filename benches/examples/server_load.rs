@@ -8,10 +8,18 @@
 //! Each server runs on its own one-thread tokio runtime and the load generator on another, so
 //! every contender gets the same share of this machine. Every connection sends its next request
 //! as soon as the previous answer is read (closed loop). Prints a Markdown table.
+//!
+//! For instruction counts, which a busy machine does not disturb, it also serves requests
+//! without sockets: `KV_SERVER_PROFILE=CONTENDER,REQUESTS` (`CONTENDER`: `hello` or `memory`)
+//! sends `REQUESTS` GETs through the router itself (`oneshot`) and exits, e.g. under
+//! `valgrind --tool=callgrind target/release/examples/server-load` with `memory,1000` and
+//! `memory,11000`: the difference of the two totals / 10 000 is the
+//! instructions the router spends per request, hyper and the sockets left out.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
@@ -20,6 +28,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use kv_core::{BulkPut, Store};
 use kv_server::{router, ServerConfig};
+use tower::ServiceExt;
 
 const CONNECTIONS: usize = 64;
 const KEYS: usize = 1000;
@@ -120,7 +129,64 @@ fn get_request(addr: SocketAddr, path: String) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// The hello-world app, the physical limit.
+fn hello_world() -> Router {
+    Router::new().route("/", get(|| async { "hello" }))
+}
+
+/// A store at `url` holding `KEYS` 100-byte values in namespace `BENCH`, and the namespace id.
+async fn seeded_store(url: &str) -> (Store, String) {
+    let store: Store = kv_backends::open(url).await.unwrap();
+    let info = store.create_namespace("BENCH").await.unwrap();
+    let ns = store.namespace_by_id(&info.id).await.unwrap();
+    let items: Vec<BulkPut> = (0..KEYS)
+        .map(|i| BulkPut::new(format!("key:{i:04}"), vec![b'v'; 100]))
+        .collect();
+    ns.put_many(items).await.unwrap();
+    (store, info.id)
+}
+
+/// `KV_SERVER_PROFILE=CONTENDER,REQUESTS`: one contender's GETs through its router alone.
+fn profile(spec: &str) {
+    let usage = "KV_SERVER_PROFILE=hello|memory,REQUESTS";
+    let (contender, requests) = spec.split_once(',').expect(usage);
+    let requests: usize = requests.parse().expect(usage);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (app, paths): (Router, Vec<String>) = match contender {
+            "hello" => (hello_world(), vec!["/".to_owned()]),
+            "memory" => {
+                let (store, id) = seeded_store("memory:").await;
+                let base = format!("/client/v4/accounts/bench/storage/kv/namespaces/{id}/values");
+                let paths = (0..KEYS).map(|k| format!("{base}/key:{k:04}")).collect();
+                (router(store, ServerConfig::default()), paths)
+            }
+            _ => panic!("{usage}"),
+        };
+        let started = Instant::now();
+        for n in 0..requests {
+            let path = &paths[n % paths.len()];
+            let request = hyper::Request::get(path.as_str())
+                .header("host", "bench")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert!(response.status().is_success());
+            let _ = response.into_body().collect().await.unwrap();
+        }
+        let per_request = started.elapsed() / requests.max(1) as u32;
+        println!("{contender}: {requests} GETs through the router, {per_request:?} per request");
+    });
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("KV_SERVER_PROFILE") {
+        profile(&spec);
+        return;
+    }
     let seconds: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -129,7 +195,7 @@ fn main() {
     let mut rows: Vec<(String, Outcome)> = Vec::new();
 
     // The physical limit: a bare hello-world.
-    let (addr, _hello) = start_server(Router::new().route("/", get(|| async { "hello" })));
+    let (addr, _hello) = start_server(hello_world());
     let outcome = load(addr, duration, move |_, _| get_request(addr, "/".into()));
     rows.push(("axum hello-world GET".into(), outcome));
 
@@ -139,16 +205,7 @@ fn main() {
         ("file", format!("file:{}", dir.path().display())),
     ] {
         let setup = tokio::runtime::Runtime::new().unwrap();
-        let (store, id) = setup.block_on(async {
-            let store: Store = kv_backends::open(&url).await.unwrap();
-            let info = store.create_namespace("BENCH").await.unwrap();
-            let ns = store.namespace_by_id(&info.id).await.unwrap();
-            let items: Vec<BulkPut> = (0..KEYS)
-                .map(|i| BulkPut::new(format!("key:{i:04}"), vec![b'v'; 100]))
-                .collect();
-            ns.put_many(items).await.unwrap();
-            (store, info.id)
-        });
+        let (store, id) = setup.block_on(seeded_store(&url));
         let (addr, _server) = start_server(router(store, ServerConfig::default()));
         let base = format!("/client/v4/accounts/bench/storage/kv/namespaces/{id}/values");
 

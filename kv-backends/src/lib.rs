@@ -31,7 +31,7 @@ mod sweeper;
 pub use crate::http::{HttpBackend, HttpBackendBuilder};
 pub use crate::open::{open, open_url, OpenOptions};
 #[cfg(feature = "read-cache")]
-pub use crate::read_cache::{ReadCache, ReadCacheBuilder};
+pub use crate::read_cache::{ReadCache, ReadCacheBuilder, ReadCacheStats};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

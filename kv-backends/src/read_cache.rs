@@ -166,12 +166,17 @@ impl fmt::Debug for ReadCache {
 
 /// How often reads were answered from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CacheStats {
+pub struct ReadCacheStats {
     /// Reads of a key answered from the cache.
     pub hits: u64,
     /// Reads of a key that went to the inner backend.
     pub misses: u64,
 }
+
+/// The former name of [`ReadCacheStats`].
+#[doc(hidden)]
+#[deprecated(note = "renamed to `ReadCacheStats`")]
+pub type CacheStats = ReadCacheStats;
 
 impl ReadCache {
     /// A cache in front of `inner` with the defaults (60 s, 10 000 entries).
@@ -205,8 +210,8 @@ impl ReadCache {
     }
 
     /// Hits and misses since the cache was built.
-    pub fn stats(&self) -> CacheStats {
-        CacheStats {
+    pub fn stats(&self) -> ReadCacheStats {
+        ReadCacheStats {
             hits: self.shared.hits.load(Ordering::Relaxed),
             misses: self.shared.misses.load(Ordering::Relaxed),
         }
@@ -441,6 +446,13 @@ impl fmt::Debug for CachedNamespace {
 }
 
 impl CachedNamespace {
+    /// The fresh cached answer for `key`, counted as a hit.
+    fn hit(&self, key: &str, now: SystemTime) -> Option<Option<Entry>> {
+        let found = self.shared.lookup(&self.slot, key, now)?;
+        self.shared.hits.fetch_add(1, Ordering::Relaxed);
+        Some(found)
+    }
+
     fn invalidate_all<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         for key in keys {
             self.shared.invalidate(&self.slot, key);
@@ -458,14 +470,53 @@ impl NamespaceStore for CachedNamespace {
         self.inner.capabilities()
     }
 
+    // A hit is answered here, without a boxed future; a miss too when the inner store answers
+    // at once. A miss it declines is left to `get`, which looks the key up again (a remote
+    // read costs a round trip; the second look-up is noise beside it).
+    fn get_now(&self, key: &str) -> Option<Result<Option<Entry>>> {
+        let shared = &self.shared;
+        if self.slot.retired() {
+            return self.inner.get_now(key);
+        }
+        let now = shared.clock.now();
+        if let Some(found) = self.hit(key, now) {
+            return Some(Ok(found));
+        }
+        let stamp = shared.stamp(&self.slot, key);
+        let read = self.inner.get_now(key)?;
+        shared.misses.fetch_add(1, Ordering::Relaxed);
+        Some(read.inspect(|entry| shared.store(&self.slot, key, stamp, entry.clone(), now)))
+    }
+
+    // Writes answered at once drop the key at once, as `put` and `delete` do after awaiting.
+    fn put_now(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> std::result::Result<Result<PutOutcome>, NewEntry> {
+        let result = self.inner.put_now(key, entry, mode)?;
+        self.shared.invalidate(&self.slot, key);
+        Ok(result)
+    }
+
+    fn delete_now(&self, key: &str, mode: WriteMode) -> Option<Result<DeleteOutcome>> {
+        let result = self.inner.delete_now(key, mode)?;
+        self.shared.invalidate(&self.slot, key);
+        Some(result)
+    }
+
+    fn list_now(&self, options: &ListOptions) -> Option<Result<ListPage>> {
+        self.inner.list_now(options)
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         let shared = &self.shared;
         if self.slot.retired() {
             return self.inner.get(key).await;
         }
         let now = shared.clock.now();
-        if let Some(found) = shared.lookup(&self.slot, key, now) {
-            shared.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(found) = self.hit(key, now) {
             return Ok(found);
         }
         shared.misses.fetch_add(1, Ordering::Relaxed);
@@ -501,11 +552,8 @@ impl NamespaceStore for CachedNamespace {
         let mut missing: Vec<String> = Vec::new();
         let mut stamps: Vec<u64> = Vec::new();
         for key in keys {
-            match shared.lookup(&self.slot, key, now) {
-                Some(found) => {
-                    shared.hits.fetch_add(1, Ordering::Relaxed);
-                    results.push(Some(found));
-                }
+            match self.hit(key, now) {
+                Some(found) => results.push(Some(found)),
                 None => {
                     shared.misses.fetch_add(1, Ordering::Relaxed);
                     results.push(None);

@@ -396,3 +396,58 @@ async fn a_deleted_namespace_is_not_served_from_the_cache() {
     assert_eq!(s.cached.get("k").await.unwrap(), None);
     assert_eq!(s.cache.cached_entries(), 0);
 }
+
+#[tokio::test]
+async fn hits_are_answered_on_the_fast_path() {
+    // The counting store declines the synchronous fast path, like a remote store.
+    let s = default_setup().await;
+    s.cached.put_text("k", "v").await.unwrap();
+    let raw = s.cached.raw();
+    assert!(
+        raw.get_now("k").is_none(),
+        "a miss the inner store declines is left to the async read"
+    );
+    assert_eq!(s.probe.gets(), 0);
+    assert_eq!(s.cache.stats().misses, 0, "a declined read is not counted");
+    assert_eq!(s.cached.get_text("k").await.unwrap().as_deref(), Some("v"));
+    assert_eq!(s.probe.gets(), 1);
+    let hit = raw
+        .get_now("k")
+        .expect("a hit is answered at once")
+        .unwrap();
+    assert_eq!(&hit.expect("cached entry").value[..], b"v");
+    assert_eq!(s.probe.gets(), 1, "the hit did not reach the store");
+    assert_eq!(
+        s.cache.stats(),
+        kv_backends::ReadCacheStats { hits: 1, misses: 1 }
+    );
+}
+
+#[tokio::test]
+async fn a_store_answering_at_once_fills_and_drops_cached_answers_at_once() {
+    let cache = ReadCache::new(MemoryBackend::new());
+    let ns = Store::new(cache.clone()).namespace("NS").await.unwrap();
+    let raw = ns.raw();
+    // A miss read through the memory store's fast path, and cached ("absent").
+    assert_eq!(raw.get_now("k").expect("answered at once").unwrap(), None);
+    assert_eq!(raw.get_now("k").expect("answered at once").unwrap(), None);
+    assert_eq!(cache.stats().misses, 1);
+    assert_eq!(cache.stats().hits, 1);
+    // A write the store answers at once drops the cached absence at once.
+    let entry = NewEntry {
+        value: Bytes::from_static(b"v"),
+        metadata: None,
+        expiration: None,
+    };
+    let written = raw.put_now("k", entry, WriteMode::Overwrite);
+    assert!(matches!(written, Ok(Ok(PutOutcome::Written(_)))));
+    let found = raw.get_now("k").expect("answered at once").unwrap();
+    assert_eq!(&found.expect("the new value").value[..], b"v");
+    // And so does a delete.
+    let deleted = raw.delete_now("k", WriteMode::Overwrite);
+    assert!(matches!(
+        deleted,
+        Some(Ok(DeleteOutcome::Deleted { existed: true }))
+    ));
+    assert_eq!(raw.get_now("k").expect("answered at once").unwrap(), None);
+}

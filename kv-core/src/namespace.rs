@@ -1,6 +1,7 @@
 //! The typed handles users hold: [`Store`] over a backend and [`Namespace`] over one keyspace.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -329,27 +330,41 @@ impl Namespace {
     /// The whole entry: value, metadata, expiration and version.
     pub async fn get_entry(&self, key: &str) -> Result<Option<Entry>> {
         self.limits.check_key(key)?;
-        let call = self.span("get");
-        // A store that answers at once does so here: no boxed future, no task hop.
-        let fast = {
-            let _entered = call.span.enter();
-            self.inner.get_now(key)
-        };
-        let result = match fast {
-            Some(result) => result,
-            None => self.inner.get(key).instrument(call.span.clone()).await,
-        };
-        call.finish(
-            &result,
+        self.store_call(
+            "get",
+            || self.inner.get_now(key).ok_or(()),
+            |()| self.inner.get(key),
             |found| if found.is_some() { "hit" } else { "miss" },
-        );
-        result
+        )
+        .await
     }
 
-    /// Opens the `tracing` span of one store call (see the table in the crate docs).
+    /// One store call in its `tracing` span (see the table in the crate docs): the store's
+    /// synchronous fast path first (`now`), so a store that answers at once does so without a
+    /// boxed future or a task hop, and the async call (`later`, given back what `now` declined
+    /// with) only when it declines. `outcome` names a successful result in the span.
     #[inline]
-    fn span(&self, operation: &'static str) -> CallSpan {
-        CallSpan::start(self.inner.kind(), &self.id, operation)
+    async fn store_call<T, Declined, Later>(
+        &self,
+        operation: &'static str,
+        now: impl FnOnce() -> std::result::Result<Result<T>, Declined>,
+        later: impl FnOnce(Declined) -> Later,
+        outcome: impl FnOnce(&T) -> &'static str,
+    ) -> Result<T>
+    where
+        Later: Future<Output = Result<T>>,
+    {
+        let call = CallSpan::start(self.inner.kind(), &self.id, operation);
+        let fast = {
+            let _entered = call.span.enter();
+            now()
+        };
+        let result = match fast {
+            Ok(result) => result,
+            Err(declined) => later(declined).instrument(call.span.clone()).await,
+        };
+        call.finish(&result, outcome);
+        result
     }
 
     /// The value decoded from JSON together with the entry's metadata and version.
@@ -390,14 +405,14 @@ impl Namespace {
             };
             positions.push(position);
         }
-        let call = self.span("get_many");
-        let result = self
-            .inner
-            .get_many(&distinct)
-            .instrument(call.span.clone())
-            .await;
-        call.finish(&result, |_| "ok");
-        let entries = result?;
+        let entries = self
+            .store_call(
+                "get_many",
+                no_fast_path,
+                |()| self.inner.get_many(&distinct),
+                |_| "ok",
+            )
+            .await?;
         if entries.len() != distinct.len() {
             // Checked rather than trusted: indexing below must not panic on a faulty backend.
             return Err(KvError::backend(
@@ -481,15 +496,7 @@ impl Namespace {
     ) -> Result<PutOutcome> {
         self.limits.check_key(key)?;
         self.limits.check_value(key, entry.value.len())?;
-        if let Some(metadata) = &entry.metadata {
-            let json_len = serde_json::to_vec(metadata)
-                .map_err(|source| KvError::Encode {
-                    what: "metadata",
-                    source,
-                })?
-                .len();
-            self.limits.check_metadata(key, json_len)?;
-        }
+        self.check_metadata(key, entry.metadata.as_ref())?;
         if let Some(expiration) = entry.expiration {
             self.limits
                 .resolve_expiry(Some(crate::types::Expiry::At(expiration)), self.clock.now())?;
@@ -500,25 +507,16 @@ impl Namespace {
 
     /// The store call of a put whose entry and mode are checked.
     async fn put_checked(&self, key: &str, entry: NewEntry, mode: WriteMode) -> Result<PutOutcome> {
-        let call = self.span("put");
-        let fast = {
-            let _entered = call.span.enter();
-            self.inner.put_now(key, entry, mode)
-        };
-        let result = match fast {
-            Ok(result) => result,
-            Err(entry) => {
-                self.inner
-                    .put(key, entry, mode)
-                    .instrument(call.span.clone())
-                    .await
-            }
-        };
-        call.finish(&result, |outcome| match outcome {
-            PutOutcome::Written(_) => "written",
-            PutOutcome::ConditionFailed => "condition_failed",
-        });
-        result
+        self.store_call(
+            "put",
+            || self.inner.put_now(key, entry, mode),
+            |entry| self.inner.put(key, entry, mode),
+            |outcome| match outcome {
+                PutOutcome::Written(_) => "written",
+                PutOutcome::ConditionFailed => "condition_failed",
+            },
+        )
+        .await
     }
 
     /// Deletes a key unconditionally; deleting an absent key is a no-op.
@@ -531,26 +529,17 @@ impl Namespace {
     pub async fn delete_with(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         self.limits.check_key(key)?;
         self.check_mode(mode, "conditional delete")?;
-        let call = self.span("delete");
-        let fast = {
-            let _entered = call.span.enter();
-            self.inner.delete_now(key, mode)
-        };
-        let result = match fast {
-            Some(result) => result,
-            None => {
-                self.inner
-                    .delete(key, mode)
-                    .instrument(call.span.clone())
-                    .await
-            }
-        };
-        call.finish(&result, |outcome| match outcome {
-            DeleteOutcome::Deleted { existed: true } => "deleted",
-            DeleteOutcome::Deleted { existed: false } => "absent",
-            DeleteOutcome::ConditionFailed => "condition_failed",
-        });
-        result
+        self.store_call(
+            "delete",
+            || self.inner.delete_now(key, mode).ok_or(()),
+            |()| self.inner.delete(key, mode),
+            |outcome| match outcome {
+                DeleteOutcome::Deleted { existed: true } => "deleted",
+                DeleteOutcome::Deleted { existed: false } => "absent",
+                DeleteOutcome::ConditionFailed => "condition_failed",
+            },
+        )
+        .await
     }
 
     /// Writes many entries unconditionally (up to the bulk write limit). Every item is checked
@@ -571,14 +560,13 @@ impl Namespace {
         if checked.is_empty() {
             return Ok(());
         }
-        let call = self.span("put_many");
-        let result = self
-            .inner
-            .put_many(checked)
-            .instrument(call.span.clone())
-            .await;
-        call.finish(&result, |_| "ok");
-        result
+        self.store_call(
+            "put_many",
+            no_fast_path,
+            |()| self.inner.put_many(checked),
+            |_| "ok",
+        )
+        .await
     }
 
     /// Deletes many keys unconditionally (up to the bulk write limit).
@@ -595,14 +583,13 @@ impl Namespace {
         if keys.is_empty() {
             return Ok(());
         }
-        let call = self.span("delete_many");
-        let result = self
-            .inner
-            .delete_many(&keys)
-            .instrument(call.span.clone())
-            .await;
-        call.finish(&result, |_| "ok");
-        result
+        self.store_call(
+            "delete_many",
+            no_fast_path,
+            |()| self.inner.delete_many(&keys),
+            |_| "ok",
+        )
+        .await
     }
 
     // ---- listing ----
@@ -610,17 +597,13 @@ impl Namespace {
     /// One page of keys in byte order.
     pub async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.limits.check_list_limit(options.limit)?;
-        let call = self.span("list");
-        let fast = {
-            let _entered = call.span.enter();
-            self.inner.list_now(options)
-        };
-        let result = match fast {
-            Some(result) => result,
-            None => self.inner.list(options).instrument(call.span.clone()).await,
-        };
-        call.finish(&result, |_| "ok");
-        result
+        self.store_call(
+            "list",
+            || self.inner.list_now(options).ok_or(()),
+            |()| self.inner.list(options),
+            |_| "ok",
+        )
+        .await
     }
 
     /// Every key with `prefix`, as a stream that fetches pages of 1000 on demand.
@@ -655,15 +638,7 @@ impl Namespace {
     fn new_entry(&self, key: &str, value: Bytes, options: PutOptions) -> Result<NewEntry> {
         self.limits.check_key(key)?;
         self.limits.check_value(key, value.len())?;
-        if let Some(metadata) = &options.metadata {
-            let json_len = serde_json::to_vec(metadata)
-                .map_err(|source| KvError::Encode {
-                    what: "metadata",
-                    source,
-                })?
-                .len();
-            self.limits.check_metadata(key, json_len)?;
-        }
+        self.check_metadata(key, options.metadata.as_ref())?;
         let expiration = self
             .limits
             .resolve_expiry(options.expiry, self.clock.now())?;
@@ -672,6 +647,20 @@ impl Namespace {
             metadata: options.metadata,
             expiration,
         })
+    }
+
+    /// Checks the metadata's size as JSON (measured only when there is metadata).
+    fn check_metadata(&self, key: &str, metadata: Option<&serde_json::Value>) -> Result<()> {
+        let Some(metadata) = metadata else {
+            return Ok(());
+        };
+        let json_len = serde_json::to_vec(metadata)
+            .map_err(|source| KvError::Encode {
+                what: "metadata",
+                source,
+            })?
+            .len();
+        Ok(self.limits.check_metadata(key, json_len)?)
     }
 
     fn check_mode(&self, mode: WriteMode, operation: &'static str) -> Result<()> {
@@ -683,6 +672,11 @@ impl Namespace {
         }
         Ok(())
     }
+}
+
+/// The `now` of a [`Namespace::store_call`] whose store operation has no synchronous form.
+fn no_fast_path<T>() -> std::result::Result<Result<T>, ()> {
+    Err(())
 }
 
 fn encode_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> Result<Bytes> {

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{ready, Either, Ready};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
 
 use crate::error::{codes, ApiError};
 
@@ -160,9 +160,12 @@ pub(crate) fn limit_body<S>(route: MethodRouter<S>, limit: usize) -> MethodRoute
 where
     S: Clone + Send + Sync + 'static,
 {
-    route
-        .layer::<_, Infallible>(DefaultBodyLimit::max(limit))
-        .layer(DeclaredLengthLimit { limit })
+    // One `layer` call: axum wraps (and boxes) each endpoint once per call.
+    route.layer::<_, Infallible>(
+        ServiceBuilder::new()
+            .layer(DeclaredLengthLimit { limit })
+            .layer(DefaultBodyLimit::max(limit)),
+    )
 }
 
 /// The layer of [`limit_body`] that refuses a declared length over the limit.

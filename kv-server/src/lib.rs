@@ -57,6 +57,7 @@ pub mod console;
 pub mod error;
 mod extract;
 pub mod metrics;
+mod observe;
 pub mod ofrep;
 pub mod proxy;
 mod routes;
@@ -66,15 +67,16 @@ mod state;
 use std::sync::Arc;
 
 use axum::http::HeaderValue;
-use axum::middleware::{from_fn_with_state, map_response};
-use axum::response::Response;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get, post, put};
 use axum::Router;
 use kv_core::{Capabilities, Store};
+use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 pub use crate::auth::tokens_match;
 pub use crate::config::{ServerConfig, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT};
+use crate::observe::ObserveLayer;
 pub use crate::routes::values::{etag, EXPIRATION_HEADER, METADATA_HEADER};
 #[cfg(feature = "cli")]
 pub use crate::serve::TimeoutArgs;
@@ -103,7 +105,7 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
     let state = AppState::new(store, config, Arc::new(metrics::Metrics::default()));
     // The console signs in with its own form and cookie, so it sits outside the token check.
     let console = console.map(|settings| console::router(state.clone(), settings));
-    let capabilities_store = state.store.clone();
+    let observe = ObserveLayer::new(state.metrics.clone(), state.store.clone());
 
     let ns = format!("{API_BASE}/{{namespace_id}}");
     // Each body-taking route refuses a declared length over its limit before reading, and stops
@@ -159,17 +161,13 @@ pub fn router(store: Store, config: ServerConfig) -> Router {
             .nest_service(console::CONSOLE_PATH, console),
         None => router,
     };
+    // One `layer` call: axum wraps (and boxes) each route once per call.
     router
-        .layer(from_fn_with_state(state.clone(), metrics::record))
-        .layer(TraceLayer::new_for_http())
-        .layer(map_response(move |mut response: Response| {
-            // Asked per answer: a remote store's capabilities may change as it learns routes.
-            let value = capabilities_value(capabilities_store.capabilities());
-            async move {
-                response.headers_mut().insert(CAPABILITIES_HEADER, value);
-                response
-            }
-        }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(observe)
+                .layer(TraceLayer::new_for_http()),
+        )
         .with_state(state)
 }
 

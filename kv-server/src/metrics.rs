@@ -6,11 +6,11 @@
 //! - `kv_http_request_duration_seconds`: request latency histogram.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -117,6 +117,23 @@ impl Metrics {
         self.by_namespace.write().insert(namespace.into(), counters);
     }
 
+    /// Records one request's latency (by [`ObserveLayer`](crate::observe::ObserveLayer)).
+    pub(crate) fn observe_latency(&self, latency: Duration) {
+        self.latency.observe(latency.as_secs_f64());
+    }
+
+    /// Counts an answer's status when it is an error (by
+    /// [`ObserveLayer`](crate::observe::ObserveLayer)).
+    pub(crate) fn count_status(&self, status: StatusCode) {
+        if status.is_client_error() || status.is_server_error() {
+            self.errors
+                .get_or_create(&StatusLabels {
+                    status: status.as_u16(),
+                })
+                .inc();
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -124,31 +141,6 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
-}
-
-/// Records latency and error statuses of every request.
-pub(crate) async fn record(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .latency
-        .observe(started.elapsed().as_secs_f64());
-    let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        state
-            .metrics
-            .errors
-            .get_or_create(&StatusLabels {
-                status: status.as_u16(),
-            })
-            .inc();
-    }
-    response
 }
 
 /// `GET /metrics`.

@@ -98,7 +98,7 @@ pub use kv_backends::{open, open_url, OpenOptions};
 pub use kv_backends::{HttpBackend, HttpBackendBuilder};
 #[cfg(feature = "read-cache")]
 #[doc(inline)]
-pub use kv_backends::{ReadCache, ReadCacheBuilder};
+pub use kv_backends::{ReadCache, ReadCacheBuilder, ReadCacheStats};
 
 /// The backends, one module each (as the enabled features select), for building a backend by
 /// hand rather than from a URL with [`open`].
