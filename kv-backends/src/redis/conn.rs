@@ -5,18 +5,25 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, Pipeline, RedisFuture, Value};
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+};
 use kv_core::Result;
 
 use super::redis_error;
 
 /// A single node's self-reconnecting multiplexed connection, or the cluster client's
-/// connection (which routes each command by its key's slot and follows redirections).
+/// connection (which routes each command by its key's slot and follows redirections) with the
+/// response timeout that bounds a command as a whole.
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, Duration),
 }
+
+/// Redirections followed here after the cluster client gave up on a command.
+const OWN_REDIRECTS: usize = 4;
 
 impl Conn {
     pub(crate) async fn single(
@@ -54,11 +61,11 @@ impl Conn {
                 reason: e.to_string(),
             })?;
         let conn = client.get_async_connection().await.map_err(redis_error)?;
-        Ok(Conn::Cluster(conn))
+        Ok(Conn::Cluster(conn, response_timeout))
     }
 
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
+        matches!(self, Conn::Cluster(..))
     }
 
     /// Runs groups of commands, each group on one slot: on one node all groups go out as one
@@ -88,34 +95,146 @@ impl Conn {
                     .map(|n| values.by_ref().take(n).collect())
                     .collect())
             }
-            Conn::Cluster(conn) => {
-                let calls = groups.into_iter().map(|group| {
-                    let mut conn = conn.clone();
-                    async move {
-                        if group.is_empty() {
-                            return Ok(Vec::new());
-                        }
-                        let mut pipe = ::redis::pipe();
-                        pipe.ignore_errors();
-                        for cmd in group {
-                            pipe.add_command(cmd);
-                        }
-                        pipe.query_async::<Vec<Value>>(&mut conn)
-                            .await
-                            .map_err(redis_error)
-                    }
-                });
+            Conn::Cluster(conn, timeout) => {
+                let calls = groups
+                    .into_iter()
+                    .map(|group| cluster_group(conn.clone(), *timeout, group));
                 futures::future::try_join_all(calls).await
             }
         }
     }
 }
 
+/// One slot's commands as one pipeline. While the slot migrates, some of its keys may have
+/// moved and others not: the client then retries the whole pipeline until it gives up, and the
+/// group is sent again one command at a time, each following its own redirection (every
+/// command of a group touches one key, so each is served by whichever node holds its key).
+async fn cluster_group(
+    mut conn: ClusterConnection,
+    timeout: Duration,
+    group: Vec<Cmd>,
+) -> Result<Vec<Value>> {
+    if group.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = ::redis::pipe();
+    pipe.ignore_errors();
+    for cmd in &group {
+        pipe.add_command(cmd.clone());
+    }
+    match pipe.query_async::<Vec<Value>>(&mut conn).await {
+        Ok(values) if !values.iter().any(is_redirection_value) => return Ok(values),
+        Ok(_) => {}
+        Err(error) if is_redirection(&error) => {}
+        Err(error) => return Err(redis_error(error)),
+    }
+    let mut values = Vec::with_capacity(group.len());
+    for cmd in &group {
+        match cluster_command(&mut conn, timeout, cmd).await {
+            Ok(value) => values.push(value),
+            Err(error) => match ::redis::ServerError::try_from(error) {
+                Ok(error) => values.push(Value::ServerError(error)),
+                Err(error) => return Err(redis_error(error)),
+            },
+        }
+    }
+    Ok(values)
+}
+
+/// Whether an error says that the key is (being) served by another node, or that a multi-key
+/// command met a slot whose keys are split between two nodes during a migration.
+fn is_redirection(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Ask | ServerErrorKind::Moved | ServerErrorKind::TryAgain
+        )
+    )
+}
+
+fn is_redirection_value(value: &Value) -> bool {
+    server_error(value).is_some_and(|error| is_redirection(&error))
+}
+
+/// One command on the cluster, bounded by the response timeout as a whole.
+///
+/// The client follows `ASK` by sending `ASKING` and then the command as two requests on the
+/// node's shared multiplexed connection; under concurrency another request can come between
+/// them and take the one-shot `ASKING`, so the command bounces between the two nodes of a
+/// migrating slot until the client's retries run out. When the client gives up on an `ASK`
+/// (or the `MOVED` of such a bounce), the command is sent here again with `ASKING` in front of
+/// it in one pipeline, which nothing can split.
+async fn cluster_command(
+    conn: &mut ClusterConnection,
+    timeout: Duration,
+    cmd: &Cmd,
+) -> RedisResult<Value> {
+    let attempt = async {
+        let mut result = conn.req_packed_command(cmd).await;
+        for _ in 0..OWN_REDIRECTS {
+            let Err(error) = &result else { break };
+            let Some((route, asking)) = redirection_target(error) else {
+                break;
+            };
+            result = send_redirected(conn, cmd, route, asking).await;
+        }
+        result
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the Redis cluster did not answer within the response timeout",
+        ))),
+    }
+}
+
+/// Where an `ASK` or `MOVED` points, and whether it is an `ASK`.
+fn redirection_target(error: &RedisError) -> Option<(SingleNodeRoutingInfo, bool)> {
+    let asking = match error.kind() {
+        ErrorKind::Server(ServerErrorKind::Ask) => true,
+        ErrorKind::Server(ServerErrorKind::Moved) => false,
+        _ => return None,
+    };
+    let (address, _slot) = error.redirect_node()?;
+    let (host, port) = address.rsplit_once(':')?;
+    let route = SingleNodeRoutingInfo::ByAddress {
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+    };
+    Some((route, asking))
+}
+
+async fn send_redirected(
+    conn: &mut ClusterConnection,
+    cmd: &Cmd,
+    route: SingleNodeRoutingInfo,
+    asking: bool,
+) -> RedisResult<Value> {
+    if !asking {
+        return conn
+            .route_command(cmd.clone(), RoutingInfo::SingleNode(route))
+            .await;
+    }
+    let mut pipe = ::redis::pipe();
+    pipe.add_command(::redis::cmd("ASKING"))
+        .add_command(cmd.clone());
+    let values = conn.route_pipeline(pipe, 1, 1, route).await?;
+    values
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Nil)
+        .extract_error()
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
-            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn, timeout) => {
+                let (mut conn, timeout) = (conn.clone(), *timeout);
+                Box::pin(async move { cluster_command(&mut conn, timeout, cmd).await })
+            }
         }
     }
 
@@ -127,14 +246,14 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn, _) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(conn) => conn.get_db(),
-            Conn::Cluster(conn) => conn.get_db(),
+            Conn::Cluster(conn, _) => conn.get_db(),
         }
     }
 }
