@@ -22,8 +22,12 @@ pub(crate) enum Conn {
     Cluster(ClusterConnection, Duration),
 }
 
-/// Redirections followed here after the cluster client gave up on a command.
-const OWN_REDIRECTS: usize = 4;
+/// Redirections followed in a row before a command starts over from the slot map.
+const REDIRECTS: usize = 5;
+
+/// The first and the longest wait before a command is sent again after a transient error
+/// (a slot split by a migration, a node lost, a failover under way).
+const RETRY_WAIT: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
 
 impl Conn {
     pub(crate) async fn single(
@@ -49,12 +53,13 @@ impl Conn {
     ) -> Result<Conn> {
         let client = ClusterClient::builder(nodes)
             .connection_timeout(connection_timeout)
-            // Bounds each command as a whole, retries after MOVED, ASK, TRYAGAIN or a lost
-            // node included: a failover shows as errors within it, never as a hang.
             .response_timeout(response_timeout)
-            .retries(16)
-            .min_retry_wait(20)
-            .max_retry_wait(250)
+            // The client's own retries are off: redirections and retries are followed here
+            // (see `cluster_command`), because its way of following an `ASK` loses the race
+            // for the one-shot `ASKING` under concurrency, and the bounces that follow make it
+            // rebuild its slot map over and over, which can leave it stuck in a rebuild that
+            // waits for requests it no longer polls.
+            .retries(0)
             .build()
             .map_err(|e| kv_core::KvError::InvalidStoreUrl {
                 url: "redis+cluster://...".into(),
@@ -106,9 +111,9 @@ impl Conn {
 }
 
 /// One slot's commands as one pipeline. While the slot migrates, some of its keys may have
-/// moved and others not: the client then retries the whole pipeline until it gives up, and the
-/// group is sent again one command at a time, each following its own redirection (every
-/// command of a group touches one key, so each is served by whichever node holds its key).
+/// moved and others not; after a redirection or a transient error the group is sent again one
+/// command at a time, each following its own redirection and retried on its own (every command
+/// of a group touches one key, or repeats harmlessly).
 async fn cluster_group(
     mut conn: ClusterConnection,
     timeout: Duration,
@@ -125,7 +130,7 @@ async fn cluster_group(
     match pipe.query_async::<Vec<Value>>(&mut conn).await {
         Ok(values) if !values.iter().any(is_redirection_value) => return Ok(values),
         Ok(_) => {}
-        Err(error) if is_redirection(&error) => {}
+        Err(error) if is_redirection(&error) || is_transient(&error) => {}
         Err(error) => return Err(redis_error(error)),
     }
     let mut values = Vec::with_capacity(group.len());
@@ -156,29 +161,41 @@ fn is_redirection_value(value: &Value) -> bool {
     server_error(value).is_some_and(|error| is_redirection(&error))
 }
 
-/// One command on the cluster, bounded by the response timeout as a whole.
+/// One command on the cluster, bounded by the response timeout as a whole: routed by the
+/// client's slot map, then following `MOVED` and `ASK` here, and sent again after a wait that
+/// doubles (from 10 ms to 250 ms) after a transient error.
 ///
-/// The client follows `ASK` by sending `ASKING` and then the command as two requests on the
-/// node's shared multiplexed connection; under concurrency another request can come between
-/// them and take the one-shot `ASKING`, so the command bounces between the two nodes of a
-/// migrating slot until the client's retries run out. When the client gives up on an `ASK`
-/// (or the `MOVED` of such a bounce), the command is sent here again with `ASKING` in front of
-/// it in one pipeline, which nothing can split.
+/// The client would follow an `ASK` by sending `ASKING` and then the command as two requests on
+/// the node's shared multiplexed connection; under concurrency another request can come between
+/// them and take the one-shot `ASKING`, and the command bounces between the two nodes of a
+/// migrating slot. Here `ASKING` and the command go out as one pipeline, which nothing splits.
+/// A command sent again may have run before (its reply was lost): every command this backend
+/// sends repeats harmlessly, the conditional `put` script included (it recognises its own
+/// version).
 async fn cluster_command(
     conn: &mut ClusterConnection,
     timeout: Duration,
     cmd: &Cmd,
 ) -> RedisResult<Value> {
     let attempt = async {
-        let mut result = conn.req_packed_command(cmd).await;
-        for _ in 0..OWN_REDIRECTS {
-            let Err(error) = &result else { break };
-            let Some((route, asking)) = redirection_target(error) else {
-                break;
-            };
-            result = send_redirected(conn, cmd, route, asking).await;
+        let mut wait = RETRY_WAIT.0;
+        loop {
+            let mut result = conn.req_packed_command(cmd).await;
+            for _ in 0..REDIRECTS {
+                let Err(error) = &result else { break };
+                let Some((route, asking)) = redirection_target(error) else {
+                    break;
+                };
+                result = send_redirected(conn, cmd, route, asking).await;
+            }
+            match &result {
+                Err(error) if is_transient(error) || is_redirection(error) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_WAIT.1);
+                }
+                _ => return result,
+            }
         }
-        result
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
@@ -187,6 +204,20 @@ async fn cluster_command(
             "the Redis cluster did not answer within the response timeout",
         ))),
     }
+}
+
+/// Errors that a wait may cure: the node is unreachable or failing over, the cluster is
+/// reconfiguring, or the client has no connection for the slot yet.
+fn is_transient(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::TryAgain | ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown
+        ) | ErrorKind::ClusterConnectionNotFound
+    ) || error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
 }
 
 /// Where an `ASK` or `MOVED` points, and whether it is an `ASK`.
