@@ -1,5 +1,6 @@
 //! One connection type over a single node and a cluster, so every operation is written once.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -19,7 +20,44 @@ use super::redis_error;
 #[derive(Clone)]
 pub(crate) enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection, Duration),
+    Cluster(Arc<Cluster>),
+}
+
+/// The cluster client's connection, replaced by a fresh one when it stops answering.
+///
+/// The `redis` crate's cluster client can get stuck for good in a slot-map rebuild that waits
+/// for a lock a request it no longer polls was granted (seen after many slots changed owner):
+/// every command then times out. A command that has not answered within half the response
+/// timeout connects the client afresh (once per stuck connection, whoever notices first) and
+/// is sent again on the new connection.
+pub(crate) struct Cluster {
+    client: ClusterClient,
+    /// The connection in use and its generation (how many times it was replaced).
+    current: Mutex<(u64, ClusterConnection)>,
+    timeout: Duration,
+}
+
+impl Cluster {
+    fn connection(&self) -> (u64, ClusterConnection) {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the connection of `generation` (unless another caller already did).
+    async fn replace(&self, generation: u64) -> RedisResult<()> {
+        if self.connection().0 != generation {
+            return Ok(());
+        }
+        tracing::warn!("the Redis cluster client stopped answering; connecting afresh");
+        let fresh = self.client.get_async_connection().await?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 == generation {
+            *current = (generation + 1, fresh);
+        }
+        Ok(())
+    }
 }
 
 /// Redirections followed in a row before a command starts over from the slot map.
@@ -66,7 +104,11 @@ impl Conn {
                 reason: e.to_string(),
             })?;
         let conn = client.get_async_connection().await.map_err(redis_error)?;
-        Ok(Conn::Cluster(conn, response_timeout))
+        Ok(Conn::Cluster(Arc::new(Cluster {
+            client,
+            current: Mutex::new((0, conn)),
+            timeout: response_timeout,
+        })))
     }
 
     pub(crate) fn is_cluster(&self) -> bool {
@@ -100,10 +142,10 @@ impl Conn {
                     .map(|n| values.by_ref().take(n).collect())
                     .collect())
             }
-            Conn::Cluster(conn, timeout) => {
+            Conn::Cluster(cluster) => {
                 let calls = groups
                     .into_iter()
-                    .map(|group| cluster_group(conn.clone(), *timeout, group));
+                    .map(|group| cluster_group(cluster, group));
                 futures::future::try_join_all(calls).await
             }
         }
@@ -114,11 +156,7 @@ impl Conn {
 /// moved and others not; after a redirection or a transient error the group is sent again one
 /// command at a time, each following its own redirection and retried on its own (every command
 /// of a group touches one key, or repeats harmlessly).
-async fn cluster_group(
-    mut conn: ClusterConnection,
-    timeout: Duration,
-    group: Vec<Cmd>,
-) -> Result<Vec<Value>> {
+async fn cluster_group(cluster: &Cluster, group: Vec<Cmd>) -> Result<Vec<Value>> {
     if group.is_empty() {
         return Ok(Vec::new());
     }
@@ -127,15 +165,20 @@ async fn cluster_group(
     for cmd in &group {
         pipe.add_command(cmd.clone());
     }
-    match pipe.query_async::<Vec<Value>>(&mut conn).await {
-        Ok(values) if !values.iter().any(is_redirection_value) => return Ok(values),
-        Ok(_) => {}
-        Err(error) if is_redirection(&error) || is_transient(&error) => {}
-        Err(error) => return Err(redis_error(error)),
+    let (_, mut conn) = cluster.connection();
+    let sent = tokio::time::timeout(
+        cluster.timeout / 2,
+        pipe.query_async::<Vec<Value>>(&mut conn),
+    );
+    match sent.await {
+        Ok(Ok(values)) if !values.iter().any(is_redirection_value) => return Ok(values),
+        Ok(Ok(_)) | Err(_) => {}
+        Ok(Err(error)) if is_redirection(&error) || is_transient(&error) => {}
+        Ok(Err(error)) => return Err(redis_error(error)),
     }
     let mut values = Vec::with_capacity(group.len());
     for cmd in &group {
-        match cluster_command(&mut conn, timeout, cmd).await {
+        match cluster_command(cluster, cmd).await {
             Ok(value) => values.push(value),
             Err(error) => match ::redis::ServerError::try_from(error) {
                 Ok(error) => values.push(Value::ServerError(error)),
@@ -172,37 +215,46 @@ fn is_redirection_value(value: &Value) -> bool {
 /// A command sent again may have run before (its reply was lost): every command this backend
 /// sends repeats harmlessly, the conditional `put` script included (it recognises its own
 /// version).
-async fn cluster_command(
-    conn: &mut ClusterConnection,
-    timeout: Duration,
-    cmd: &Cmd,
-) -> RedisResult<Value> {
+async fn cluster_command(cluster: &Cluster, cmd: &Cmd) -> RedisResult<Value> {
     let attempt = async {
-        let mut wait = RETRY_WAIT.0;
-        loop {
-            let mut result = conn.req_packed_command(cmd).await;
-            for _ in 0..REDIRECTS {
-                let Err(error) = &result else { break };
-                let Some((route, asking)) = redirection_target(error) else {
-                    break;
-                };
-                result = send_redirected(conn, cmd, route, asking).await;
-            }
-            match &result {
-                Err(error) if is_transient(error) || is_redirection(error) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_WAIT.1);
-                }
-                _ => return result,
+        let (generation, mut conn) = cluster.connection();
+        match tokio::time::timeout(cluster.timeout / 2, follow(&mut conn, cmd)).await {
+            Ok(result) => result,
+            Err(_) => {
+                cluster.replace(generation).await?;
+                follow(&mut cluster.connection().1, cmd).await
             }
         }
     };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout(cluster.timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(RedisError::from(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the Redis cluster did not answer within the response timeout",
         ))),
+    }
+}
+
+/// Sends `cmd`, following redirections and retrying transient errors until it gets an answer
+/// (the caller bounds the time).
+async fn follow(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
+    let mut wait = RETRY_WAIT.0;
+    loop {
+        let mut result = conn.req_packed_command(cmd).await;
+        for _ in 0..REDIRECTS {
+            let Err(error) = &result else { break };
+            let Some((route, asking)) = redirection_target(error) else {
+                break;
+            };
+            result = send_redirected(conn, cmd, route, asking).await;
+        }
+        match &result {
+            Err(error) if is_transient(error) || is_redirection(error) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RETRY_WAIT.1);
+            }
+            _ => return result,
+        }
     }
 }
 
@@ -262,9 +314,9 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
-            Conn::Cluster(conn, timeout) => {
-                let (mut conn, timeout) = (conn.clone(), *timeout);
-                Box::pin(async move { cluster_command(&mut conn, timeout, cmd).await })
+            Conn::Cluster(cluster) => {
+                let cluster = cluster.clone();
+                Box::pin(async move { cluster_command(&cluster, cmd).await })
             }
         }
     }
@@ -277,14 +329,17 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(conn, _) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(cluster) => {
+                let mut conn = cluster.connection().1;
+                Box::pin(async move { conn.req_packed_commands(pipeline, offset, count).await })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(conn) => conn.get_db(),
-            Conn::Cluster(conn, _) => conn.get_db(),
+            Conn::Cluster(_) => 0,
         }
     }
 }
