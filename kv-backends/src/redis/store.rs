@@ -215,7 +215,10 @@ impl RedisNamespace {
     ///
     /// In this order a listing never misses a record present for its whole run: a name is only
     /// pruned while its record is absent, and the write re-adds it once the record exists. A
-    /// delete between the two leaves a name without a record, which listings prune.
+    /// delete between the two leaves a name without a record, which listings prune. When the
+    /// `ZADD` fails after the record was written, the put reports the error (as any write
+    /// whose outcome is unknown) and the record is listed once a later write of its key names
+    /// it.
     async fn put_prepared(
         &self,
         key: &str,
