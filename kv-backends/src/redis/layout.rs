@@ -193,7 +193,9 @@ impl ToRedisArgs for RecordArg<'_> {
 /// Hands out record versions without a round trip: a per-process random salt plus a counter,
 /// through a bijective mixer. Within one process two writes never share a version (the mixer
 /// is a bijection of distinct counter values); between processes a repeat needs two 64-bit
-/// random values to meet, about 2^-64 per pair of writes to one key.
+/// random values to meet, about 2^-64 per pair of writes to one key. Since a version names one
+/// write, the conditional `put` script sent again after its reply was lost recognises the
+/// write it already made (see `scripts.rs`).
 #[derive(Debug)]
 pub(crate) struct Versions {
     salt: u64,

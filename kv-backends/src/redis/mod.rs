@@ -13,16 +13,24 @@
 //! `BB` is the key's bucket, two hex digits: an FNV-1a hash of the key name modulo 64.
 //!
 //! - **Each record is one string** with its version, expiration and metadata inside, so a get
-//!   is one `GET`, a bulk get one `MGET`, and an unconditional put one `SET` pipelined with the
-//!   `ZADD` that names it in its bucket's index. Lua runs only where a condition must be
-//!   checked atomically: a conditional put or delete, which reads the record's header (not its
+//!   is one `GET`, a bulk get one `MGET` (on a cluster, one pipeline of `GET`s per bucket), and
+//!   a put the record's own write followed by the `ZADD` that names it in its bucket's index
+//!   (one pipeline on one node; one after the other on a cluster). The record's write is a
+//!   `SET` when unconditional; a conditional put or delete runs Lua on the record's key alone
+//!   (the condition and the write atomic inside Redis), reading the record's header (not its
 //!   value) with `GETRANGE`. Versions are made by the client (a random per-process salt and a
-//!   counter through a bijective mixer), so a write needs no counter round trip and a version
-//!   is unique per key with overwhelming probability.
+//!   counter through a bijective mixer), so a write needs no counter round trip, a version is
+//!   unique per key with overwhelming probability, and a conditional put sent again after its
+//!   reply was lost finds its own version and reports the write it made, once.
+//! - **The index is updated after the record**, never atomically with it: a name is pruned only
+//!   by a script that finds its record absent, and a writer names its record once it exists, so
+//!   a listing never misses a record present for its whole run. A delete prunes the name right
+//!   after removing the record (best effort); names left behind (a delete racing a put, a
+//!   failed condition on an absent record, expiry) are pruned by the listings that meet them.
 //! - **A namespace spreads over a cluster.** A hash tag per bucket, not per namespace: a
-//!   record, its bucket's index and everything a conditional write checks share one slot, so
-//!   each script and each per-bucket pipeline stays in one slot as Redis Cluster requires,
-//!   while a namespace's 64 buckets land on 64 slots, spread over all masters. Throughput of
+//!   record and its bucket's index share one slot, so each multi-key script (pruning the
+//!   index) and each per-bucket pipeline stays in one slot as Redis Cluster requires, while a
+//!   namespace's 64 buckets land on 64 slots, spread over all masters. Throughput of
 //!   point operations grows with masters (each key is served by one master) until masters
 //!   outnumber the buckets of a hot namespace.
 //! - **Ordered listing** merges the 64 per-bucket ordered indexes: each is read with
@@ -36,16 +44,26 @@
 //!   same instant a `PXAT` would name; with a manual clock in tests it stays consistent). Reads
 //!   also check the expiration against the clock, so an entry is gone at exactly its expiration.
 //! - **Deleting a namespace** replaces each bucket index with a tombstone first (a script per
-//!   bucket), then removes the records it named. A stale handle's unconditional put then fails
-//!   at its `ZADD` and removes the record it just wrote; a conditional one is refused by its
-//!   script. Tombstones stay (64 small keys per deleted namespace): ids are never reused.
+//!   bucket), then removes the records it named. A stale handle's put then fails at its `ZADD`
+//!   and removes the record it just wrote. Tombstones stay (64 small keys per deleted
+//!   namespace): ids are never reused.
 //! - **Isolation**: several apps share one Redis with different prefixes
 //!   (`redis://host:6379/0?prefix=app1`, default `kv`).
+//! - **Slot migration** (a reshard): every command that touches a record's key touches that
+//!   key alone, so it is served by whichever node holds the key while its slot moves key by
+//!   key; a multi-key command would be refused with `TRYAGAIN` for as long as the slot's keys
+//!   are split. Redirections are followed by the backend, not the `redis` crate's cluster
+//!   client: the crate sends `ASKING` and the redirected command as two requests on a shared
+//!   connection, so under concurrency another request can take the one-shot `ASKING`, and the
+//!   bounces that follow make it rebuild its slot map over and over (which could leave it stuck
+//!   in a rebuild). The backend sends `ASKING` and the command as one pipeline, follows `MOVED`,
+//!   and retries transient errors (`TRYAGAIN`, `CLUSTERDOWN`, a lost connection) with a growing
+//!   wait, all within the response timeout.
 //! - **Connection loss**: on one node, one multiplexed connection that reconnects by itself; on
-//!   a cluster, the `redis` crate's cluster client, which follows `MOVED` / `ASK`
-//!   redirections, refreshes its slot map when a node stops answering or a replica is
-//!   promoted, and retries within the response timeout. While Redis is unreachable,
-//!   operations fail fast with [`KvError::Unavailable`] (bounded by the connection and
+//!   a cluster, the `redis` crate's cluster client routes by its slot map, refreshes it after a
+//!   `MOVED` and reconnects to a node that stopped answering, and the backend retries as
+//!   above, so a promoted replica is found within the response timeout. While Redis is
+//!   unreachable, operations fail fast with [`KvError::Unavailable`] (bounded by the connection and
 //!   response timeouts); once it is back, they work again without restarting the app. A write
 //!   is acknowledged when its master acknowledged it; Redis replicates asynchronously, so a
 //!   failover can lose writes acknowledged just before it.

@@ -1,7 +1,7 @@
 //! The write scripts against a real redis-server, with arguments the Rust side never sends: a
-//! script validates every argument before its first write and orders its commands so that the
-//! ones that can fail come first, so a refused or failed call leaves the record, its TTL and the
-//! index exactly as they were.
+//! script validates every argument before its first write, so a refused call leaves the record
+//! and its TTL exactly as they were; and a write sent again after it landed is not applied
+//! twice.
 
 #[path = "../../tests/support/redis_server.rs"]
 mod redis_server;
@@ -49,14 +49,16 @@ async fn redis() -> Redis {
     }
 }
 
-fn record(version: u64, value: &str) -> Vec<u8> {
-    RecordArg::new(
+/// A record of `version` and its encoding.
+fn record(version: u64, value: &str) -> (u64, Vec<u8>) {
+    let bytes = RecordArg::new(
         version,
         Some(1_700_003_600),
         Some("{\"n\":1}"),
         value.as_bytes(),
     )
-    .to_vec()
+    .to_vec();
+    (version, bytes)
 }
 
 /// Everything the scripts may touch, for before/after comparisons.
@@ -67,23 +69,23 @@ struct Snapshot {
 }
 
 impl Redis {
+    /// The `put` script writing `record`, whose version is `version`.
     async fn put(
         &mut self,
         mode: &str,
         expected: &str,
-        record: &[u8],
+        (version, record): (u64, Vec<u8>),
         pttl: &str,
     ) -> RedisResult<i64> {
         self.scripts
             .put
             .key(RECORD)
-            .key(INDEX)
-            .arg("key")
             .arg(mode)
             .arg(expected)
             .arg(NOW)
             .arg(record)
             .arg(pttl)
+            .arg(version)
             .invoke_async(&mut self.conn)
             .await
     }
@@ -92,8 +94,6 @@ impl Redis {
         self.scripts
             .delete
             .key(RECORD)
-            .key(INDEX)
-            .arg("key")
             .arg(mode)
             .arg(expected)
             .arg(NOW)
@@ -150,7 +150,7 @@ impl Redis {
 async fn put_refuses_a_bad_ttl_before_writing() {
     let mut r = redis().await;
     assert_eq!(
-        r.put("overwrite", "", &record(7, "before"), "3600000")
+        r.put("overwrite", "", record(7, "before"), "3600000")
             .await
             .unwrap(),
         1
@@ -161,7 +161,7 @@ async fn put_refuses_a_bad_ttl_before_writing() {
         // Refused whatever the condition (the bad argument is found before the condition).
         for (mode, expected) in [("overwrite", ""), ("version", "7"), ("absent", "")] {
             let context = format!("{mode} {pttl:?}");
-            let outcome = r.put(mode, expected, &record(8, "after"), pttl).await;
+            let outcome = r.put(mode, expected, record(8, "after"), pttl).await;
             assert_eq!(outcome, Ok(-3), "{context}");
             assert_eq!(r.snapshot().await, before, "{context}");
             r.assert_ttl_kept(&context).await;
@@ -169,90 +169,64 @@ async fn put_refuses_a_bad_ttl_before_writing() {
     }
     // The version still matches: the refused writes changed nothing.
     assert_eq!(
-        r.put("version", "7", &record(9, "after"), "3600000")
+        r.put("version", "7", record(9, "after"), "3600000")
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        r.put("version", "7", &record(10, "stale"), "")
+        r.put("version", "7", record(10, "stale"), "")
             .await
             .unwrap(),
         -1
     );
     assert_eq!(
-        r.put("absent", "", &record(11, "taken"), "").await.unwrap(),
+        r.put("absent", "", record(11, "taken"), "").await.unwrap(),
         -1
     );
-    assert_eq!(r.snapshot().await.record, Some(record(9, "after")));
+    assert_eq!(r.snapshot().await.record, Some(record(9, "after").1));
 }
 
 #[tokio::test]
-async fn a_failing_command_comes_before_the_record_is_touched() {
+async fn a_write_sent_again_after_it_landed_is_reported_written_once() {
     let mut r = redis().await;
     assert_eq!(
-        r.put("overwrite", "", &record(1, "before"), "3600000")
-            .await
-            .unwrap(),
-        1
+        r.put("absent", "", record(1, "first"), "3600000").await,
+        Ok(1)
     );
-    // An index of the wrong type (not a tombstone string) makes ZADD fail: that must happen
-    // before the record changes.
-    let () = cmd("DEL")
-        .arg(INDEX)
-        .query_async(&mut r.conn)
-        .await
-        .unwrap();
-    let () = cmd("HSET")
-        .arg(INDEX)
-        .arg("not")
-        .arg("a sorted set")
-        .query_async(&mut r.conn)
-        .await
-        .map(|_: i64| ())
-        .unwrap();
-    let before = r.snapshot().await;
-    for (mode, expected) in [("overwrite", ""), ("version", "1")] {
-        assert!(r
-            .put(mode, expected, &record(2, "after"), "")
-            .await
-            .is_err());
-    }
-    assert_eq!(r.snapshot().await, before, "the record is untouched");
-    r.assert_ttl_kept("failed write").await;
+    // The same call again (its reply was lost): written, not a failed condition.
+    assert_eq!(
+        r.put("absent", "", record(1, "first"), "3600000").await,
+        Ok(1)
+    );
+    assert_eq!(
+        r.put("version", "1", record(2, "second"), "3600000").await,
+        Ok(1)
+    );
+    let after = r.snapshot().await;
+    assert_eq!(
+        r.put("version", "1", record(2, "second"), "3600000").await,
+        Ok(1)
+    );
+    assert_eq!(r.snapshot().await, after, "nothing written twice");
+    r.assert_ttl_kept("retried write").await;
+    // Another write with the same expectation lost the race.
+    assert_eq!(r.put("version", "1", record(3, "third"), "").await, Ok(-1));
+    assert_eq!(r.put("absent", "", record(4, "fourth"), "").await, Ok(-1));
+    assert_eq!(r.snapshot().await, after);
 }
 
 #[tokio::test]
-async fn a_tombstoned_index_refuses_writes_and_a_foreign_value_is_an_error() {
+async fn a_foreign_value_is_an_error_and_stays() {
     let mut r = redis().await;
-    let () = cmd("SET")
-        .arg(INDEX)
-        .arg("deleted")
-        .query_async(&mut r.conn)
-        .await
-        .unwrap();
-    for (mode, expected) in [("overwrite", ""), ("absent", ""), ("version", "1")] {
-        assert_eq!(
-            r.put(mode, expected, &record(1, "v"), "").await,
-            Ok(-2),
-            "{mode}"
-        );
-    }
-    assert_eq!(r.snapshot().await.record, None, "nothing written");
-    assert_eq!(r.delete("overwrite", "").await, Ok(0));
-
-    let () = cmd("DEL")
-        .arg(INDEX)
-        .query_async(&mut r.conn)
-        .await
-        .unwrap();
     let () = cmd("SET")
         .arg(RECORD)
         .arg("not a record")
         .query_async(&mut r.conn)
         .await
         .unwrap();
-    assert!(r.put("version", "1", &record(1, "v"), "").await.is_err());
+    assert!(r.put("version", "1", record(1, "v"), "").await.is_err());
+    assert!(r.put("absent", "", record(1, "v"), "").await.is_err());
     assert!(r.delete("version", "1").await.is_err());
     assert_eq!(
         r.snapshot().await.record.as_deref(),
@@ -263,10 +237,7 @@ async fn a_tombstoned_index_refuses_writes_and_a_foreign_value_is_an_error() {
 #[tokio::test]
 async fn conditional_delete_checks_the_header() {
     let mut r = redis().await;
-    assert_eq!(
-        r.put("overwrite", "", &record(5, "v"), "").await.unwrap(),
-        1
-    );
+    assert_eq!(r.put("overwrite", "", record(5, "v"), "").await.unwrap(), 1);
     assert_eq!(r.delete("version", "4").await, Ok(-1));
     assert_eq!(r.delete("absent", "").await, Ok(-1));
     assert_eq!(r.delete("version", "5").await, Ok(1));

@@ -1,8 +1,9 @@
 //! The Lua scripts: only where a condition must be checked and applied atomically inside
 //! Redis (a conditional put or delete, pruning the index, the namespace catalog).
 //!
-//! Every key a record script touches carries the record's bucket tag, so each script runs
-//! within one cluster slot. A record is one string, `r1 VERSION EXPIRATION|- METALEN\n`, then
+//! A conditional put or delete touches the record's key alone; the scripts that touch a
+//! bucket's index and records together carry the bucket's tag, so each runs within one
+//! cluster slot. A record is one string, `r1 VERSION EXPIRATION|- METALEN\n`, then
 //! the metadata JSON, then the value (see `layout.rs`); the scripts read only its header, with
 //! `GETRANGE`, so a conditional write of a 25 MiB value does not copy the old one into Lua.
 //! A deleted namespace's bucket indexes are string tombstones: a script finds one with `TYPE`.
@@ -34,51 +35,51 @@ local function valid_pttl(pttl)
 end
 "#;
 
-/// `put`: KEYS = record, bucket index; ARGV = name, mode (`overwrite` | `absent` |
-/// `version`), expected version, now (unix seconds), the record, TTL in ms (or empty).
-/// Returns 1 when written, -1 when the condition fails, -2 when the namespace is gone, -3 when
-/// the TTL is invalid (then nothing is written, whatever the condition).
-/// `ZADD` (which fails on an index of another type) runs before the record is replaced.
-/// On one node an unconditional put is a pipelined `SET` and `ZADD` instead; on a cluster it
-/// runs here too, because a slot migration can split a pipeline between two nodes (an `ASK`
-/// retried whole would create the index on the importing node before it is migrated), while a
-/// script is refused with `TRYAGAIN` until its keys are together, and then retried.
+/// `put`: KEYS = the record; ARGV = mode (`overwrite` | `absent` | `version`), expected
+/// version, now (unix seconds), the record, TTL in ms (or empty), the record's new version.
+/// Returns 1 when written, -1 when the condition fails, -3 when the TTL is invalid (then nothing
+/// is written, whatever the condition).
+///
+/// One key only, so a slot migration never refuses it (a multi-key script meets `TRYAGAIN` for
+/// as long as the slot's keys are split between two nodes): the caller names the record in its
+/// bucket's index after this. A record that already carries the new version was written by this
+/// very call, sent again after its reply was lost (a connection dropped, a redirection): that
+/// is reported as written, not as a failed condition, and nothing is written twice.
 const PUT: &str = r#"
-if redis.call('TYPE', KEYS[2]).ok == 'string' then return -2 end
-if not valid_pttl(ARGV[6]) then return -3 end
-local mode = ARGV[2]
+if not valid_pttl(ARGV[5]) then return -3 end
+local mode = ARGV[1]
 if mode ~= 'overwrite' then
-  local live = live_version(KEYS[1], tonumber(ARGV[4]))
+  local live = live_version(KEYS[1], tonumber(ARGV[3]))
   if type(live) == 'table' then return live end
+  if live and live == ARGV[6] then return 1 end
   if mode == 'absent' and live then return -1 end
-  if mode == 'version' and live ~= ARGV[3] then return -1 end
+  if mode == 'version' and live ~= ARGV[2] then return -1 end
 end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-if ARGV[6] == '' then
-  redis.call('SET', KEYS[1], ARGV[5])
+if ARGV[5] == '' then
+  redis.call('SET', KEYS[1], ARGV[4])
 else
-  redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[6])
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
 end
 return 1
 "#;
 
-/// `delete`: KEYS = record, bucket index; ARGV = name, mode, expected version, now.
-/// Returns 1 when a live entry was removed, 0 when there was none, -1 when the condition fails.
-/// A tombstoned index (deleted namespace) is left as it is.
+/// `delete`: KEYS = the record; ARGV = mode, expected version, now. Returns 1 when a live entry
+/// was removed, 0 when there was none, -1 when the condition fails. One key only (see `put`):
+/// the caller then prunes the name from the bucket's index with `PRUNE_INDEX`.
 const DELETE: &str = r#"
-local mode = ARGV[2]
-local live = live_version(KEYS[1], tonumber(ARGV[4]))
+local mode = ARGV[1]
+local live = live_version(KEYS[1], tonumber(ARGV[3]))
 if type(live) == 'table' then return live end
 if mode == 'absent' and live then return -1 end
-if mode == 'version' and live ~= ARGV[3] then return -1 end
-if redis.call('TYPE', KEYS[2]).ok == 'zset' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+if mode == 'version' and live ~= ARGV[2] then return -1 end
 redis.call('DEL', KEYS[1])
 if live then return 1 else return 0 end
 "#;
 
-/// Drops names from a bucket's index whose records are gone (expired by Redis, or deleted
-/// between an unconditional put's `SET` and its `ZADD`), without racing a writer that
-/// re-created one: KEYS = index, then one record key per name; ARGV = the names.
+/// Drops names from a bucket's index whose records are gone (deleted, expired by Redis, or a
+/// put whose condition failed on an absent record), without racing a writer that re-created
+/// one: KEYS = index, then one record key per name; ARGV = the names. A writer names its record
+/// after writing it, so a record present when this runs keeps its name.
 const PRUNE_INDEX: &str = r#"
 if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then return 0 end
 local removed = 0

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use ::redis::{Cmd, RedisError, Value};
+use ::redis::{Cmd, RedisError, RedisResult, Script, Value};
 use kv_core::{
     async_trait, collect_page, is_expired, list_start, Bytes, Capabilities, DeleteOutcome, Entry,
     KeyInfo, KvError, LimitError, ListOptions, ListPage, NamespaceStore, NewEntry, PutOutcome,
@@ -71,6 +71,24 @@ fn decode_metadata(key: &str, json: &[u8]) -> Result<Option<Json>> {
             KIND,
             kv_core::Message(format!("metadata of key {key:?} is not JSON: {e}")),
         )
+    })
+}
+
+/// A command's answer as a value, its server error included (as [`Value::ServerError`]);
+/// a failure to get an answer at all is an error.
+fn answer(result: RedisResult<Value>) -> Result<Value> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(error) => ::redis::ServerError::try_from(error)
+            .map(Value::ServerError)
+            .map_err(redis_error),
+    }
+}
+
+/// The node did not know a script (its cache was flushed, or it is new to the cluster).
+fn is_no_script(value: &Value) -> bool {
+    server_error(value).is_some_and(|error| {
+        error.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
     })
 }
 
@@ -192,8 +210,15 @@ impl RedisNamespace {
         }))
     }
 
-    /// Writes one validated record: a pipelined `SET` and `ZADD` when unconditional on one
-    /// node, the `put` script otherwise.
+    /// Writes one validated record: the record's own write (a `SET` when unconditional, the
+    /// `put` script otherwise), then the `ZADD` that names it in its bucket's index.
+    ///
+    /// In this order a listing never misses a record present for its whole run: a name is only
+    /// pruned while its record is absent, and the write re-adds it once the record exists. A
+    /// delete between the two leaves a name without a record, which listings prune. When the
+    /// `ZADD` fails after the record was written, the put reports the error (as any write
+    /// whose outcome is unknown) and the record is listed once a later write of its key names
+    /// it.
     async fn put_prepared(
         &self,
         key: &str,
@@ -203,52 +228,131 @@ impl RedisNamespace {
     ) -> Result<PutOutcome> {
         let bucket = bucket_of(key.as_bytes());
         let record_key = self.keys.record_in(bucket, key.as_bytes());
-        let mut conn = self.shared.conn.clone();
-        if mode == WriteMode::Overwrite && !self.shared.conn.is_cluster() {
-            // SET, then ZADD, pipelined (one round trip, one slot). In this order a delete
-            // that lands between them leaves a name without a record, which listings prune;
-            // the other order could leave a record no listing shows.
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(self.set_cmd(record_key.clone(), &prepared, &entry.value))
-                .ignore();
-            pipe.zadd(self.keys.index(bucket), key, 0).ignore();
-            return match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => Ok(PutOutcome::Written(Version::from_raw(prepared.version))),
-                Err(error) if is_wrong_type(&error) => {
+        let write = match mode {
+            WriteMode::Overwrite => self.set_cmd(record_key.clone(), &prepared, &entry.value),
+            _ => {
+                let (mode_name, expected) = mode_args(mode);
+                let record = RecordArg::new(
+                    prepared.version,
+                    prepared.expiration,
+                    prepared.meta.as_deref(),
+                    &entry.value,
+                );
+                let pttl = prepared.pttl.map(|ms| ms.to_string()).unwrap_or_default();
+                let mut cmd = ::redis::cmd("EVALSHA");
+                cmd.arg(self.shared.scripts.put.get_hash())
+                    .arg(1)
+                    .arg(record_key.clone())
+                    .arg(mode_name)
+                    .arg(expected)
+                    .arg(self.shared.clock.unix_secs())
+                    .arg(record)
+                    .arg(pttl)
+                    .arg(prepared.version);
+                cmd
+            }
+        };
+        let mut name = ::redis::cmd("ZADD");
+        name.arg(self.keys.index(bucket)).arg(0).arg(key);
+        let (written, named) = self
+            .write_then_index(write, name, &[&self.shared.scripts.put], |written| {
+                matches!(written, Value::Okay | Value::Int(1))
+            })
+            .await?;
+        let outcome = match written {
+            Value::Okay | Value::Int(1) => PutOutcome::Written(Version::from_raw(prepared.version)),
+            Value::Int(-1) => PutOutcome::ConditionFailed,
+            Value::ServerError(error) => return Err(redis_error(error.into())),
+            _ => return Err(invalid_arguments()),
+        };
+        match named.as_ref().and_then(server_error) {
+            // A deleted namespace's tombstone refused the name: take the record back out.
+            Some(error) if is_wrong_type(&error) => {
+                if matches!(outcome, PutOutcome::Written(_)) {
                     Err(self.undo_into_gone(vec![record_key]).await)
+                } else {
+                    Err(self.gone())
                 }
-                Err(error) => Err(redis_error(error)),
+            }
+            Some(error) => Err(redis_error(error)),
+            None => Ok(outcome),
+        }
+    }
+
+    /// Sends a record's own write, then the index update that follows it: on one node as one
+    /// pipeline (one round trip, in this order); on a cluster one after the other, each to the
+    /// node that holds its key (so a slot migrating key by key never splits them), the second
+    /// only when `index_after` says the first's answer calls for it. Each answer comes back as
+    /// a value, a command's error as its [`Value::ServerError`]. A script the node did not know
+    /// is loaded and the pair sent again (the script had not run; the index update is
+    /// idempotent, and sent again after the write keeps its order).
+    async fn write_then_index(
+        &self,
+        write: Cmd,
+        index: Cmd,
+        scripts: &[&Script],
+        index_after: impl Fn(&Value) -> bool,
+    ) -> Result<(Value, Option<Value>)> {
+        let mut conn = self.shared.conn.clone();
+        let mut loaded = false;
+        loop {
+            let (first, second) = if conn.is_cluster() {
+                let first = answer(write.query_async(&mut conn).await)?;
+                let second = if index_after(&first) {
+                    Some(answer(index.query_async(&mut conn).await)?)
+                } else {
+                    None
+                };
+                (first, second)
+            } else {
+                let mut pipe = ::redis::pipe();
+                pipe.ignore_errors();
+                pipe.add_command(write.clone()).add_command(index.clone());
+                let mut values: Vec<Value> =
+                    pipe.query_async(&mut conn).await.map_err(redis_error)?;
+                let second = values.pop();
+                (values.pop().unwrap_or(Value::Nil), second)
             };
+            let unknown_script = is_no_script(&first);
+            if (unknown_script || second.as_ref().is_some_and(is_no_script)) && !loaded {
+                for script in scripts {
+                    script.load_async(&mut conn).await.map_err(redis_error)?;
+                }
+                loaded = true;
+                if unknown_script {
+                    continue;
+                }
+            }
+            return Ok((first, second));
         }
-        let (mode_name, expected) = mode_args(mode);
-        let record = RecordArg::new(
-            prepared.version,
-            prepared.expiration,
-            prepared.meta.as_deref(),
-            &entry.value,
-        );
-        let pttl = prepared.pttl.map(|ms| ms.to_string()).unwrap_or_default();
-        let outcome: i64 = self
-            .shared
-            .scripts
-            .put
-            .key(record_key)
-            .key(self.keys.index(bucket))
-            .arg(key)
-            .arg(mode_name)
-            .arg(expected)
-            .arg(self.shared.clock.unix_secs())
-            .arg(record)
-            .arg(pttl)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        match outcome {
-            1 => Ok(PutOutcome::Written(Version::from_raw(prepared.version))),
-            -1 => Ok(PutOutcome::ConditionFailed),
-            -2 => Err(self.gone()),
-            _ => Err(invalid_arguments()),
+    }
+
+    /// A bulk get on a cluster: one pipeline of `GET`s per bucket, all at once. Not one `MGET`:
+    /// a multi-key command is refused with `TRYAGAIN` for as long as a migration splits its
+    /// slot's keys between two nodes, while single-key commands follow their key.
+    async fn get_many_by_bucket(&self, keys: &[String]) -> Result<Vec<Option<Entry>>> {
+        let mut groups: Vec<Vec<Cmd>> = vec![Vec::new(); BUCKETS];
+        let buckets: Vec<usize> = keys.iter().map(|key| bucket_of(key.as_bytes())).collect();
+        for (key, bucket) in keys.iter().zip(&buckets) {
+            let mut get = ::redis::cmd("GET");
+            get.arg(self.keys.record_in(*bucket, key.as_bytes()));
+            groups[*bucket].push(get);
         }
+        let answers = self.shared.conn.query_groups(groups).await?;
+        let mut answers: Vec<std::vec::IntoIter<Value>> =
+            answers.into_iter().map(Vec::into_iter).collect();
+        keys.iter()
+            .zip(buckets)
+            .map(|(key, bucket)| {
+                let value = answers[bucket].next().unwrap_or(Value::Nil);
+                if let Some(error) = server_error(&value) {
+                    return Err(redis_error(error));
+                }
+                let raw: Option<Vec<u8>> = ::redis::from_redis_value(value)
+                    .map_err(|e| redis_error(RedisError::from(e)))?;
+                self.to_entry(key, raw)
+            })
+            .collect()
     }
 
     fn gone(&self) -> KvError {
@@ -297,7 +401,10 @@ impl NamespaceStore for RedisNamespace {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // One MGET: on a cluster the client splits it by slot and reassembles the answers.
+        if self.shared.conn.is_cluster() {
+            return self.get_many_by_bucket(keys).await;
+        }
+        // One MGET on one node.
         let mut cmd = ::redis::cmd("MGET");
         for key in keys {
             cmd.arg(self.keys.record(key.as_bytes()));
@@ -318,26 +425,45 @@ impl NamespaceStore for RedisNamespace {
     async fn delete(&self, key: &str, mode: WriteMode) -> Result<DeleteOutcome> {
         let (mode_name, expected) = mode_args(mode);
         let bucket = bucket_of(key.as_bytes());
-        let mut conn = self.shared.conn.clone();
-        let outcome: i64 = self
-            .shared
-            .scripts
-            .delete
-            .key(self.keys.record_in(bucket, key.as_bytes()))
-            .key(self.keys.index(bucket))
-            .arg(key)
+        let record_key = self.keys.record_in(bucket, key.as_bytes());
+        let mut delete = ::redis::cmd("EVALSHA");
+        delete
+            .arg(self.shared.scripts.delete.get_hash())
+            .arg(1)
+            .arg(record_key.clone())
             .arg(mode_name)
             .arg(expected)
-            .arg(self.shared.clock.unix_secs())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
-        Ok(match outcome {
-            -1 => DeleteOutcome::ConditionFailed,
-            existed => DeleteOutcome::Deleted {
+            .arg(self.shared.clock.unix_secs());
+        // The name leaves the index only if the record is still gone when the prune runs.
+        let mut prune = ::redis::cmd("EVALSHA");
+        prune
+            .arg(self.shared.scripts.prune_index.get_hash())
+            .arg(2)
+            .arg(self.keys.index(bucket))
+            .arg(record_key)
+            .arg(key);
+        let scripts = [
+            &self.shared.scripts.delete,
+            &self.shared.scripts.prune_index,
+        ];
+        let (deleted, pruned) = self
+            .write_then_index(delete, prune, &scripts, |deleted| {
+                matches!(deleted, Value::Int(0 | 1))
+            })
+            .await?;
+        // Best effort: a prune refused (its two keys split by a slot migration) leaves a name
+        // that the next listing to meet it prunes.
+        if let Some(error) = pruned.as_ref().and_then(server_error) {
+            tracing::debug!(ns = %self.id, %error, "a deleted name stays in the index for now");
+        }
+        match deleted {
+            Value::Int(-1) => Ok(DeleteOutcome::ConditionFailed),
+            Value::Int(existed) => Ok(DeleteOutcome::Deleted {
                 existed: existed == 1,
-            },
-        })
+            }),
+            Value::ServerError(error) => Err(redis_error(error.into())),
+            _ => Err(invalid_arguments()),
+        }
     }
 
     async fn put_many(&self, items: Vec<(String, NewEntry)>) -> Result<()> {
@@ -584,7 +710,10 @@ impl RedisNamespace {
         }
         for (bucket, names) in vanished.iter().enumerate() {
             if !names.is_empty() {
-                self.prune(bucket, names).await?;
+                // Best effort: the names are left out of this page either way.
+                if let Err(error) = self.prune(bucket, names).await {
+                    tracing::debug!(ns = %self.id, %error, "could not prune vanished names");
+                }
             }
         }
         Ok(())
