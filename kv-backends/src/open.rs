@@ -44,7 +44,12 @@ pub async fn open_url(url: &StoreUrl, options: OpenOptions) -> Result<Store> {
 /// The store of the backend a URL names, when that backend is compiled in.
 // With no backend feature, every arm but the last is compiled out and `clock` goes unused.
 #[cfg_attr(
-    not(any(feature = "memory", feature = "file", feature = "http", feature = "redis")),
+    not(any(
+        feature = "memory",
+        feature = "file",
+        feature = "http",
+        feature = "redis"
+    )),
     allow(unused_variables)
 )]
 async fn backend_store(url: &StoreUrl, clock: SharedClock) -> Result<Store> {

@@ -23,9 +23,9 @@ use super::layer::{Config, State};
 use super::policy::{self, NotStored, Windows};
 use super::range::{self, Plan};
 use super::stats::{CacheStats, Counters};
-use crate::shared::singleflight::Join;
 use super::trim;
 use super::vary;
+use crate::shared::singleflight::Join;
 
 /// The service [`CacheLayer`](super::CacheLayer) wraps around an inner service.
 ///

@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kv_core::Namespace;
 
 use super::backoff::Backoff;
-use crate::shared::singleflight::Flights;
 use super::stats::{Counters, Events};
+use crate::shared::singleflight::Flights;
 
 pub(crate) use self::judge::Verdict;
 pub(crate) use self::refresh::Settled;

@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use super::{Engine, Settings};
-use crate::shared::singleflight::Leader;
 use crate::cache::stats::{CacheEvent, Counters};
+use crate::shared::singleflight::Leader;
 
 /// How a fetch ended, for the key's backoff, the counters and the refresh's event.
 #[derive(Debug, Clone, PartialEq, Eq)]
