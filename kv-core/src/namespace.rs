@@ -494,6 +494,36 @@ impl Namespace {
         entry: NewEntry,
         mode: WriteMode,
     ) -> Result<PutOutcome> {
+        self.check_entry(key, &entry, mode)?;
+        self.put_checked(key, entry, mode).await
+    }
+
+    /// [`put_entry`](Self::put_entry) for a store that answers at once (the memory backend),
+    /// without a future: `Ok` with the answer (or the error of a check), or `Err` giving the
+    /// entry back when the store would have to wait (nothing was written; await
+    /// [`put_entry`](Self::put_entry) then). For a hot path that decides synchronously, such
+    /// as a rate limiter admitting a request inside `Service::call`. Checked as `put_entry`
+    /// checks; an answered write has its `kv.store` span like every other call (created when
+    /// the store answered, so a declined attempt leaves no span behind).
+    pub fn put_entry_now(
+        &self,
+        key: &str,
+        entry: NewEntry,
+        mode: WriteMode,
+    ) -> std::result::Result<Result<PutOutcome>, NewEntry> {
+        if let Err(error) = self.check_entry(key, &entry, mode) {
+            return Ok(Err(error));
+        }
+        let start = CallSpan::clock_if_listened();
+        let result = self.inner.put_now(key, entry, mode)?;
+        CallSpan::started_at(self.inner.kind(), &self.id, "put", start)
+            .finish(&result, put_outcome);
+        Ok(result)
+    }
+
+    /// The checks of [`put_entry`](Self::put_entry): key, value and metadata limits, an
+    /// expiration the limits allow, and a conditional mode only on a store with atomic writes.
+    fn check_entry(&self, key: &str, entry: &NewEntry, mode: WriteMode) -> Result<()> {
         self.limits.check_key(key)?;
         self.limits.check_value(key, entry.value.len())?;
         self.check_metadata(key, entry.metadata.as_ref())?;
@@ -501,8 +531,7 @@ impl Namespace {
             self.limits
                 .resolve_expiry(Some(crate::types::Expiry::At(expiration)), self.clock.now())?;
         }
-        self.check_mode(mode, "conditional put")?;
-        self.put_checked(key, entry, mode).await
+        self.check_mode(mode, "conditional put")
     }
 
     /// The store call of a put whose entry and mode are checked.
@@ -511,10 +540,7 @@ impl Namespace {
             "put",
             || self.inner.put_now(key, entry, mode),
             |entry| self.inner.put(key, entry, mode),
-            |outcome| match outcome {
-                PutOutcome::Written(_) => "written",
-                PutOutcome::ConditionFailed => "condition_failed",
-            },
+            put_outcome,
         )
         .await
     }
@@ -671,6 +697,14 @@ impl Namespace {
             });
         }
         Ok(())
+    }
+}
+
+/// How a put's span names its successful outcome.
+fn put_outcome(outcome: &PutOutcome) -> &'static str {
+    match outcome {
+        PutOutcome::Written(_) => "written",
+        PutOutcome::ConditionFailed => "condition_failed",
     }
 }
 

@@ -52,6 +52,30 @@ impl CallSpan {
         CallSpan { span, start }
     }
 
+    /// The start time of a call whose span is made only once the call answered (see
+    /// [`started_at`](Self::started_at)): read when a subscriber may want `DEBUG` spans.
+    #[inline]
+    pub(crate) fn clock_if_listened() -> Option<Instant> {
+        tracing::level_enabled!(tracing::Level::DEBUG).then(Instant::now)
+    }
+
+    /// Opens the span of a call that already ran, from `start` (of
+    /// [`clock_if_listened`](Self::clock_if_listened)): for a synchronous attempt that may
+    /// be declined, so that a declined attempt leaves no span.
+    #[inline]
+    pub(crate) fn started_at(
+        backend: &'static str,
+        namespace: &str,
+        operation: &'static str,
+        start: Option<Instant>,
+    ) -> Self {
+        let mut call = Self::start(backend, namespace, operation);
+        if call.start.is_some() {
+            call.start = start.or(call.start);
+        }
+        call
+    }
+
     /// Records the outcome and the duration; `outcome` names a successful result.
     #[inline]
     pub(crate) fn finish<T>(self, result: &Result<T>, outcome: impl FnOnce(&T) -> &'static str) {

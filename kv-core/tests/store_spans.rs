@@ -227,6 +227,23 @@ fn spans_of(store: MapStore) -> Vec<Captured> {
             ns.delete("a").await.unwrap();
             ns.delete("a").await.unwrap();
             assert!(ns.list(&ListOptions::new()).await.unwrap().keys.is_empty());
+            // A synchronous attempt: a store that answers at once gives one span; one that
+            // must wait gives the entry back and no span, and the awaited put gives one.
+            let entry = NewEntry {
+                value: "3".into(),
+                metadata: None,
+                expiration: None,
+            };
+            match ns.put_entry_now("b", entry, WriteMode::Overwrite) {
+                Ok(answered) => assert!(matches!(answered.unwrap(), PutOutcome::Written(_))),
+                Err(entry) => {
+                    let outcome = ns
+                        .put_entry("b", entry, WriteMode::Overwrite)
+                        .await
+                        .unwrap();
+                    assert!(matches!(outcome, PutOutcome::Written(_)));
+                }
+            }
             // Refused by the limits before any store call: no span.
             assert!(ns.get("").await.is_err());
         });
@@ -245,6 +262,7 @@ fn check(spans: &[Captured], backend: &str) {
         ("delete", "deleted"),
         ("delete", "absent"),
         ("list", "ok"),
+        ("put", "written"),
     ];
     let seen: Vec<(&str, &str)> = spans
         .iter()

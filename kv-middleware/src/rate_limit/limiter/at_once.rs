@@ -44,22 +44,18 @@ impl Inner {
         keys.resize_with(1, String::new);
         store_key(&mut keys[0], &quota.name, key);
         let written = match self.write_now(&keys[0], Some(stored), decision.tat, now) {
-            Ok(Ok(Ok(PutOutcome::Written(version)))) => version,
-            Ok(Err(_declined)) => return None,
-            Ok(Ok(Ok(PutOutcome::ConditionFailed))) => {
+            Ok(Ok(PutOutcome::Written(version))) => version,
+            Err(_declined) => return None,
+            Ok(Ok(PutOutcome::ConditionFailed)) => {
                 // Another process changed the state: forgotten, so that the asynchronous
                 // check reads it before it writes.
                 bump(&self.counters.conflicts);
                 remembered.remove(&hash);
                 return None;
             }
-            Ok(Ok(Err(error))) => {
+            Ok(Err(error)) => {
                 remembered.remove(&hash);
                 return Some(Err(error.into()));
-            }
-            Err(error) => {
-                remembered.remove(&hash);
-                return Some(Err(error));
             }
         };
         if let Some(known) = remembered.get_mut(&hash) {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kv_core::{unix_secs, Bytes, KvError, NewEntry, PutOutcome, Version, WriteMode};
+use kv_core::{unix_secs, Bytes, NewEntry, PutOutcome, Version, WriteMode};
 
 use super::memory::{update_known, Stored, Stripe};
 use super::outcome::{few, Few, Outcome, QuotaOutcome, RateLimitError};
@@ -283,26 +283,26 @@ impl Inner {
         tat: Nanos,
         now: Nanos,
     ) -> Result<PutOutcome, RateLimitError> {
-        match self.write_now(key, expected, tat, now)? {
+        match self.write_now(key, expected, tat, now) {
             Ok(answered) => Ok(answered?),
             Err((mut entry, mode, ttl)) => {
                 // Awaited: the TTL counts from the clock as the write is sent.
                 entry.expiration = Some(unix_secs(self.clock.now()).saturating_add(ttl));
-                Ok(self.namespace.raw().put(key, entry, mode).await?)
+                Ok(self.namespace.put_entry(key, entry, mode).await?)
             }
         }
     }
 
     /// The write of [`write`](Self::write) for a store that answers at once: `Ok(answer)`, or
     /// `Err` giving back the entry, its mode and its TTL when the store declines (nothing was
-    /// written then). The outer error is a key or value over the namespace's limits.
+    /// written then). A key or value over the namespace's limits is an answered error.
     pub(super) fn write_now(
         &self,
         key: &str,
         expected: Option<Stored>,
         tat: Nanos,
         now: Nanos,
-    ) -> Result<AnsweredOrDeclined, RateLimitError> {
+    ) -> AnsweredOrDeclined {
         bump(&self.counters.writes);
         let mode = match (self.exact, expected) {
             (false, _) => WriteMode::Overwrite,
@@ -313,31 +313,19 @@ impl Inner {
         // of the current second already gone.
         let matters = gcra::ceil_secs(Duration::from_nanos(tat.saturating_sub(now)));
         let ttl = matters.saturating_add(1).max(self.min_ttl_secs);
-        // What `Namespace::put_entry` would check and build, without its `kv.store` span
-        // (this runs for every admitted request, and the span costs more than the write to
-        // the memory backend: see BENCHMARKS.md): the key and value limits; the TTL, never
-        // under the store's minimum (a remote store refuses a TTL under its minimum, so it
-        // must not start earlier than the write is sent); a conditional mode only when the
-        // store has atomic writes (checked when the limiter was built).
-        let limits = self.namespace.limits();
-        limits.check_key(key).map_err(KvError::from)?;
-        let value = Bytes::copy_from_slice(itoa::Buffer::new().format(tat).as_bytes());
-        limits
-            .check_value(key, value.len())
-            .map_err(KvError::from)?;
         // A store that answers at once (the memory backend) does so here, without the boxed
         // future of its asynchronous `put`; no time has passed since `now` for it, so the TTL
-        // counts from there (one clock read less).
+        // counts from there. The TTL is never under the store's minimum (a remote store
+        // refuses a TTL under its minimum, so it must not start earlier than the write is
+        // sent, which `write` sees to when the store declines).
         let entry = NewEntry {
-            value,
+            value: Bytes::copy_from_slice(itoa::Buffer::new().format(tat).as_bytes()),
             metadata: None,
             expiration: Some((now / 1_000_000_000).saturating_add(ttl)),
         };
-        Ok(self
-            .namespace
-            .raw()
-            .put_now(key, entry, mode)
-            .map_err(|entry| (entry, mode, ttl)))
+        self.namespace
+            .put_entry_now(key, entry, mode)
+            .map_err(|entry| (entry, mode, ttl))
     }
 
     /// The outcome of a check. For a denied request, the quotas that would have admitted it
