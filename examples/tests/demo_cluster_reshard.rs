@@ -93,25 +93,14 @@ fn move_slots(
             continue;
         }
         loop {
-            let keys = cli_text(
+            let keys = RedisCluster::cli_text(
                 source.port,
                 &["CLUSTER", "GETKEYSINSLOT", &slot.to_string(), "100"],
             );
             if keys.is_empty() {
                 break;
             }
-            let target_port = target.port.to_string();
-            let mut args = vec![
-                "MIGRATE",
-                "127.0.0.1",
-                &target_port,
-                "",
-                "0",
-                "5000",
-                "KEYS",
-            ];
-            args.extend(keys.lines());
-            assert_eq!(cli_text(source.port, &args), "OK", "MIGRATE slot {slot}");
+            RedisCluster::migrate(source.port, target.port, keys.lines());
         }
     }
     let owner = each(&|slot| format!("CLUSTER SETSLOT {slot} NODE {}", target.id));
@@ -125,18 +114,12 @@ fn move_slots(
     cluster.wait_until_ok(Duration::from_secs(30));
 }
 
-fn cli_text(port: u16, args: &[&str]) -> String {
-    String::from_utf8_lossy(&RedisCluster::cli(port, args).stdout)
-        .trim()
-        .to_owned()
-}
-
 /// The limit's record key for this client, the master that holds it, and its slot.
 fn find_limit_key(cluster: &RedisCluster) -> (String, redis_cluster::NodeInfo, u16) {
     for master in cluster.masters() {
-        let keys = cli_text(master.port, &["--scan", "--pattern", "*:k:api:*"]);
+        let keys = RedisCluster::cli_text(master.port, &["--scan", "--pattern", "*:k:api:*"]);
         if let Some(key) = keys.lines().next() {
-            let slot = cli_text(master.port, &["CLUSTER", "KEYSLOT", key])
+            let slot = RedisCluster::cli_text(master.port, &["CLUSTER", "KEYSLOT", key])
                 .parse()
                 .unwrap();
             return (key.to_owned(), master, slot);
@@ -258,8 +241,9 @@ async fn the_limit_stays_exact_while_its_slot_moves() {
     // across the move from both processes at once, paced so that the checks span it; then keep
     // asking until well past the quota.
     let started = Instant::now();
-    let importing =
-        || cli_text(target.port, &["CLUSTER", "NODES"]).contains(&format!("[{slot}-<-"));
+    let importing = || {
+        RedisCluster::cli_text(target.port, &["CLUSTER", "NODES"]).contains(&format!("[{slot}-<-"))
+    };
     while !importing() && !moved.load(Ordering::SeqCst) {
         assert!(
             started.elapsed() < Duration::from_secs(60),

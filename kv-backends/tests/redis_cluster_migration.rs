@@ -26,14 +26,8 @@ const CANDIDATES: usize = 400;
 /// while the slot's keys are split would exhaust the client's retries.
 const PAUSE: Duration = Duration::from_millis(600);
 
-fn cli_text(port: u16, args: &[&str]) -> String {
-    String::from_utf8_lossy(&RedisCluster::cli(port, args).stdout)
-        .trim()
-        .to_owned()
-}
-
 fn cli_ok(port: u16, args: &[&str]) {
-    let answer = cli_text(port, args);
+    let answer = RedisCluster::cli_text(port, args);
     assert_eq!(answer, "OK", "redis-cli -p {port} {args:?}");
 }
 
@@ -41,7 +35,7 @@ fn cli_ok(port: u16, args: &[&str]) {
 fn stored_keys(cluster: &RedisCluster) -> Vec<(String, u16)> {
     let mut keys = Vec::new();
     for master in cluster.masters() {
-        for key in cli_text(master.port, &["--scan", "--pattern", "{mig:*"]).lines() {
+        for key in RedisCluster::cli_text(master.port, &["--scan", "--pattern", "{mig:*"]).lines() {
             keys.push((key.to_owned(), master.port));
         }
     }
@@ -206,7 +200,7 @@ async fn conditional_puts_stay_exact_while_their_slot_migrates_key_by_key() {
     );
     order.push(hot_key.clone());
 
-    let slot: u16 = cli_text(source_port, &["CLUSTER", "KEYSLOT", &hot_key])
+    let slot: u16 = RedisCluster::cli_text(source_port, &["CLUSTER", "KEYSLOT", &hot_key])
         .parse()
         .unwrap();
     let masters = cluster.masters();
@@ -249,48 +243,22 @@ async fn conditional_puts_stay_exact_while_their_slot_migrates_key_by_key() {
                 source.port,
                 &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target.id],
             );
-            let target_port = target.port.to_string();
             for key in &order {
                 std::thread::sleep(PAUSE);
-                let answer = cli_text(
-                    source.port,
-                    &[
-                        "MIGRATE",
-                        "127.0.0.1",
-                        &target_port,
-                        "",
-                        "0",
-                        "5000",
-                        "KEYS",
-                        key,
-                    ],
-                );
-                assert_eq!(answer, "OK", "MIGRATE {key}");
+                RedisCluster::migrate(source.port, target.port, [key.as_str()]);
             }
             // Anything else in the slot (another test's keys never share it; be thorough).
             loop {
-                let left = cli_text(source.port, &["CLUSTER", "GETKEYSINSLOT", &slot, "10"]);
+                let left =
+                    RedisCluster::cli_text(source.port, &["CLUSTER", "GETKEYSINSLOT", &slot, "10"]);
                 let Some(key) = left.lines().next() else {
                     break;
                 };
-                let answer = cli_text(
-                    source.port,
-                    &[
-                        "MIGRATE",
-                        "127.0.0.1",
-                        &target_port,
-                        "",
-                        "0",
-                        "5000",
-                        "KEYS",
-                        key,
-                    ],
-                );
-                assert_eq!(answer, "OK", "MIGRATE {key}");
+                RedisCluster::migrate(source.port, target.port, [key]);
             }
             std::thread::sleep(PAUSE);
             for master in cluster.masters() {
-                let _ = cli_text(
+                let _ = RedisCluster::cli_text(
                     master.port,
                     &["CLUSTER", "SETSLOT", &slot, "NODE", &target.id],
                 );
@@ -305,7 +273,7 @@ async fn conditional_puts_stay_exact_while_their_slot_migrates_key_by_key() {
         task.await.unwrap();
     }
 
-    let left = cli_text(
+    let left = RedisCluster::cli_text(
         source_port,
         &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()],
     );

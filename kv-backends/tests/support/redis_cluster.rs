@@ -158,8 +158,26 @@ impl RedisCluster {
             .expect("redis-cli runs")
     }
 
-    fn cli_text(port: u16, args: &[&str]) -> String {
-        String::from_utf8_lossy(&Self::cli(port, args).stdout).into_owned()
+    /// What `redis-cli -p PORT ARGS...` printed, trimmed.
+    pub fn cli_text(port: u16, args: &[&str]) -> String {
+        String::from_utf8_lossy(&Self::cli(port, args).stdout)
+            .trim()
+            .to_owned()
+    }
+
+    /// Moves `keys` from the master at `source` to the one at `target` with one `MIGRATE`.
+    pub fn migrate<'a>(source: u16, target: u16, keys: impl IntoIterator<Item = &'a str>) {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let target = target.to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &target, "", "0", "5000", "KEYS"];
+        let first = args.len();
+        // Reborrowed so that the arguments may live shorter than the keys.
+        args.extend(keys.iter().map(|key| &key[..]));
+        let answer = Self::cli_text(source, &args);
+        assert_eq!(answer, "OK", "MIGRATE {:?}", &args[first..]);
     }
 
     /// The cluster as `port` sees it.
