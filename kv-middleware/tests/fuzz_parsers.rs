@@ -390,7 +390,7 @@ mod forwarded {
             (
                 ClientIp::trusting(TRUSTED)
                     .unwrap()
-                    .header(ForwardedHeader::Forwarded),
+                    .with_header(ForwardedHeader::Forwarded),
                 "forwarded",
             ),
         ]

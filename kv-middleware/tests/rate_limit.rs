@@ -207,7 +207,7 @@ async fn trusted_proxies_are_walked_right_to_left_and_spoofed_entries_ignored() 
     let layer = RateLimitLayer::new(limiter(&fx, "fwd", "1/min")).with_key(
         ClientIp::trusting(["10.0.0.0/8"])
             .unwrap()
-            .header(ForwardedHeader::Forwarded),
+            .with_header(ForwardedHeader::Forwarded),
     );
     let app = self::app(layer);
     let forwarded = |value: &str| {
@@ -254,7 +254,7 @@ async fn ipv6_clients_are_grouped_by_their_64() {
     assert!(stored.is_some());
 
     let exact = RateLimitLayer::new(limiter(&fx, "exact", "1/min"))
-        .with_key(PeerIp::new().ipv6_prefix(128));
+        .with_key(PeerIp::new().with_ipv6_prefix(128));
     let app = self::app(exact);
     assert_eq!(
         status(&app, get_from("/", "[2001:db8:1:2::1]:1000")).await,

@@ -40,15 +40,29 @@ impl PeerIp {
         Self::default()
     }
 
+    /// Renamed [`with_ipv6_prefix`](Self::with_ipv6_prefix).
+    #[deprecated(note = "renamed `with_ipv6_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv6_prefix(self, prefix: u8) -> Self {
+        self.with_ipv6_prefix(prefix)
+    }
+
     /// Groups IPv6 peers by this prefix length instead of /64 (128: every address alone).
-    pub fn ipv6_prefix(mut self, prefix: u8) -> Self {
-        self.grouping = self.grouping.ipv6_prefix(prefix);
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.grouping = self.grouping.with_ipv6_prefix(prefix);
         self
     }
 
+    /// Renamed [`with_ipv4_prefix`](Self::with_ipv4_prefix).
+    #[deprecated(note = "renamed `with_ipv4_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv4_prefix(self, prefix: u8) -> Self {
+        self.with_ipv4_prefix(prefix)
+    }
+
     /// Groups IPv4 peers by this prefix length instead of /32.
-    pub fn ipv4_prefix(mut self, prefix: u8) -> Self {
-        self.grouping = self.grouping.ipv4_prefix(prefix);
+    pub fn with_ipv4_prefix(mut self, prefix: u8) -> Self {
+        self.grouping = self.grouping.with_ipv4_prefix(prefix);
         self
     }
 }

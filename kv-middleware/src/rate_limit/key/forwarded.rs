@@ -68,21 +68,42 @@ impl ClientIp {
         }
     }
 
+    /// Renamed [`with_header`](Self::with_header).
+    #[deprecated(note = "renamed `with_header`")]
+    #[doc(hidden)]
+    pub fn header(self, header: ForwardedHeader) -> Self {
+        self.with_header(header)
+    }
+
     /// Reads this header instead of `X-Forwarded-For`.
-    pub fn header(mut self, header: ForwardedHeader) -> Self {
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
         self.header = header;
         self
     }
 
+    /// Renamed [`with_ipv6_prefix`](Self::with_ipv6_prefix).
+    #[deprecated(note = "renamed `with_ipv6_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv6_prefix(self, prefix: u8) -> Self {
+        self.with_ipv6_prefix(prefix)
+    }
+
     /// Groups IPv6 clients by this prefix length instead of /64.
-    pub fn ipv6_prefix(mut self, prefix: u8) -> Self {
-        self.grouping = self.grouping.ipv6_prefix(prefix);
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.grouping = self.grouping.with_ipv6_prefix(prefix);
         self
     }
 
+    /// Renamed [`with_ipv4_prefix`](Self::with_ipv4_prefix).
+    #[deprecated(note = "renamed `with_ipv4_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv4_prefix(self, prefix: u8) -> Self {
+        self.with_ipv4_prefix(prefix)
+    }
+
     /// Groups IPv4 clients by this prefix length instead of /32.
-    pub fn ipv4_prefix(mut self, prefix: u8) -> Self {
-        self.grouping = self.grouping.ipv4_prefix(prefix);
+    pub fn with_ipv4_prefix(mut self, prefix: u8) -> Self {
+        self.grouping = self.grouping.with_ipv4_prefix(prefix);
         self
     }
 
@@ -264,7 +285,7 @@ mod tests {
     fn a_client_cannot_forge_or_swallow_entries_appended_after_its_own() {
         let forwarded = ClientIp::trusting(["10.0.0.0/8"])
             .unwrap()
-            .header(ForwardedHeader::Forwarded);
+            .with_header(ForwardedHeader::Forwarded);
         let peer = ip("10.0.0.2");
         // The client opened a quoted string and never closed it; proxies appended the client's
         // real address (203.0.113.9) and their own. Read from the left, the quote swallowed
@@ -354,7 +375,7 @@ mod tests {
 
         let forwarded = ClientIp::trusting(["10.0.0.0/8"])
             .unwrap()
-            .header(ForwardedHeader::Forwarded);
+            .with_header(ForwardedHeader::Forwarded);
         let h = headers(&[(
             "forwarded",
             "for=6.6.6.6, for=203.0.113.9;proto=https, for=10.0.0.7",

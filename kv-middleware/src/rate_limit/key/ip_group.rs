@@ -28,14 +28,28 @@ impl IpGrouping {
         Self::default()
     }
 
+    /// Renamed [`with_ipv4_prefix`](Self::with_ipv4_prefix).
+    #[deprecated(note = "renamed `with_ipv4_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv4_prefix(self, prefix: u8) -> Self {
+        self.with_ipv4_prefix(prefix)
+    }
+
     /// Groups IPv4 addresses by this prefix length (clamped to 0..=32).
-    pub fn ipv4_prefix(mut self, prefix: u8) -> Self {
+    pub fn with_ipv4_prefix(mut self, prefix: u8) -> Self {
         self.v4_prefix = prefix.min(32);
         self
     }
 
+    /// Renamed [`with_ipv6_prefix`](Self::with_ipv6_prefix).
+    #[deprecated(note = "renamed `with_ipv6_prefix`")]
+    #[doc(hidden)]
+    pub fn ipv6_prefix(self, prefix: u8) -> Self {
+        self.with_ipv6_prefix(prefix)
+    }
+
     /// Groups IPv6 addresses by this prefix length (clamped to 0..=128).
-    pub fn ipv6_prefix(mut self, prefix: u8) -> Self {
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
         self.v6_prefix = prefix.min(128);
         self
     }
@@ -116,10 +130,10 @@ mod tests {
         );
         assert_eq!(grouping.group(ip("203.0.113.7")), "203.0.113.7");
         assert_eq!(grouping.group(ip("::ffff:203.0.113.7")), "203.0.113.7");
-        let wide = grouping.ipv6_prefix(48).ipv4_prefix(24);
+        let wide = grouping.with_ipv6_prefix(48).with_ipv4_prefix(24);
         assert_eq!(wide.group(ip("2001:db8:1:2::1")), "2001:db8:1::/48");
         assert_eq!(wide.group(ip("203.0.113.7")), "203.0.113.0/24");
-        let exact = IpGrouping::new().ipv6_prefix(200);
+        let exact = IpGrouping::new().with_ipv6_prefix(200);
         assert_eq!(exact.group(ip("2001:db8::1")), "2001:db8::1");
     }
 }
