@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::auth::tokens_match;
 use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -33,7 +34,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::ConsoleState;
 use crate::error::{codes, ok, ApiError, ApiResult};
@@ -182,7 +182,7 @@ impl Signer {
         };
         let expires: u64 = expires.parse().ok()?;
         let expected = self.mac("session", nonce, expires);
-        if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) || expires <= now {
+        if !tokens_match(mac.as_bytes(), expected.as_bytes()) || expires <= now {
             return None;
         }
         if self
@@ -206,10 +206,7 @@ impl Signer {
 
     /// Whether `presented` is the CSRF token of `session`.
     pub fn csrf_matches(&self, session: &SessionCookie, presented: &str) -> bool {
-        self.csrf(session)
-            .as_bytes()
-            .ct_eq(presented.as_bytes())
-            .into()
+        tokens_match(presented.as_bytes(), self.csrf(session).as_bytes())
     }
 
     /// The sign-in form's CSRF token for a pre-sign-in nonce.
@@ -397,13 +394,9 @@ pub(crate) async fn login(
 ) -> Response {
     let pre = cookie(&headers, PRE_SESSION_COOKIE);
     let csrf_ok = match (pre, csrf_header(&headers)) {
-        (Some(pre), Some(token)) => bool::from(
-            state
-                .auth
-                .login_csrf(pre)
-                .as_bytes()
-                .ct_eq(token.as_bytes()),
-        ),
+        (Some(pre), Some(token)) => {
+            tokens_match(token.as_bytes(), state.auth.login_csrf(pre).as_bytes())
+        }
         _ => false,
     };
     if !csrf_ok {
@@ -422,7 +415,7 @@ pub(crate) async fn login(
         return response;
     }
     let accepted = match state.app.config.token.as_deref() {
-        Some(expected) => crate::auth::tokens_match(body.token.as_bytes(), expected.as_bytes()),
+        Some(expected) => tokens_match(body.token.as_bytes(), expected.as_bytes()),
         None => true,
     };
     if !accepted {
