@@ -20,11 +20,11 @@
 //! #   fn kind(&self) -> &'static str { "never" }
 //! #   fn clock(&self) -> kv_core::SharedClock { std::sync::Arc::new(kv_core::SystemClock) }
 //! #   fn capabilities(&self) -> kv_core::Capabilities { kv_core::Capabilities::atomic() }
-//! #   async fn create_namespace(&self, _: &str) -> kv_core::Result<kv_core::NamespaceInfo> { unimplemented!() }
+//! #   async fn create_namespace(&self, _: &str) -> kv_core::Result<kv_core::NamespaceInfo> { Err(kv_core::KvError::Unsupported { backend: "never", operation: "create namespace" }) }
 //! #   async fn list_namespaces(&self) -> kv_core::Result<Vec<kv_core::NamespaceInfo>> { Ok(vec![]) }
 //! #   async fn rename_namespace(&self, _: &str, _: &str) -> kv_core::Result<()> { Ok(()) }
 //! #   async fn delete_namespace(&self, _: &str) -> kv_core::Result<bool> { Ok(false) }
-//! #   async fn open_namespace(&self, _: &str) -> kv_core::Result<std::sync::Arc<dyn kv_core::NamespaceStore>> { unimplemented!() }
+//! #   async fn open_namespace(&self, _: &str) -> kv_core::Result<std::sync::Arc<dyn kv_core::NamespaceStore>> { Err(kv_core::KvError::Unsupported { backend: "never", operation: "open namespace" }) }
 //! # }
 //! # let backend = Never;
 //! use std::time::Duration;
