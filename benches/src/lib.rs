@@ -4,6 +4,8 @@
 //! The benchmarks themselves live in `benches/benches/` (see `BENCHMARKS.md` at the workspace
 //! root for how to run them and the latest figures).
 
+pub mod redis_ops;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
