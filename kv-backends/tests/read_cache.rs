@@ -9,19 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use kv_backends::memory::MemoryBackend;
 use kv_backends::ReadCache;
+use kv_core::decorator::Decorated;
 use kv_core::{
-    async_trait, Backend, BulkPut, Capabilities, DeleteOutcome, Entry, ListOptions, ListPage,
-    ManualClock, Namespace, NamespaceInfo, NamespaceStore, NewEntry, PutOptions, PutOutcome,
-    Result, SharedClock, Store, WriteMode,
+    async_trait, BulkPut, Capabilities, DeleteOutcome, Entry, ListOptions, ListPage, ManualClock,
+    Namespace, NamespaceStore, NewEntry, PutOptions, PutOutcome, Result, Store, WriteMode,
 };
 use tokio::sync::oneshot;
-
-/// A backend that counts the reads reaching it and can hold one read after it has read.
-#[derive(Debug, Clone)]
-struct Counting {
-    inner: MemoryBackend,
-    probe: Arc<Probe>,
-}
 
 #[derive(Debug, Default)]
 struct Probe {
@@ -36,41 +29,11 @@ impl Probe {
     }
 }
 
+/// A namespace that counts the reads reaching it and can hold one read after it has read.
 #[derive(Debug)]
 struct CountingNamespace {
     inner: Arc<dyn NamespaceStore>,
     probe: Arc<Probe>,
-}
-
-#[async_trait]
-impl Backend for Counting {
-    fn kind(&self) -> &'static str {
-        "counting"
-    }
-    fn clock(&self) -> SharedClock {
-        self.inner.clock()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn create_namespace(&self, title: &str) -> Result<NamespaceInfo> {
-        self.inner.create_namespace(title).await
-    }
-    async fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
-        self.inner.list_namespaces().await
-    }
-    async fn rename_namespace(&self, id: &str, title: &str) -> Result<()> {
-        self.inner.rename_namespace(id, title).await
-    }
-    async fn delete_namespace(&self, id: &str) -> Result<bool> {
-        self.inner.delete_namespace(id).await
-    }
-    async fn open_namespace(&self, id: &str) -> Result<Arc<dyn NamespaceStore>> {
-        Ok(Arc::new(CountingNamespace {
-            inner: self.inner.open_namespace(id).await?,
-            probe: self.probe.clone(),
-        }))
-    }
 }
 
 #[async_trait]
@@ -120,10 +83,13 @@ async fn setup(configure: impl FnOnce(kv_backends::ReadCacheBuilder) -> ReadCach
     let clock = ManualClock::at_unix_secs(1_700_000_000);
     let memory = MemoryBackend::builder().clock(clock.shared()).build();
     let probe = Arc::new(Probe::default());
-    let counting = Counting {
-        inner: memory.clone(),
-        probe: probe.clone(),
-    };
+    let counted = probe.clone();
+    let counting = Decorated::new(memory.clone(), move |inner| {
+        Arc::new(CountingNamespace {
+            inner,
+            probe: counted.clone(),
+        }) as Arc<dyn NamespaceStore>
+    });
     let cache = configure(ReadCache::builder(counting));
     let cached = Store::new(cache.clone()).namespace("NS").await.unwrap();
     let other = Store::new(memory).namespace("NS").await.unwrap();
